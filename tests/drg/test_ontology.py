@@ -74,3 +74,15 @@ def test_to_v34_kinds(onto):
     # a comma read as a space also resolves
     recovered = onto.to_v34("MISCELLANEOUS DISORDERS OF NUTRITION, METABOLISM, FLUIDS & ELECTROLYTES W MCC")
     assert recovered.how == "exact" and recovered.drg.code == 640
+
+
+def test_knowledge_rows(onto):
+    from clinrl.drg.knowledge import knowledge_rows
+
+    rows = knowledge_rows(onto)
+    assert len(rows) == 28  # REFERENCE A: the full list + one per MDC family
+    full = rows[0]["completion"][0]["content"].split("\n")
+    assert full == [d.description for d in onto]
+    families = [r["completion"][0]["content"].split("\n") for r in rows[1:]]
+    assert sorted(sum(families, [])) == sorted(full)
+    assert "Circulatory" in rows[6]["prompt"][0]["content"] and "HEART FAILURE AND SHOCK WITH MCC" in families[5]

@@ -1,0 +1,1 @@
+"""Test-only helpers shared across areas (no downloads, no shared data)."""

@@ -1,0 +1,61 @@
+"""A tiny real tokenizer built locally (no downloads): byte-level BPE + a ChatML-style chat template.
+
+Use it wherever a test needs genuine tokenisation, offsets and ``apply_chat_template``:
+
+    from tests.helpers.tokenizers import make_tiny_tokenizer
+    tok = make_tiny_tokenizer()
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|im_start|>", "<|im_end|>"]
+
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+_CORPUS = [
+    "The patient was admitted with heart failure and shock and treated with diuretics.",
+    "Brief hospital course: pneumonia treated with antibiotics, discharged home in stable condition.",
+    "What is the most likely MS-DRG based on the following discharge summary of a hospitalization?",
+    "<think> The principal diagnosis is sepsis with a major complication. </think>",
+    "<answer>SEPTICEMIA OR SEVERE SEPSIS WITHOUT MV >96 HOURS WITH MCC</answer>",
+    "A CC is a complication or comorbidity; an MCC is a major complication or comorbidity.",
+]
+
+
+@lru_cache(maxsize=1)
+def _tokenizer_json(vocab_size: int) -> str:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    return tok.to_str()
+
+
+def make_tiny_tokenizer(*, chat_template: bool = True, vocab_size: int = 400) -> PreTrainedTokenizerFast:
+    """A fresh byte-level BPE tokenizer (any text round-trips) with BOS/EOS/PAD and, by default, a chat template."""
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(_tokenizer_json(vocab_size)),
+        bos_token="<|bos|>",
+        eos_token="<|eos|>",
+        pad_token="<|pad|>",
+    )
+    if chat_template:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
