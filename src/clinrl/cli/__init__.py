@@ -6,6 +6,7 @@ User mistakes (:class:`clinrl.errors.ClinrlError`) print one clear line and exit
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 
@@ -29,6 +30,18 @@ app.add_typer(prm_app, name="prm", help="Process-supervised reward models for cl
 def version() -> None:
     """Print the clinrl version."""
     typer.echo(__version__)
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for everything the demo writes."),
+    n_notes: int = typer.Option(4000, "--n-notes", help="Synthetic discharge notes for the DRG part."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+) -> None:
+    """Run both systems' pipelines end to end on built-in data (CPU)."""
+    from clinrl.demo import run_demo
+
+    run_demo(out, n_notes=n_notes, seed=seed)
 
 
 def main(argv: list[str] | None = None) -> None:
