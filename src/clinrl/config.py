@@ -1,0 +1,333 @@
+"""Recipes as data: a YAML file (optionally ``extends:`` other recipes) → a config dataclass.
+
+A recipe holds our own fields (model, data, prompt options, rewards, LoRA, sampling, …) at the top
+level and the arguments passed straight to TRL's ``SFTConfig``/``GRPOConfig`` under ``trl:``.
+
+- ``extends: base.yaml`` (or a list, applied left to right) deep-merges the named recipes first, paths
+  relative to the extending file; the extending file's own keys win.
+- Overrides ``--key value`` / ``--key=value`` use dotted keys (``--trl.learning_rate 1e-5``,
+  ``--lora.r 8``); values are typed by the dataclass field or the TRL config field they target.
+- Unknown keys and values of the wrong type raise :class:`RecipeError`, naming the key and the file.
+
+Reporting is off (``report_to: none``) and hub pushes are refused unless a recipe sets them explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from clinrl.errors import ClinrlError
+
+__all__ = [
+    "RECIPES_DIR",
+    "LoraOptions",
+    "RecipeError",
+    "apply_overrides",
+    "build_config",
+    "list_recipes",
+    "load_recipe",
+    "parse_overrides",
+    "resolve_recipe",
+]
+
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes" / "drg"
+
+T = TypeVar("T")
+
+_MISSING = object()
+
+
+class RecipeError(ClinrlError):
+    """A recipe or override that cannot be loaded: names the key and the file."""
+
+
+@dataclasses.dataclass
+class LoraOptions:
+    """LoRA adapters (peft); off by default (full fine-tuning, as in the study)."""
+
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] | str = "all-linear"
+
+    def to_peft(self):
+        """A ``peft.LoraConfig`` for these options, or None when disabled."""
+        if not self.enabled:
+            return None
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=self.target_modules,
+            task_type="CAUSAL_LM",
+        )
+
+
+# --------------------------------------------------------------------------- YAML and extends
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise RecipeError(f"recipe file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path}: not valid YAML ({err})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe must be a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep merge: mappings merge key by key, anything else in ``top`` replaces ``base``."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The recipe at ``path`` as a plain dict, with every ``extends:`` resolved (cycles are an error)."""
+    path = Path(path).resolve()
+    if path in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, path))
+        raise RecipeError(f"recipe extends itself: {chain}")
+    data = _read_yaml(path)
+    parents = data.pop("extends", None)
+    if parents is None:
+        return data
+    if isinstance(parents, str):
+        parents = [parents]
+    if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+        raise RecipeError(f"{path}: 'extends' must be a file name or a list of file names")
+    merged: dict[str, Any] = {}
+    for parent in parents:
+        merged = _merge(merged, load_recipe(path.parent / parent, (*_seen, path)))
+    return _merge(merged, data)
+
+
+def list_recipes(root: str | Path = RECIPES_DIR) -> list[str]:
+    """Recipe names under ``root`` (``best``, ``tiny/best``, …); files starting with ``_`` are fragments."""
+    root = Path(root)
+    names = [p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml") if not p.name.startswith("_")]
+    return sorted(names, key=lambda n: (n.count("/"), n))
+
+
+def resolve_recipe(name: str, root: str | Path = RECIPES_DIR) -> Path:
+    """The file of recipe ``name`` (``best`` → recipes/drg/best.yaml, ``tiny/best`` → …/tiny/best.yaml)."""
+    path = Path(root) / f"{name.removesuffix('.yaml')}.yaml"
+    if not path.is_file():
+        raise RecipeError(f"unknown recipe {name!r}; available: {', '.join(list_recipes(root))}")
+    return path
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def parse_overrides(args: Sequence[str]) -> dict[str, str]:
+    """``["--a.b", "1", "--c=2"]`` → ``{"a.b": "1", "c": "2"}`` (dashes in key names become underscores)."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or len(arg) == 2:
+            raise RecipeError(f"unexpected argument {arg!r}; overrides look like --key value or --key=value")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(args) or args[i + 1].startswith("--"):
+                raise RecipeError(f"override --{key} has no value")
+            value = args[i + 1]
+            i += 1
+        out[key.replace("-", "_")] = value
+        i += 1
+    return out
+
+
+def apply_overrides(recipe: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``recipe`` with dotted-key ``overrides`` set (values stay raw; typing happens in build)."""
+    out = _merge({}, recipe)
+    for dotted, value in overrides.items():
+        node = out
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[leaf] = value
+    return out
+
+
+# --------------------------------------------------------------------------- typing
+
+
+def _fail(key: str, source: object, message: str) -> RecipeError:
+    return RecipeError(f"{source}: key {key!r}: {message}")
+
+
+def _parse_scalar(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def coerce(value: Any, annotation: Any, key: str, source: object) -> Any:
+    """``value`` converted to ``annotation`` (str from the command line or a YAML value), else RecipeError."""
+    origin = typing.get_origin(annotation)
+    if annotation is Any or annotation is object:
+        return _parse_scalar(value) if isinstance(value, str) else value
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if type(None) in options and (value is None or (isinstance(value, str) and value.lower() in ("none", "null", "~"))):
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return coerce(value, option, key, source)
+            except RecipeError as err:
+                errors.append(str(err).rsplit(": ", 1)[-1])
+        raise _fail(key, source, f"{value!r} fits none of {annotation} ({'; '.join(errors)})")
+    if origin is typing.Literal:
+        allowed = typing.get_args(annotation)
+        if value not in allowed:
+            raise _fail(key, source, f"{value!r} is not one of {', '.join(map(repr, allowed))}")
+        return value
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+            return value.lower() in ("true", "yes", "1", "on")
+        raise _fail(key, source, f"expected true/false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise _fail(key, source, f"expected an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise _fail(key, source, f"expected a number, got {value!r}")
+    if annotation is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise _fail(key, source, f"expected a string, got {value!r}")
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        try:
+            return annotation(value)
+        except ValueError:
+            raise _fail(key, source, f"{value!r} is not one of {', '.join(str(m.value) for m in annotation)}") from None
+    if origin in (list, tuple, Sequence) or annotation in (list, tuple):
+        if isinstance(value, str):
+            parsed = _parse_scalar(value)
+            value = parsed if isinstance(parsed, list) else [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise _fail(key, source, f"expected a list, got {value!r}")
+        (item,) = typing.get_args(annotation)[:1] or (Any,)
+        return [coerce(v, item, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict or annotation is dict:
+        if isinstance(value, str):
+            value = _parse_scalar(value)
+        if not isinstance(value, dict):
+            raise _fail(key, source, f"expected a mapping, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, Mapping):
+            raise _fail(key, source, f"expected a mapping of {annotation.__name__} fields, got {value!r}")
+        return _build(annotation, value, source, prefix=f"{key}.")
+    return value
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _build(cls: type[T], data: Mapping[str, Any], source: object, prefix: str = "", trl_class: type | None = None) -> T:
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = _hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise _fail(f"{prefix}{key}", source, f"unknown key; {cls.__name__} knows {', '.join(sorted(fields))}")
+        if key == "trl" and trl_class is not None:
+            kwargs[key] = _check_trl(trl_class, value, source)
+        else:
+            kwargs[key] = coerce(value, hints[key], f"{prefix}{key}", source)
+    missing = [
+        name for name, f in fields.items()
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise _fail(f"{prefix}{missing[0]}", source, f"required but not set (missing: {', '.join(missing)})")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise RecipeError(f"{source}: {err}") from None
+
+
+def _check_trl(trl_class: type, value: Any, source: object) -> dict[str, Any]:
+    """Type every entry of the ``trl:`` mapping by ``trl_class``'s field of that name."""
+    if not isinstance(value, Mapping):
+        raise _fail("trl", source, f"expected a mapping of {trl_class.__name__} arguments, got {value!r}")
+    fields = {f.name for f in dataclasses.fields(trl_class) if f.init}
+    hints = _hints(trl_class)
+    out = {}
+    for key, item in value.items():
+        if key not in fields:
+            raise _fail(f"trl.{key}", source, f"not a {trl_class.__name__} argument")
+        out[key] = coerce(item, hints.get(key, Any), f"trl.{key}", source)
+    return out
+
+
+def build_config(
+    cls: type[T],
+    path: str | Path,
+    overrides: Mapping[str, Any] | Sequence[str] = (),
+    *,
+    trl_class: type | None = None,
+) -> T:
+    """Load recipe ``path``, apply ``overrides`` (a mapping or ``--key value`` strings), return ``cls``.
+
+    ``trl_class`` (e.g. ``trl.GRPOConfig``) types the ``trl:`` entries. Safe defaults are added to them:
+    ``report_to: none`` and ``push_to_hub: false`` unless the recipe sets them.
+    """
+    recipe = load_recipe(path)
+    if not isinstance(overrides, Mapping):
+        overrides = parse_overrides(list(overrides))
+    recipe = apply_overrides(recipe, overrides)
+    source = Path(path)
+    if overrides:
+        source = f"{source} (with overrides {', '.join('--' + k for k in overrides)})"
+    trl = recipe.setdefault("trl", {})
+    if isinstance(trl, dict):
+        trl.setdefault("report_to", "none")
+        trl.setdefault("push_to_hub", False)
+    return _build(cls, recipe, source, trl_class=trl_class)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A recipe dataclass as plain data (for saving beside a run)."""
+    return dataclasses.asdict(config)
