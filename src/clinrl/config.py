@@ -32,17 +32,20 @@ __all__ = [
     "RecipeError",
     "apply_overrides",
     "build_config",
+    "coerce",
+    "config_to_dict",
+    "finish_distributed",
     "list_recipes",
     "load_recipe",
     "parse_overrides",
+    "read_split",
     "resolve_recipe",
+    "resume_checkpoint",
 ]
 
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes" / "drg"
 
 T = TypeVar("T")
-
-_MISSING = object()
 
 
 class RecipeError(ClinrlError):
@@ -193,7 +196,7 @@ def coerce(value: Any, annotation: Any, key: str, source: object) -> Any:
         return _parse_scalar(value) if isinstance(value, str) else value
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(annotation)
-        if type(None) in options and (value is None or (isinstance(value, str) and value.lower() in ("none", "null", "~"))):
+        if type(None) in options and (value is None or (isinstance(value, str) and value.lower() in ("null", "~"))):
             return None
         errors = []
         for option in (o for o in options if o is not type(None)):
@@ -331,3 +334,55 @@ def build_config(
 def config_to_dict(config: Any) -> dict[str, Any]:
     """A recipe dataclass as plain data (for saving beside a run)."""
     return dataclasses.asdict(config)
+
+
+# --------------------------------------------------------------------------- run helpers shared by the trainers
+
+
+def resume_checkpoint(output_dir: str | Path, resume: bool) -> str | None:
+    """The checkpoint to resume from: the last ``checkpoint-N`` in ``output_dir`` when ``resume``.
+
+    ``resume`` without a checkpoint, or a fresh run into a folder that already holds checkpoints (which
+    would mix two runs), raise :class:`ClinrlError`.
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = Path(output_dir)
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if resume:
+        if last is None:
+            raise ClinrlError(f"--resume: no checkpoint-* folder in {out}")
+        return last
+    if last is not None:
+        raise ClinrlError(f"{out} already holds checkpoints ({Path(last).name}); pass --resume or choose a new output_dir")
+    return None
+
+
+def read_split(path: str | Path, columns: Sequence[str] = ("text", "solution"), limit: int | None = None):
+    """A split parquet (from ``clinrl drg split``) as a DataFrame, checked for ``columns``; first ``limit`` rows."""
+    import pandas as pd
+
+    from clinrl.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", path=path)
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises several types for a non-parquet file
+        raise DataError(f"cannot read as parquet ({type(err).__name__}: {err})", path=path) from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"missing column(s) {', '.join(missing)}; is this a `clinrl drg split` output?", path=path)
+    if frame.empty:
+        raise DataError("no rows", path=path)
+    return frame.head(limit).reset_index(drop=True) if limit else frame
+
+
+def finish_distributed() -> None:
+    """Leave a torch.distributed group cleanly (barrier, then destroy) so that every rank exits 0."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -104,3 +104,82 @@ def prepare_command(
     )
     if not quiet:
         print_summary(flow, json.loads((out / "prepare_report.json").read_text(encoding="utf-8")), out)
+
+
+_TRAIN_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _recipe_path(config: Optional[Path], recipe: Optional[str]) -> Path:
+    from clinrl.config import resolve_recipe
+    from clinrl.errors import ClinrlError
+
+    if (config is None) == (recipe is None):
+        raise ClinrlError("give exactly one of --config FILE or --recipe NAME (see `clinrl drg recipes`)")
+    return config if config is not None else resolve_recipe(recipe)
+
+
+@app.command("sft", context_settings=_TRAIN_CONTEXT)
+def sft_command(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(None, "--config", help="SFT recipe YAML (e.g. recipes/drg/sft.yaml)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="Recipe name under recipes/drg (e.g. sft, tiny/sft)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in output_dir."),
+) -> None:
+    """Supervised fine-tuning (cold start + knowledge rows). Extra --key value pairs override the recipe."""
+    from clinrl.drg.sft import run_from_cli
+
+    summary = run_from_cli(_recipe_path(config, recipe), ctx.args, resume)
+    typer.echo(__import__("json").dumps(summary, default=str))
+
+
+@app.command("grpo", context_settings=_TRAIN_CONTEXT)
+def grpo_command(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(None, "--config", help="GRPO recipe YAML (e.g. recipes/drg/best.yaml)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="Recipe name under recipes/drg (e.g. best, tiny/best)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in output_dir."),
+) -> None:
+    """GRPO with our rewards. Extra --key value pairs override the recipe (--trl.learning_rate 1e-6)."""
+    from clinrl.drg.grpo import run_from_cli
+
+    summary = run_from_cli(_recipe_path(config, recipe), ctx.args, resume)
+    typer.echo(__import__("json").dumps(summary, default=str))
+
+
+@app.command("recipes")
+def recipes_command() -> None:
+    """List the training recipes under recipes/drg (names for --recipe)."""
+    from clinrl.config import RECIPES_DIR, list_recipes, load_recipe
+
+    for name in list_recipes():
+        data = load_recipe(RECIPES_DIR / f"{name}.yaml")
+        typer.echo(f"{name}\t{data.get('description', '')}")
+
+
+@app.command("difficulty")
+def difficulty_command(
+    model: Path = typer.Option(..., "--model", help="Model folder (transformers format) used to sample."),
+    data: Path = typer.Option(..., "--data", help="Cases (parquet/JSONL): hadm_id, text, solution or description."),
+    out: Path = typer.Option(..., "--out", help="Tag file (JSONL); an existing one is resumed, tagged cases skipped."),
+    k: int = typer.Option(8, "--k", help="Completions sampled per case."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature."),
+    top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling threshold."),
+    max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Tokens generated per completion at most."),
+    max_prompt_tokens: int = typer.Option(2048, "--max-prompt-tokens", help="Courses are cut to fit this prompt size."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Cases per generate call (batch-size × k sequences)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Tag at most this many new cases in this run."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Tag cases easy (all k samples correct), hard (none) or mixed, for GRPO curricula."""
+    import json
+
+    from clinrl.drg.difficulty import DifficultyConfig, tag_dataset
+
+    config = DifficultyConfig(
+        k=k, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size,
+        max_prompt_tokens=max_prompt_tokens, limit=limit, seed=seed,
+    )
+    summary = tag_dataset(model, data, out, config, progress=not quiet)
+    keys = ("cases", "easy", "mixed", "hard", "tagged_now", "skipped_already_tagged")
+    typer.echo(json.dumps({key: summary[key] for key in keys}))

@@ -137,3 +137,171 @@ def render_command(
     special = resolve_tokens(tokens)[1]
     count = write_rendered(load_notes(notes), special, out, labels=labels, eos=eos)  # type: ignore[arg-type]
     typer.echo(f"{count} PRM strings -> {out}", err=True)
+
+
+@app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train_command(
+    ctx: typer.Context,
+    config: Path = typer.Option(..., "--config", help="Recipe YAML (recipes/prm/*.yaml)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint-N in output_dir."),
+) -> None:
+    """Train a PRM/ORM from a recipe; extra `--key value` pairs override recipe keys."""
+    from clinrl.prm.train import train_from_recipe
+
+    result = train_from_recipe(config, ctx.args, resume=resume)
+    last = f", last loss {result.losses[-1][1]}" if result.losses else ""
+    dropped = f"; dropped {result.dropped}" if result.dropped else ""
+    typer.echo(
+        f"{result.steps} steps on {result.examples} examples from {result.notes} notes in {result.seconds:.0f} s"
+        f"{last}{dropped} -> {result.output_dir}",
+        err=True,
+    )
+
+
+# ---- scoring, Best-of-N and evaluation (clinrl.prm.score / select / evaluate) ----
+_PROBABILITY_HELP = "full (softmax over the vocabulary, the study) or binary ({+, -} only)."
+_CONTEXT_HELP = "Label slots at inference: placeholder (the study), plus, or greedy (feed predicted labels)."
+
+
+def _load_scorer(model: Path, probability: str, context: str, batch_size: int, fast: bool = True):
+    from clinrl.prm.score import ScoreConfig, load_scorer
+
+    config = ScoreConfig(probability, context, fast=fast, batch_size=batch_size)  # type: ignore[arg-type]
+    return load_scorer(model, config)
+
+
+def _progress(total: int, label: str):
+    from rich.console import Console
+    from rich.progress import Progress
+
+    progress = Progress(console=Console(stderr=True), transient=True)
+    task = progress.add_task(label, total=total)
+    return progress, lambda n: progress.advance(task, n)
+
+
+@app.command("score")
+def score_command(
+    model: Path = typer.Option(..., "--model", help="A trained PRM folder (clinrl_prm.json inside)."),
+    notes: Path = typer.Option(..., "--notes", help="PRM-Clinic JSON notes, or one free-text note (.txt)."),
+    dialogue: Optional[Path] = typer.Option(None, "--dialogue", help="Dialogue text file (replaces the notes' own)."),
+    json_out: Path = typer.Option(..., "--json", help="Write per-slot P(+) and note scores here (no note text)."),
+    probability: str = typer.Option("full", "--probability", help=_PROBABILITY_HELP),
+    context: str = typer.Option("placeholder", "--context", help=_CONTEXT_HELP),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Note continuations per forward pass."),
+    no_fast: bool = typer.Option(False, "--no-fast", help="Use the one-note-at-a-time reference procedure."),
+) -> None:
+    """Score notes with a PRM: P(+) at every label slot and note scores (sum_log, min, mean, last)."""
+    from clinrl.errors import ClinrlError
+    from clinrl.io import write_json_atomic
+    from clinrl.prm.select import read_candidates
+
+    candidates, names = read_candidates([notes])
+    dialog = dialogue.read_text(encoding="utf-8") if dialogue is not None else None
+    if dialog is None and any(isinstance(n, str) for n in candidates):
+        raise ClinrlError("a free-text note needs --dialogue")
+    scorer = _load_scorer(model, probability, context, batch_size, not no_fast)
+    progress, advance = _progress(len(candidates), "scoring")
+    results = []
+    with progress:
+        for name, note in zip(names, candidates):
+            scored = scorer.score_note(note, dialog)
+            extra = {} if isinstance(note, str) else {"case_id": note.case_id, "sample_no": note.sample_no}
+            results.append({"name": name, **extra, **scored.to_dict()})
+            advance(1)
+    write_json_atomic(json_out, {"model": str(model), "config": vars(scorer.config), "head": scorer.head,
+                                 "objective": scorer.objective, "notes": results})  # fmt: skip
+    typer.echo(f"{len(results)} notes scored ({dict(scorer.stats)}) -> {json_out}", err=True)
+
+
+@app.command("best-of-n")
+def best_of_n_command(
+    model: Path = typer.Option(..., "--model", help="A trained PRM folder."),
+    dialogue: Path = typer.Option(..., "--dialogue", help="The dialogue, as a text file."),
+    notes: list[Path] = typer.Option(..., "--notes", help="Candidate note (free text or PRM-Clinic JSON); repeat."),
+    aggregate: Optional[str] = typer.Option(None, "--aggregate", help="sum_log, min, mean or last (default: model's)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the ranking with per-slot scores here."),
+    weakest: int = typer.Option(3, "--weakest", min=0, help="Weakest steps shown per note."),
+    show_text: bool = typer.Option(False, "--show-text", help="Show the weakest steps' text (patient data!)."),
+    probability: str = typer.Option("full", "--probability", help=_PROBABILITY_HELP),
+    context: str = typer.Option("placeholder", "--context", help=_CONTEXT_HELP),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Note continuations per forward pass."),
+) -> None:
+    """Rank candidate notes for one dialogue with a PRM (each note scored on its own)."""
+    from rich.console import Console
+
+    from clinrl.io import write_json_atomic
+    from clinrl.prm.select import best_of_n, ranking_table, read_candidates
+
+    candidates, names = read_candidates(notes)
+    scorer = _load_scorer(model, probability, context, batch_size)
+    dialog = dialogue.read_text(encoding="utf-8")
+    ranking = best_of_n(dialog, candidates, scorer, aggregate, names=names, weakest=weakest)
+    Console().print(ranking_table(ranking, show_text=show_text))
+    if json_out is not None:
+        write_json_atomic(json_out, ranking.to_dict())
+
+
+@app.command("eval-selection")
+def eval_selection_command(
+    gold: Path = typer.Option(..., "--gold", help="Gold notes of the verification task (PRM-Clinic JSON)."),
+    errors: Path = typer.Option(..., "--errors", help="Error samples of the same cases."),
+    scorer: str = typer.Option(..., "--scorer", help="medoid, random (exact expectation), length, prm or orm."),
+    model: Optional[Path] = typer.Option(None, "--model", help="PRM folder, for --scorer prm/orm."),
+    aggregate: Optional[str] = typer.Option(None, "--aggregate", help="prm: sum_log (default), min, mean or last."),
+    json_out: Path = typer.Option(..., "--json", help="Write the report (per Data_source) here."),
+    probability: str = typer.Option("full", "--probability", help=_PROBABILITY_HELP),
+    context: str = typer.Option("placeholder", "--context", help=_CONTEXT_HELP),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Note continuations per forward pass."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N cases of each Data_source."),
+) -> None:
+    """Gold-selection accuracy per Data_source (+ step-level error detection for model scorers)."""
+    from rich.console import Console
+
+    from clinrl.io import write_json_atomic
+    from clinrl.prm.evaluate import MODEL_SCORERS, evaluate_selection, group_cases, limit_cases, selection_table
+    from clinrl.prm.notes import load_notes
+
+    cases, dropped = group_cases(load_notes(gold), load_notes(errors))
+    if limit is not None:
+        cases = limit_cases(cases, limit)
+    loaded = _load_scorer(model, probability, context, batch_size) if scorer in MODEL_SCORERS and model else None
+    progress, advance = _progress(len(cases), f"eval {scorer}")
+    with progress:
+        report = evaluate_selection(cases, scorer, model=loaded, aggregate=aggregate, dropped=dropped, progress=advance)
+    Console().print(selection_table(report))
+    if any(dropped.values()):
+        typer.echo(f"dropped: {dropped}", err=True)
+    write_json_atomic(json_out, {**report.to_dict(), "model": str(model) if model else None})
+
+
+@app.command("eval-preference")
+def eval_preference_command(
+    csv_path: Path = typer.Option(..., "--csv", help="A-Prefer-style CSV: Case_id, Sample_no, Training_note."),
+    labels: Path = typer.Option(..., "--labels", help="CSV: Case_id, Preferred_note."),
+    scorer: str = typer.Option(..., "--scorer", help="prm, orm, random (exact expectation), length or first."),
+    model: Optional[Path] = typer.Option(None, "--model", help="PRM folder, for --scorer prm/orm."),
+    tokens: str = typer.Option("llama3", "--tokens", help="Tokens of the strings: llama3, new or a JSON file."),
+    aggregate: Optional[str] = typer.Option(None, "--aggregate", help="prm: sum_log (default), min, mean or last."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result here."),
+    probability: str = typer.Option("full", "--probability", help=_PROBABILITY_HELP),
+    context: str = typer.Option("placeholder", "--context", help=_CONTEXT_HELP),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Note continuations per forward pass."),
+) -> None:
+    """Accuracy of picking the physician-preferred note (A-Prefer-style data)."""
+    from clinrl.io import write_json_atomic
+    from clinrl.prm.build import resolve_tokens
+    from clinrl.prm.evaluate import MODEL_SCORERS, evaluate_preference, load_preference_cases
+
+    cases, dropped = load_preference_cases(csv_path, labels, resolve_tokens(tokens)[1])
+    loaded = _load_scorer(model, probability, context, batch_size) if scorer in MODEL_SCORERS and model else None
+    progress, advance = _progress(len(cases), f"eval {scorer}")
+    with progress:
+        result = evaluate_preference(cases, scorer, model=loaded, aggregate=aggregate, progress=advance)
+    result["dropped"] = dropped
+    acc = result["accuracy"]
+    typer.echo(f"{scorer}: {'—' if acc is None else f'{acc:.1f}'} % preferred note picked "
+               f"({result['correct']:g}/{result['total']})")  # fmt: skip
+    if any(dropped.values()):
+        typer.echo(f"dropped: {dropped}", err=True)
+    if json_out is not None:
+        write_json_atomic(json_out, result)

@@ -1,0 +1,353 @@
+"""Difficulty tags and curricula (REFERENCE A: drop easy / hard / both, easy→hard).
+
+A case is *easy* when all ``k`` sampled completions are correct, *hard* when none is, else *mixed*;
+correct means the strict accuracy reward pays the exact-match score. :func:`tag_dataset` samples with
+``transformers`` ``generate`` (CPU or GPU, batched), writing one JSON line per case
+``{hadm_id, difficulty, n_correct, k}``; it appends and flushes per batch, so an interrupted run
+resumes where it stopped (cases already in the file are skipped). :func:`apply_curriculum` then
+filters or orders a training set by those tags.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from clinrl.errors import ClinrlError, DataError
+
+__all__ = [
+    "CURRICULA",
+    "DIFFICULTIES",
+    "Curriculum",
+    "DifficultyConfig",
+    "apply_curriculum",
+    "curriculum_preserves_order",
+    "difficulty_of",
+    "load_difficulty",
+    "read_cases",
+    "summarize",
+    "tag_dataset",
+]
+
+DIFFICULTIES = ("easy", "mixed", "hard")
+
+
+def difficulty_of(n_correct: int, k: int) -> str:
+    """``easy`` (all k correct), ``hard`` (none) or ``mixed``."""
+    if not 0 <= n_correct <= k or k < 1:
+        raise ValueError(f"need 0 <= n_correct <= k and k >= 1, got n_correct={n_correct}, k={k}")
+    return "easy" if n_correct == k else "hard" if n_correct == 0 else "mixed"
+
+
+def _key(value: Any) -> Any:
+    """A hadm_id as a comparable key: integral numbers (and digit strings) as int, else the string."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str):
+        return int(value) if value.strip().lstrip("-").isdigit() else value
+    try:
+        as_float = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isfinite(as_float) and as_float == int(as_float):
+        return int(as_float)
+    return str(value)
+
+
+# --------------------------------------------------------------------------- reading tags
+
+
+def _read_records(path: Path) -> list[dict[str, Any]]:
+    """Complete JSON lines of a tag file; a torn last line (interrupted write) is ignored."""
+    records = []
+    lines = path.read_text(encoding="utf-8").split("\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):  # no trailing newline: the last write was cut short
+                continue
+            raise DataError("not a JSON object", path=path, row=number) from None
+        if not isinstance(record, dict):
+            raise DataError("not a JSON object", path=path, row=number)
+        for name in ("hadm_id", "difficulty"):
+            if name not in record:
+                raise DataError("missing field", path=path, row=number, field=name)
+        if record["difficulty"] not in DIFFICULTIES:
+            raise DataError(
+                f"difficulty must be one of {', '.join(DIFFICULTIES)}, got {record['difficulty']!r}",
+                path=path, row=number, field="difficulty",
+            )
+        records.append(record)
+    return records
+
+
+def load_difficulty(path: str | Path) -> dict[Any, str]:
+    """``{hadm_id: "easy" | "mixed" | "hard"}`` from a tag file (the last line wins for a repeated id)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("difficulty file not found", path=path)
+    return {_key(r["hadm_id"]): r["difficulty"] for r in _read_records(path)}
+
+
+# --------------------------------------------------------------------------- curricula
+
+
+@dataclass(frozen=True)
+class Curriculum:
+    """Which tags to drop, and whether to order easy → mixed (and untagged) → hard."""
+
+    drop: frozenset[str] = frozenset()
+    ordered: bool = False
+
+
+CURRICULA: dict[str, Curriculum] = {
+    "none": Curriculum(),
+    "drop_easy": Curriculum(frozenset({"easy"})),
+    "drop_hard": Curriculum(frozenset({"hard"})),
+    "drop_both": Curriculum(frozenset({"easy", "hard"})),
+    "easy_to_hard": Curriculum(ordered=True),
+}
+
+_RANK = {"easy": 0, "mixed": 1, None: 1, "hard": 2}
+
+
+def curriculum_preserves_order(mode: str) -> bool:
+    """True when the curriculum's row order is the point (the GRPO dataloader must not shuffle)."""
+    return _curriculum(mode).ordered
+
+
+def _curriculum(mode: str) -> Curriculum:
+    try:
+        return CURRICULA[mode]
+    except KeyError:
+        raise ClinrlError(f"unknown curriculum {mode!r}; choose from {', '.join(CURRICULA)}") from None
+
+
+def apply_curriculum(
+    dataset: Any, tags: Mapping[Any, str], mode: str, *, id_field: str = "hadm_id"
+) -> tuple[Any, dict[str, Any]]:
+    """Filter or order ``dataset`` (a ``datasets.Dataset`` or a pandas DataFrame) by difficulty tags.
+
+    Modes: none | drop_easy | drop_hard | drop_both | easy_to_hard (easy, then mixed and untagged
+    cases in their original order, then hard; stable within each band). Untagged cases are always
+    kept and counted. Returns ``(dataset, report)``; ``report["shuffle"]`` is False when the order
+    must survive the trainer's sampler (pass ``preserve_order=True`` / ``shuffle_dataset=False``).
+    """
+    curriculum = _curriculum(mode)
+    columns = list(dataset.columns) if hasattr(dataset, "iloc") else list(dataset.column_names)
+    if id_field not in columns:
+        raise DataError(f"the dataset has no {id_field!r} column to match difficulty tags on", field=id_field)
+    ids = dataset[id_field].tolist() if hasattr(dataset, "iloc") else list(dataset[id_field])
+    labels = [tags.get(_key(i)) for i in ids]
+    counts = Counter(label or "untagged" for label in labels)
+    keep = [i for i, label in enumerate(labels) if label not in curriculum.drop]
+    if curriculum.ordered:
+        keep.sort(key=lambda i: _RANK[labels[i]])  # stable: original order within each band
+    if hasattr(dataset, "iloc"):
+        result = dataset.iloc[keep].reset_index(drop=True)
+    else:
+        result = dataset.select(keep)
+    report = {
+        "mode": mode,
+        "input": len(ids),
+        **{name: counts.get(name, 0) for name in (*DIFFICULTIES, "untagged")},
+        "dropped": {name: counts.get(name, 0) for name in sorted(curriculum.drop)},
+        "kept": len(keep),
+        "order": "easy, mixed+untagged, hard" if curriculum.ordered else "unchanged",
+        "shuffle": not curriculum.ordered,
+        "unused_tags": len(set(tags) - {_key(i) for i in ids}),
+    }
+    return result, report
+
+
+# --------------------------------------------------------------------------- tagging with a model
+
+
+@dataclass
+class DifficultyConfig:
+    """Sampling for :func:`tag_dataset`: ``k`` completions per case at ``temperature``/``top_p``,
+    ``batch_size`` cases per ``generate`` call (``batch_size * k`` sequences), the course cut to fit
+    ``max_prompt_tokens``; ``limit`` caps the cases of this run (after skipping tagged ones)."""
+
+    k: int = 8
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 512
+    batch_size: int = 4
+    max_prompt_tokens: int = 2048
+    limit: int | None = None
+    seed: int = 0
+    reward: str = "accuracy_strict"
+
+    def validate(self) -> None:
+        for name in ("k", "max_new_tokens", "batch_size", "max_prompt_tokens"):
+            if getattr(self, name) < 1:
+                raise ClinrlError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.temperature > 0:
+            raise ClinrlError(f"temperature must be positive, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ClinrlError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.limit is not None and self.limit < 0:
+            raise ClinrlError(f"limit must be >= 0, got {self.limit}")
+
+
+def read_cases(path: str | Path) -> list[dict[str, Any]]:
+    """Cases ``{hadm_id, text, solution}`` from a parquet/JSONL split (``solution`` derived from
+    ``description`` when absent). Raises DataError for a missing column or a repeated hadm_id."""
+    import pandas as pd
+
+    from clinrl.drg.ontology import load_ontology
+    from clinrl.drg.split import add_solution
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", path=path)
+    try:
+        frame = pd.read_json(path, lines=True) if path.suffix in (".jsonl", ".json") else pd.read_parquet(path)
+    except Exception as err:  # pyarrow / pandas raise several types for unreadable input
+        raise DataError(f"cannot read ({type(err).__name__}: {err})", path=path) from None
+    for name in ("hadm_id", "text"):
+        if name not in frame.columns:
+            raise DataError("missing column", path=path, field=name)
+    if "solution" not in frame.columns:
+        if "description" not in frame.columns:
+            raise DataError("missing column (need solution or description)", path=path, field="solution")
+        frame = add_solution(frame, load_ontology(), path=path)
+    duplicated = frame["hadm_id"].duplicated()
+    if duplicated.any():
+        raise DataError("repeated hadm_id (tags are keyed on it)", path=path, row=frame["hadm_id"][duplicated].iloc[0])
+    return [
+        {"hadm_id": _key(h), "text": t, "solution": s}
+        for h, t, s in zip(frame["hadm_id"].tolist(), frame["text"].tolist(), frame["solution"].tolist())
+    ]
+
+
+def _sample(model: Any, tokenizer: Any, prompts: list[str], config: DifficultyConfig) -> list[list[str]]:
+    """``k`` decoded completions for each prompt (one batched ``generate`` call)."""
+    import torch
+
+    templated = bool(getattr(tokenizer, "chat_template", None))
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=not templated)
+    enc = {name: tensor.to(model.device) for name, tensor in enc.items() if name in ("input_ids", "attention_mask")}
+    with torch.no_grad():
+        out = model.generate(
+            **enc,
+            do_sample=True,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            max_new_tokens=config.max_new_tokens,
+            num_return_sequences=config.k,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+    return [texts[i * config.k : (i + 1) * config.k] for i in range(len(prompts))]
+
+
+def summarize(path: str | Path) -> dict[str, Any]:
+    """Counts over a tag file: cases, easy/mixed/hard, the k used."""
+    records = _read_records(Path(path)) if Path(path).is_file() else []
+    latest = {_key(r["hadm_id"]): r for r in records}
+    counts = Counter(r["difficulty"] for r in latest.values())
+    return {
+        "cases": len(latest),
+        **{name: counts.get(name, 0) for name in DIFFICULTIES},
+        "k": sorted({r.get("k") for r in latest.values() if r.get("k") is not None}),
+    }
+
+
+def _load_model(model_path: str | Path) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    cuda = torch.cuda.is_available()
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16 if cuda else torch.float32)
+    model.to("cuda" if cuda else "cpu").eval()
+    return model, tokenizer
+
+
+def _truncate_file_to_complete_lines(path: Path) -> None:
+    """Cut a torn last line (from an interrupted run) so appends start on a fresh line."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def tag_dataset(
+    model_path: str | Path,
+    data: str | Path,
+    out: str | Path,
+    config: DifficultyConfig = DifficultyConfig(),
+    *,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Tag every case of ``data`` not yet in ``out`` and return a summary; also writes
+    ``<out>.summary.json``. Resumable: rerun with the same arguments to continue."""
+    import torch
+    from tqdm import tqdm
+
+    from clinrl.drg.prompts import render_prompt, truncate_course
+    from clinrl.drg.rewards import EXACT, get_reward
+    from clinrl.io import write_json_atomic
+
+    config.validate()
+    out = Path(out)
+    done: set[Any] = set()
+    if out.is_file():
+        _truncate_file_to_complete_lines(out)
+        previous = _read_records(out)
+        ks = {r.get("k") for r in previous}
+        if ks - {config.k}:
+            raise ClinrlError(f"{out} holds tags made with k={sorted(ks, key=str)}; use --k {ks.pop()} or a new --out")
+        done = {_key(r["hadm_id"]) for r in previous}
+    all_cases = read_cases(data)
+    cases = [c for c in all_cases if c["hadm_id"] not in done]
+    skipped = len(all_cases) - len(cases)
+    if config.limit is not None:
+        cases = cases[: config.limit]
+    reward = get_reward(config.reward)
+    torch.manual_seed(config.seed)
+    model, tokenizer = _load_model(model_path) if cases else (None, None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    new = Counter()
+    with out.open("a", encoding="utf-8") as fh, tqdm(
+        total=len(cases), desc="drg difficulty", unit="case", disable=not progress
+    ) as bar:
+        for start in range(0, len(cases), config.batch_size):
+            batch = cases[start : start + config.batch_size]
+            prompts = [
+                render_prompt(truncate_course(c["text"], tokenizer, config.max_prompt_tokens), tokenizer)
+                for c in batch
+            ]
+            samples = _sample(model, tokenizer, prompts, config)
+            for case, completions in zip(batch, samples):
+                scores = reward(completions, [case["solution"]] * len(completions))
+                n_correct = sum(1 for s in scores if s >= EXACT)
+                tag = difficulty_of(n_correct, config.k)
+                new[tag] += 1
+                record = {"hadm_id": case["hadm_id"], "difficulty": tag, "n_correct": n_correct, "k": config.k}
+                fh.write(json.dumps(record) + "\n")
+            fh.flush()
+            bar.update(len(batch))
+    summary = {
+        **summarize(out),
+        "tagged_now": sum(new.values()),
+        "tagged_now_by_difficulty": {name: new.get(name, 0) for name in DIFFICULTIES},
+        "skipped_already_tagged": skipped,
+        "model": str(model_path),
+        "data": str(data),
+        "config": asdict(config),
+    }
+    write_json_atomic(out.with_name(out.name + ".summary.json"), summary)
+    return summary

@@ -1,0 +1,209 @@
+"""``clinrl drg grpo``: GRPO for DRG coding on TRL 1.16 (REFERENCE A, "GRPO" and the ablations).
+
+The recipe (:class:`DRGGRPOConfig`) names the policy, the RL split, our rewards and their weights, the
+KL schedule, LoRA, dynamic resampling and the difficulty curriculum; everything TRL itself handles —
+loss type (grpo / dapo / dr_grpo / bnpo), advantage scaling (``scale_rewards: none`` = Dr. GRPO
+advantage), β, G, lengths, vLLM — goes to ``GRPOConfig`` through the recipe's ``trl:`` mapping. TRL
+1.16's defaults differ from the study's TRL 0.15 (loss ``dapo`` not ``grpo``, β 0 not 0.04), so the
+recipes set those explicitly. TRL 1.16 has no prompt-length cap, so prompts are cut here (the course,
+never the instructions) to ``max_prompt_tokens``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from clinrl.config import (
+    LoraOptions,
+    RecipeError,
+    build_config,
+    config_to_dict,
+    finish_distributed,
+    read_split,
+    resume_checkpoint,
+)
+from clinrl.errors import ClinrlError
+
+__all__ = ["CURRICULA", "SAMPLING_MODES", "DRGGRPOConfig", "build_rewards", "build_rl_dataset", "load_grpo_config", "train_grpo"]
+
+SAMPLING_MODES = ("off", "neutral", "positive", "filter")
+CURRICULA = ("none", "drop_easy", "drop_hard", "drop_both", "easy_to_hard")
+
+
+@dataclass
+class DRGGRPOConfig:
+    """A GRPO recipe: our fields, plus ``trl`` passed to ``trl.GRPOConfig`` (``output_dir`` is ours)."""
+
+    model: str
+    data: str
+    output_dir: str
+    name: str = "grpo"
+    description: str = ""
+    max_prompt_tokens: int | None = 4096
+    truncation: Literal["head", "tail", "head_tail"] = "head"
+    limit: int | None = None
+    rewards: list[str] = field(default_factory=lambda: ["format", "accuracy_dense"])
+    reward_weights: list[float] | None = None
+    cot_first_tokens: int = 50
+    kl_schedule: Literal["constant", "cosine"] = "constant"
+    lora: LoraOptions = field(default_factory=LoraOptions)
+    sampling_mode: Literal["off", "neutral", "positive", "filter"] = "off"
+    max_resample_retries: int = 12
+    resample_temperatures: list[float] = field(default_factory=lambda: [0.7, 0.8, 0.9, 1.0])
+    curriculum: Literal["none", "drop_easy", "drop_hard", "drop_both", "easy_to_hard"] = "none"
+    difficulty_file: str | None = None
+    trl: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from clinrl.drg.rewards import available_rewards
+
+        unknown = [r for r in self.rewards if r not in available_rewards()]
+        if unknown or not self.rewards:
+            raise ValueError(f"rewards: unknown {unknown or 'empty list'}; available: {', '.join(available_rewards())}")
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
+            raise ValueError(f"reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards")
+        if self.curriculum != "none" and not self.difficulty_file:
+            raise ValueError(f"curriculum {self.curriculum!r} needs difficulty_file (from `clinrl drg difficulty`)")
+        if self.kl_schedule == "cosine" and not float(self.trl.get("beta", 0.0)) > 0:
+            raise ValueError("kl_schedule cosine needs trl.beta > 0 (the schedule decays from it)")
+        if self.max_resample_retries < 0:
+            raise ValueError("max_resample_retries must be >= 0")
+        for key in ("output_dir", "reward_weights"):
+            if key in self.trl:
+                raise ValueError(f"set {key} at the top level of the recipe, not under trl")
+
+
+def load_grpo_config(path: str | Path, overrides: Any = ()) -> DRGGRPOConfig:
+    """Load a GRPO recipe with ``overrides`` (``--key value`` strings or a dotted-key mapping)."""
+    from trl import GRPOConfig
+
+    return build_config(DRGGRPOConfig, path, overrides, trl_class=GRPOConfig)
+
+
+def build_rl_dataset(cfg: DRGGRPOConfig, tokenizer: Any) -> tuple[Any, dict[str, Any] | None]:
+    """The RL split as a ``datasets.Dataset`` of ``{"prompt": messages, "solution", "hadm_id"?}``,
+    prompts cut to ``max_prompt_tokens`` and the curriculum applied; plus the curriculum's report
+    (counts per difficulty, kept rows; None without a curriculum)."""
+    from datasets import Dataset
+
+    from clinrl.drg.prompts import to_rl_rows
+
+    frame = read_split(cfg.data, limit=cfg.limit)
+    keep = [c for c in ("text", "solution", "hadm_id") if c in frame.columns]
+    dataset = Dataset.from_pandas(frame[keep], preserve_index=False)
+    dataset = dataset.map(
+        lambda ex: to_rl_rows(ex, tokenizer=tokenizer, max_prompt_tokens=cfg.max_prompt_tokens, strategy=cfg.truncation),
+        remove_columns=["text"],
+        desc="prompts",
+    )
+    if cfg.curriculum != "none":
+        from clinrl.drg.difficulty import apply_curriculum, load_difficulty
+
+        return apply_curriculum(dataset, load_difficulty(cfg.difficulty_file), cfg.curriculum)
+    return dataset, None
+
+
+def build_rewards(cfg: DRGGRPOConfig, tokenizer: Any = None) -> list:
+    """Our reward callables, in recipe order (one shared ontology)."""
+    from clinrl.drg.ontology import load_ontology
+    from clinrl.drg.rewards import get_reward
+
+    ontology = load_ontology()
+    options = {"cot_first_penalty": {"n_tokens": cfg.cot_first_tokens, "tokenizer": tokenizer}}
+    return [get_reward(name, ontology=ontology, **options.get(name, {})) for name in cfg.rewards]
+
+
+def _trl_args(cfg: DRGGRPOConfig):
+    from trl import GRPOConfig
+
+    kwargs = dict(cfg.trl)
+    if cfg.curriculum == "easy_to_hard":
+        kwargs["shuffle_dataset"] = False  # the order is the curriculum
+    try:
+        return GRPOConfig(output_dir=cfg.output_dir, reward_weights=cfg.reward_weights, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise RecipeError(f"recipe {cfg.name!r}: invalid trl settings: {err}") from None
+
+
+def _trainer(cfg: DRGGRPOConfig, args: Any, dataset: Any, tokenizer: Any, model: Any = None):
+    """The trainer: the resampling trainer (``clinrl.drg.sampling``) when present, else TRL's."""
+    common = dict(
+        model=model if model is not None else cfg.model,
+        reward_funcs=build_rewards(cfg, tokenizer),
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=cfg.lora.to_peft(),
+    )
+    try:
+        from clinrl.drg.sampling import ClinrlGRPOTrainer, SamplingConfig
+    except ImportError:
+        if cfg.sampling_mode != "off":
+            raise ClinrlError(f"sampling_mode {cfg.sampling_mode!r} needs clinrl.drg.sampling, which is missing") from None
+        from trl import GRPOTrainer
+
+        return GRPOTrainer(**common)
+    sampling = None
+    if cfg.sampling_mode != "off":
+        sampling = SamplingConfig(
+            mode=cfg.sampling_mode, max_retries=cfg.max_resample_retries, temperatures=list(cfg.resample_temperatures)
+        )
+    return ClinrlGRPOTrainer(sampling=sampling, preserve_order=cfg.curriculum == "easy_to_hard", **common)
+
+
+def train_grpo(
+    cfg: DRGGRPOConfig, *, resume: bool = False, model: Any = None, callbacks: Sequence[Any] = ()
+) -> dict[str, Any]:
+    """Run GRPO; save the policy, tokenizer and the resolved recipe to ``output_dir``; return a summary.
+
+    ``model`` (an instance) replaces ``cfg.model`` as the policy; ``callbacks`` are added to the trainer.
+    """
+    from transformers import AutoTokenizer
+
+    from clinrl.drg.kl import CosineKLCallback
+    from clinrl.io import write_json_atomic
+
+    checkpoint = resume_checkpoint(cfg.output_dir, resume)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dataset, curriculum = build_rl_dataset(cfg, tokenizer)
+    args = _trl_args(cfg)
+    trainer = _trainer(cfg, args, dataset, tokenizer, model)
+    for callback in callbacks:
+        trainer.add_callback(callback)
+    kl = CosineKLCallback(args.beta).attach(trainer) if cfg.kl_schedule == "cosine" else None
+    main = trainer.is_world_process_zero()
+    if main:
+        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+        write_json_atomic(Path(cfg.output_dir) / "clinrl_recipe.json", config_to_dict(cfg))
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(cfg.output_dir)  # main process only (and gathers sharded weights)
+    if main:
+        tokenizer.save_pretrained(cfg.output_dir)
+    summary = {
+        "recipe": cfg.name,
+        "output_dir": cfg.output_dir,
+        "rows": len(dataset),
+        "curriculum": curriculum,
+        "global_step": trainer.state.global_step,
+        "resumed_from": checkpoint,
+        "train_loss": result.training_loss,
+        "final_kl_beta": kl.current if kl else args.beta,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    if main:
+        write_json_atomic(Path(cfg.output_dir) / "grpo_summary.json", summary)
+    return summary
+
+
+def run_from_cli(config: Path, overrides: Sequence[str], resume: bool) -> dict[str, Any]:
+    """Entry for ``clinrl drg grpo``: load, validate, train."""
+    try:
+        return train_grpo(load_grpo_config(config, list(overrides)), resume=resume)
+    finally:
+        finish_distributed()

@@ -1,0 +1,215 @@
+"""``clinrl drg sft``: the SFT cold start / knowledge infusion (REFERENCE A, "SFT") on TRL 1.16.
+
+Rows are prompt–completion pairs in TRL's conversational format, built with
+:func:`clinrl.drg.prompts.to_sft_rows` — the same system prompt as GRPO and inference. Completions are
+distilled reasoning traces when a traces file is given (JSONL ``{"hadm_id", "explanation"}``, joined on
+``hadm_id``; traces containing a ``<think>``/``<answer>`` tag are dropped and counted), else answer-only
+targets; plus the 28 MS-DRG knowledge rows (optional). The loss covers completions only, and
+``max_length`` is set explicitly: TRL's default of 1024 would silently cut notes, so rows longer than it
+are counted and reported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from clinrl.config import (
+    LoraOptions,
+    RecipeError,
+    build_config,
+    config_to_dict,
+    finish_distributed,
+    read_split,
+    resume_checkpoint,
+)
+from clinrl.errors import DataError
+
+__all__ = ["DRGSFTConfig", "build_sft_dataset", "count_too_long", "load_sft_config", "read_traces", "train_sft"]
+
+log = logging.getLogger(__name__)
+
+TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+
+
+@dataclass
+class DRGSFTConfig:
+    """An SFT recipe: our fields, plus ``trl`` passed to ``trl.SFTConfig`` (``output_dir`` is ours)."""
+
+    model: str
+    data: str
+    output_dir: str
+    name: str = "sft"
+    description: str = ""
+    traces: str | None = None
+    knowledge: bool = True
+    max_prompt_tokens: int | None = None
+    truncation: Literal["head", "tail", "head_tail"] = "head"
+    limit: int | None = None
+    lora: LoraOptions = field(default_factory=LoraOptions)
+    trl: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if "output_dir" in self.trl:
+            raise ValueError("set output_dir at the top level of the recipe, not under trl")
+        if self.trl.get("max_length", 0) is None:
+            raise ValueError("trl.max_length must be a number: without a cap TRL cannot report cut rows")
+
+
+def load_sft_config(path: str | Path, overrides: Any = ()) -> DRGSFTConfig:
+    """Load an SFT recipe with ``overrides`` (``--key value`` strings or a dotted-key mapping)."""
+    from trl import SFTConfig
+
+    cfg = build_config(DRGSFTConfig, path, overrides, trl_class=SFTConfig)
+    if "max_length" not in cfg.trl:
+        raise RecipeError(f"{path}: key 'trl.max_length' is required (TRL's default of 1024 would cut notes)")
+    return cfg
+
+
+def read_traces(path: str | Path) -> tuple[dict[str, str], dict[str, int]]:
+    """``hadm_id`` → explanation from a JSONL file, and counts (``rows``, ``dropped_tags``, ``duplicates``).
+
+    A malformed line or a record without ``hadm_id``/``explanation`` raises DataError naming the line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", path=path)
+    traces: dict[str, str] = {}
+    counts = {"rows": 0, "dropped_tags": 0, "duplicates": 0}
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"not JSON ({err.msg})", path=path, row=lineno) from None
+            for key in ("hadm_id", "explanation"):
+                if not isinstance(record, dict) or key not in record:
+                    raise DataError("missing", path=path, row=lineno, field=key)
+            if not isinstance(record["explanation"], str):
+                raise DataError("must be a string", path=path, row=lineno, field="explanation")
+            counts["rows"] += 1
+            if any(tag in record["explanation"] for tag in TAGS):
+                counts["dropped_tags"] += 1
+                continue
+            key = str(record["hadm_id"])
+            counts["duplicates"] += key in traces
+            traces[key] = record["explanation"]
+    return traces, counts
+
+
+def build_sft_dataset(cfg: DRGSFTConfig, tokenizer: Any) -> tuple[Any, dict[str, int]]:
+    """The SFT rows as a ``datasets.Dataset`` of ``{"prompt", "completion"}`` messages, and counts."""
+    from datasets import Dataset
+
+    from clinrl.drg.knowledge import knowledge_rows
+    from clinrl.drg.prompts import to_sft_rows
+
+    frame = read_split(cfg.data, limit=cfg.limit)
+    counts: dict[str, int] = {"cases": len(frame)}
+    explanations = [None] * len(frame)
+    if cfg.traces:
+        if "hadm_id" not in frame.columns:
+            raise DataError("traces need a hadm_id column to join on", path=cfg.data)
+        traces, trace_counts = read_traces(cfg.traces)
+        counts.update({f"traces_{k}": v for k, v in trace_counts.items()})
+        explanations = [traces.get(str(h)) for h in frame["hadm_id"]]
+        counts["cases_with_trace"] = sum(e is not None for e in explanations)
+        counts["cases_answer_only"] = len(frame) - counts["cases_with_trace"]
+    rows = []
+    for text, solution, explanation in zip(frame["text"], frame["solution"], explanations):
+        example = {"text": text, "solution": solution, "explanation": explanation}
+        rows.append(
+            to_sft_rows(example, tokenizer=tokenizer, max_prompt_tokens=cfg.max_prompt_tokens, strategy=cfg.truncation)
+        )
+    if cfg.knowledge:
+        knowledge = knowledge_rows()
+        rows.extend(knowledge)
+        counts["knowledge_rows"] = len(knowledge)
+    return Dataset.from_list(rows), counts
+
+
+def count_too_long(dataset: Any, tokenizer: Any, max_length: int) -> dict[str, int]:
+    """Rows longer than ``max_length`` tokens (TRL cuts their end) and, among them, rows whose prompt
+    alone reaches it (nothing of the completion is left, so TRL drops them from training)."""
+    counts = {"rows_longer_than_max_length": 0, "rows_prompt_fills_max_length": 0}
+    for row in dataset:
+        total = _n_tokens(tokenizer, row["prompt"] + row["completion"])
+        if total > max_length:
+            counts["rows_longer_than_max_length"] += 1
+            counts["rows_prompt_fills_max_length"] += _n_tokens(tokenizer, row["prompt"], prompt=True) >= max_length
+    return counts
+
+
+def _n_tokens(tokenizer: Any, messages: list[dict[str, str]], prompt: bool = False) -> int:
+    ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=prompt)
+    return len(ids["input_ids"] if hasattr(ids, "keys") else ids)
+
+
+def train_sft(cfg: DRGSFTConfig, *, resume: bool = False, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """Run SFT; save the model, tokenizer and resolved recipe to ``output_dir``; return a summary
+    (``callbacks`` are added to the trainer)."""
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from clinrl.io import write_json_atomic
+
+    checkpoint = resume_checkpoint(cfg.output_dir, resume)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dataset, counts = build_sft_dataset(cfg, tokenizer)
+    max_length = cfg.trl["max_length"]
+    counts["rows"] = len(dataset)
+    counts.update(count_too_long(dataset, tokenizer, max_length))
+    if counts["rows_longer_than_max_length"]:
+        log.warning(
+            "%d of %d SFT rows are longer than max_length=%d tokens and will be cut (%d of them lose the whole "
+            "completion and are dropped by TRL)",
+            counts["rows_longer_than_max_length"], len(dataset), max_length, counts["rows_prompt_fills_max_length"],
+        )
+    if counts.get("traces_dropped_tags"):
+        log.warning("dropped %d traces that contain <think>/<answer> tags", counts["traces_dropped_tags"])
+    trl = {"completion_only_loss": True, **cfg.trl}
+    try:
+        args = SFTConfig(output_dir=cfg.output_dir, **trl)
+    except (TypeError, ValueError) as err:
+        raise RecipeError(f"recipe {cfg.name!r}: invalid trl settings: {err}") from None
+    trainer = SFTTrainer(
+        model=cfg.model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=cfg.lora.to_peft(),
+        callbacks=list(callbacks) or None,
+    )
+    main = trainer.is_world_process_zero()
+    if main:
+        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+        write_json_atomic(Path(cfg.output_dir) / "clinrl_recipe.json", config_to_dict(cfg))
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(cfg.output_dir)  # main process only (and gathers sharded weights)
+    if main:
+        tokenizer.save_pretrained(cfg.output_dir)
+    summary = {
+        "recipe": cfg.name,
+        "output_dir": cfg.output_dir,
+        **counts,
+        "global_step": trainer.state.global_step,
+        "resumed_from": checkpoint,
+        "train_loss": result.training_loss,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    if main:
+        write_json_atomic(Path(cfg.output_dir) / "sft_summary.json", summary)
+    return summary
+
+
+def run_from_cli(config: Path, overrides: Sequence[str], resume: bool) -> dict[str, Any]:
+    """Entry for ``clinrl drg sft``: load, validate, train."""
+    try:
+        return train_sft(load_sft_config(config, list(overrides)), resume=resume)
+    finally:
+        finish_distributed()

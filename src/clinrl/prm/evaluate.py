@@ -1,0 +1,428 @@
+"""Evaluate selection rules and PRMs on PRM-Clinic verification tasks and A-Prefer-style preference data.
+
+**Gold selection** (:func:`evaluate_selection`): each case = its gold note + its error samples. A rule or a
+model gives every candidate a score; the case counts as correct when the gold alone has the top score (a tie
+with another candidate is a miss). Grouped by ``Data_source``, whatever the names are. ``random`` reports
+the exact expectation: accuracy = mean of 1/n_candidates, ``correct`` = its sum (a float).
+
+**Step-level error detection** (model scorers only), over every candidate's label slots against the stored
+labels, with "error" ('-') as the positive class and 1 - P(+) as its score:
+
+- ``auroc_steps`` (step slots) and ``auroc_all`` (all slots, end-of-note included);
+- ``f1``/``precision``/``recall`` at the fixed threshold P(+) < 0.5 (:data:`THRESHOLD`), and separately
+  ``best_f1`` with the P(+) threshold that reaches it (chosen on the same data: optimistic, for reference);
+- ``by_error_type``: share of edited slots flagged (P(+) < 0.5) — Hallucination / Unhelpful /
+  Factual Inaccuracy at the swapped step or header slot; "Step Incompleteness" at the problem-completeness slot
+  of a problem that lost steps; "Problem Incompleteness" at the note-completeness slot. Each affected slot counts
+  once; edits inside removed content have no slot and are not counted. ``false_alarm`` = share of '+' slots
+  flagged.
+
+Model scorers score each note on its own (:class:`clinrl.prm.score.PRMScorer`), never seeing the other
+candidates.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from clinrl.errors import ClinrlError, DataError
+from clinrl.prm.baselines import RULES
+from clinrl.prm.notes import Note
+
+__all__ = [
+    "MODEL_SCORERS",
+    "THRESHOLD",
+    "Case",
+    "DetectionStats",
+    "SelectionReport",
+    "auroc",
+    "best_f1",
+    "evaluate_preference",
+    "evaluate_selection",
+    "group_cases",
+    "limit_cases",
+    "load_preference_cases",
+    "pick",
+    "selection_table",
+]
+
+THRESHOLD = 0.5
+MODEL_SCORERS = ("prm", "orm")
+SELECTION_SCORERS = ("medoid", "random", "length", "prm", "orm")
+PREFERENCE_SCORERS = ("prm", "orm", "random", "length", "first")
+ERROR_KINDS = ("Hallucination", "Unhelpful", "Factual Inaccuracy", "Step Incompleteness", "Problem Incompleteness")
+
+
+@dataclass
+class Case:
+    """One selection case: candidates in input order and which of them is the target (gold / preferred)."""
+
+    case_id: str
+    data_source: str
+    candidates: list[Note]
+    target: int = 0
+
+
+def group_cases(gold: Sequence[Note], errors: Sequence[Note]) -> tuple[list[Case], dict[str, int]]:
+    """Cases in gold-file order: gold first, then its error samples by ``Sample_no``.
+
+    Returns the cases and counted drops: error samples whose case has no gold note, and gold notes with no
+    error sample (nothing to select between).
+    """
+    by_case: dict[str, list[Note]] = defaultdict(list)
+    for note in errors:
+        by_case[note.case_id].append(note)
+    seen: set[str] = set()
+    cases = []
+    dropped = {"errors_without_gold": 0, "gold_without_errors": 0}
+    for i, g in enumerate(gold):
+        if g.case_id in seen:
+            raise DataError(f"duplicate gold case {g.case_id!r}", row=i, field="Case_id")
+        seen.add(g.case_id)
+        samples = sorted(by_case.get(g.case_id, []), key=lambda n: n.sample_no if n.sample_no is not None else -1)
+        if not samples:
+            dropped["gold_without_errors"] += 1
+            continue
+        cases.append(Case(g.case_id, g.data_source or "unknown", [g, *samples]))
+    dropped["errors_without_gold"] = sum(len(v) for k, v in by_case.items() if k not in seen)
+    return cases, dropped
+
+
+def limit_cases(cases: Sequence[Case], per_source: int) -> list[Case]:
+    """The first ``per_source`` cases of each ``Data_source`` (quick runs)."""
+    count: dict[str, int] = defaultdict(int)
+    out = []
+    for case in cases:
+        if count[case.data_source] < per_source:
+            count[case.data_source] += 1
+            out.append(case)
+    return out
+
+
+def pick(scores: Sequence[float]) -> int | None:
+    """Index of the unique top score, or None when the top is tied."""
+    top = max(scores)
+    winners = [i for i, s in enumerate(scores) if s == top]
+    return winners[0] if len(winners) == 1 else None
+
+
+# ------------------------------------------------------------------------------------------ metrics
+def auroc(scores: Sequence[float], positive: Sequence[bool]) -> float | None:
+    """Area under the ROC curve (Mann-Whitney, ties count half); None when a class is empty."""
+    s = np.asarray(scores, dtype=float)
+    y = np.asarray(positive, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), dtype=float)
+    sorted_s = s[order]
+    i = 0
+    while i < len(s):  # average ranks over ties
+        j = i
+        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    return precision, recall, f1
+
+
+def best_f1(p_plus: Sequence[float], is_error: Sequence[bool]) -> tuple[float, float]:
+    """The best F1 for "error when P(+) ≤ t" over all thresholds t, and that t."""
+    p = np.asarray(p_plus, dtype=float)
+    y = np.asarray(is_error, dtype=bool)
+    n_pos = int(y.sum())
+    if n_pos == 0 or len(p) == 0:
+        return 0.0, 0.0
+    order = np.argsort(p, kind="mergesort")
+    tp = np.cumsum(y[order])
+    k = np.arange(1, len(p) + 1)
+    last_of_value = np.r_[p[order][1:] != p[order][:-1], True]  # thresholds between distinct values only
+    f1 = np.where(last_of_value, 2 * tp / (k + n_pos), -1.0)
+    best = int(np.argmax(f1))
+    return float(f1[best]), float(p[order][best])
+
+
+@dataclass
+class DetectionStats:
+    """Slot records of one group of notes, for step-level error detection."""
+
+    p_plus: list[float] = field(default_factory=list)
+    is_error: list[bool] = field(default_factory=list)
+    is_step: list[bool] = field(default_factory=list)
+    edits: dict[str, list[bool]] = field(default_factory=lambda: {k: [] for k in ERROR_KINDS})
+
+    def add(self, note: Note, scored: Any) -> None:
+        for slot in scored.slots:
+            self.p_plus.append(slot.p_plus)
+            self.is_error.append(slot.label == "-")
+            self.is_step.append(slot.kind == "step")
+        for kind, slot in _edited_slots(note, scored.slots):
+            self.edits[kind].append(slot.p_plus < THRESHOLD)
+
+    def to_dict(self) -> dict[str, Any]:
+        p = np.asarray(self.p_plus)
+        err = np.asarray(self.is_error, dtype=bool)
+        step = np.asarray(self.is_step, dtype=bool)
+        flagged = p < THRESHOLD
+        tp, fp, fn = int((flagged & err).sum()), int((flagged & ~err).sum()), int((~flagged & err).sum())
+        precision, recall, f1 = _prf(tp, fp, fn)
+        bf1, bt = best_f1(p, err)
+        n_ok = int((~err).sum())
+        return {
+            "n_slots": len(p), "n_error_slots": int(err.sum()),
+            "auroc_steps": auroc(1 - p[step], err[step]) if step.any() else None,
+            "auroc_all": auroc(1 - p, err),
+            "threshold": THRESHOLD, "precision": precision, "recall": recall, "f1": f1,
+            "best_f1": bf1, "best_f1_threshold": bt,
+            "false_alarm": fp / n_ok if n_ok else None,
+            "by_error_type": {
+                k: {"detected": sum(v), "total": len(v), "rate": 100 * sum(v) / len(v) if v else None}
+                for k, v in self.edits.items()
+            },
+        }  # fmt: skip
+
+
+def _edited_slots(note: Note, slots: Sequence[Any]) -> Iterable[tuple[str, Any]]:
+    """(error kind, slot) for every slot an edit of ``note`` landed on, each slot once per kind."""
+    index = {(s.kind, s.problem_no, s.step_no): s for s in slots}
+    seen: set[tuple[str, int]] = set()
+    targets = []
+    for swap in note.swaps:
+        key = ("step", swap.problem_no, swap.step_no) if swap.level == "Step" else ("problem", swap.problem_no, None)
+        targets.append((swap.error_type, key))
+    for removal in note.removals:
+        if removal.level == "Step":
+            targets.append((removal.change_type, ("problem_completeness", removal.problem_no, None)))
+        else:
+            targets.append((removal.change_type, ("note_completeness", None, None)))
+    for kind, key in targets:
+        slot = index.get(key)
+        if slot is not None and (kind, slot.index) not in seen:
+            seen.add((kind, slot.index))
+            yield kind, slot
+
+
+# ------------------------------------------------------------------------------------------ selection
+@dataclass
+class SourceResult:
+    correct: float = 0.0
+    total: int = 0
+    detection: DetectionStats | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "accuracy": 100 * self.correct / self.total if self.total else None,
+            "correct": self.correct,
+            "total": self.total,
+        }
+        if self.detection is not None:
+            out["detection"] = self.detection.to_dict()
+        return out
+
+
+@dataclass
+class SelectionReport:
+    """Per-source results (``sources``, in first-seen order) and ``overall``."""
+
+    scorer: str
+    aggregate: str | None
+    sources: dict[str, SourceResult]
+    overall: SourceResult
+    dropped: dict[str, int] = field(default_factory=dict)
+    scoring: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scorer": self.scorer, "aggregate": self.aggregate,
+            "sources": {k: v.to_dict() for k, v in self.sources.items()},
+            "overall": self.overall.to_dict(), "dropped": self.dropped, "scoring": self.scoring,
+        }  # fmt: skip
+
+
+def _candidate_scores(
+    cases: Sequence[Case], scorer: str, model: Any, aggregate: str | None, progress: Callable[[int], None] | None
+) -> Iterable[tuple[Case, list[float] | None, list[Any] | None]]:
+    for case in cases:
+        if scorer == "random":
+            yield case, None, None
+        elif scorer in RULES:
+            yield case, RULES[scorer](case.candidates), None
+        else:
+            scored = model.score_notes(case.candidates)  # each note independently (shared prefix only)
+            yield case, [s.score(aggregate) for s in scored], scored
+        if progress is not None:
+            progress(1)
+
+
+def _check_scorer(scorer: str, allowed: Sequence[str], model: Any) -> None:
+    if scorer not in allowed:
+        raise ClinrlError(f"unknown scorer {scorer!r}: use one of {', '.join(allowed)}")
+    if scorer in MODEL_SCORERS and model is None:
+        raise ClinrlError(f"scorer {scorer!r} needs a model (--model PATH)")
+
+
+def _aggregate_for(scorer: str, aggregate: str | None, model: Any) -> str | None:
+    from clinrl.prm.score import AGGREGATES
+
+    if aggregate is not None and aggregate not in AGGREGATES:
+        raise ClinrlError(f"unknown aggregate {aggregate!r}: use one of {', '.join(AGGREGATES)}")
+    if scorer == "orm":
+        return "last"
+    if scorer == "prm":
+        return aggregate or "sum_log"
+    return None
+
+
+def evaluate_selection(
+    cases: Sequence[Case],
+    scorer: str,
+    *,
+    model: Any = None,
+    aggregate: str | None = None,
+    dropped: dict[str, int] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SelectionReport:
+    """Gold-selection accuracy per ``Data_source`` (+ step-level detection for model scorers).
+
+    ``model`` is a :class:`clinrl.prm.score.PRMScorer` for ``prm``/``orm``; ``orm`` uses ln P(+) at
+    end-of-note, ``prm`` uses ``aggregate`` (default ``sum_log``).
+    """
+    _check_scorer(scorer, SELECTION_SCORERS, model)
+    agg = _aggregate_for(scorer, aggregate, model)
+    sources: dict[str, SourceResult] = {}
+    overall = SourceResult(detection=DetectionStats() if scorer in MODEL_SCORERS else None)
+    for case, scores, scored in _candidate_scores(cases, scorer, model, agg, progress):
+        result = sources.setdefault(
+            case.data_source, SourceResult(detection=DetectionStats() if scorer in MODEL_SCORERS else None)
+        )
+        hit = 1 / len(case.candidates) if scores is None else float(pick(scores) == case.target)
+        for r in (result, overall):
+            r.correct += hit
+            r.total += 1
+            if scored is not None and r.detection is not None:
+                for note, s in zip(case.candidates, scored):
+                    r.detection.add(note, s)
+    scoring = {}
+    if model is not None and scorer in MODEL_SCORERS:
+        scoring = {**vars(model.config), "head": model.head, "objective": model.objective, "paths": dict(model.stats)}
+    return SelectionReport(scorer, agg, sources, overall, dict(dropped or {}), scoring)
+
+
+def selection_table(report: SelectionReport, title: str | None = None):
+    """A rich table: accuracy per source (one decimal), plus detection columns for model scorers."""
+    from rich.table import Table
+
+    detect = report.overall.detection is not None
+    default = f"Gold selection — {report.scorer}" + (f" ({report.aggregate})" if report.aggregate else "")
+    table = Table(title=title or default)
+    table.add_column("Data_source")
+    table.add_column("accuracy %", justify="right")
+    table.add_column("correct", justify="right")
+    table.add_column("total", justify="right")
+    if detect:
+        for name in ("AUROC steps", "AUROC all", "F1@0.5", "best F1"):
+            table.add_column(name, justify="right")
+    rows = list(report.sources.items()) + [("all", report.overall)]
+    for name, result in rows:
+        d = result.to_dict()
+        cells = [name, _fmt(d["accuracy"], 1), _fmt_count(d["correct"]), str(d["total"])]
+        if detect:
+            det = d["detection"]
+            cells += [_fmt(det[k], 3) for k in ("auroc_steps", "auroc_all", "f1", "best_f1")]
+        table.add_row(*cells, style="bold" if name == "all" else None)
+    return table
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _fmt_count(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
+
+
+# ------------------------------------------------------------------------------------------ preference
+def _read_csv(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DataError(f"missing column(s) {missing}", path=path, field=missing[0])
+            return list(reader)
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"not readable: {err}", path=path) from None
+
+
+def load_preference_cases(
+    csv_path: str | Path, labels_path: str | Path, tokens: Any
+) -> tuple[list[Case], dict[str, int]]:
+    """A-Prefer-style data: rendered PRM strings (``Case_id, Sample_no, Training_note``) + preferred sample
+    (``Case_id, Preferred_note``). Candidates keep file order; cases without a label are dropped and counted."""
+    from clinrl.prm.format import parse_prm_string
+
+    csv_path, labels_path = Path(csv_path), Path(labels_path)
+    rows = _read_csv(csv_path, ("Case_id", "Sample_no", "Training_note"))
+    labels = _read_csv(labels_path, ("Case_id", "Preferred_note"))
+    preferred = {}
+    for i, row in enumerate(labels, start=2):
+        if row["Case_id"] in preferred:
+            raise DataError(f"duplicate case {row['Case_id']!r}", path=labels_path, row=i, field="Case_id")
+        preferred[row["Case_id"]] = row["Preferred_note"]
+    grouped: dict[str, list[tuple[str, Note]]] = {}
+    for i, row in enumerate(rows, start=2):
+        try:
+            note = parse_prm_string(row["Training_note"], tokens)
+        except DataError as err:
+            raise DataError(str(err), path=csv_path, row=i, field="Training_note") from None
+        note.case_id, note.data_source = row["Case_id"], "preference"
+        grouped.setdefault(row["Case_id"], []).append((row["Sample_no"], note))
+    cases = []
+    for case_id, items in grouped.items():
+        if case_id not in preferred:
+            continue
+        names = [name for name, _ in items]
+        if preferred[case_id] not in names:
+            raise DataError(
+                f"preferred note {preferred[case_id]!r} is not among the case's samples {names}",
+                path=labels_path, field="Preferred_note", row=case_id,
+            )  # fmt: skip
+        cases.append(Case(case_id, "preference", [n for _, n in items], names.index(preferred[case_id])))
+    dropped = {
+        "cases_without_label": sum(1 for c in grouped if c not in preferred),
+        "labels_without_notes": sum(1 for c in preferred if c not in grouped),
+    }
+    return cases, dropped
+
+
+def evaluate_preference(
+    cases: Sequence[Case], scorer: str, *, model: Any = None, aggregate: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Accuracy of picking the preferred note (a tie at the top is a miss; ``random`` = exact expectation)."""
+    _check_scorer(scorer, PREFERENCE_SCORERS, model)
+    agg = _aggregate_for(scorer, aggregate, model)
+    correct, total = 0.0, 0
+    for case, scores, _ in _candidate_scores(cases, scorer, model, agg, progress):
+        correct += 1 / len(case.candidates) if scores is None else float(pick(scores) == case.target)
+        total += 1
+    return {
+        "scorer": scorer, "aggregate": agg,
+        "accuracy": 100 * correct / total if total else None, "correct": correct, "total": total,
+    }  # fmt: skip

@@ -1,0 +1,487 @@
+"""Train a process-supervised (or outcome) reward model for clinical notes: ``clinrl prm train``.
+
+Two heads (:class:`PRMTrainConfig` ``head``):
+
+* ``causal-lm`` — the study's PRM: the true-label PRM string, ``[BOS] … [EOS]``, no chat template, trained
+  with ``loss_mode`` ``vanilla`` (LM loss on every token), ``special_token`` (mean CE on the '+'/'-' targets
+  plus mean CE on the structural tokens) or ``score_token_only`` (mean CE on '+'/'-' only); ``notes_only``
+  masks the prompt and dialogue out of the loss. ``objective: orm`` trains the end-of-note label only (the
+  other label slots hold the placeholder, so the label cannot be copied from them).
+* ``token-classification`` — an encoder with a 2-way head (0 '-', 1 '+') at the structural tokens of
+  placeholder-rendered windows (:mod:`clinrl.prm.encode`); CE over the label slots, optionally class-weighted.
+
+Data: ``train_data`` (a ``clinrl prm build`` folder or its ``data.parquet``) and/or ``gold`` files plus
+``synthesize`` rule-based error samples per gold note. Checkpoints (``checkpoint-N`` with model, optimizer,
+scheduler, RNG and data position) every ``save_steps`` steps; ``--resume`` continues from the last one.
+The final model goes to ``output_dir`` with ``clinrl_prm.json`` (:mod:`clinrl.prm.model`), plus
+``train_report.json`` (counts, losses, timings; no note text).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from clinrl.errors import ClinrlError, DataError
+from clinrl.io import write_json_atomic
+from clinrl.prm.encode import (
+    GROUP_LABEL,
+    GROUP_NONE,
+    GROUP_STRUCTURAL,
+    LOSS_MODES,
+    EncodeSettings,
+    PRMInputError,
+    causal_targets,
+    classification_targets,
+    encode_causal,
+    encode_windows,
+    note_slot_labels,
+)
+from clinrl.prm.format import PRMFormatError, SpecialTokens, TokenIds, parse_prm_string
+from clinrl.prm.notes import Note, load_notes
+
+__all__ = ["PRMTrainConfig", "TrainResult", "causal_loss", "encode_examples", "load_training_notes", "train_prm"]
+
+STATE_FILE = "trainer_state.json"
+REPORT_FILE = "train_report.json"
+DEMO_GOLD = "demo"  # alias in ``gold``: the bundled prm_clinic_gold.json.gz
+TINY_PREFIX = "tiny:"  # model_name_or_path "tiny:qwen2" / "tiny:llama": a random-init tiny causal LM
+
+
+@dataclass
+class PRMTrainConfig:
+    """Everything a PRM training run needs (a recipe under recipes/prm/ sets these fields)."""
+
+    output_dir: str
+    model_name_or_path: str = "minilm"  # "minilm": the packaged MiniLM encoder; "tiny:qwen2": a tiny random LM
+    head: Literal["causal-lm", "token-classification"] = "token-classification"
+    objective: Literal["prm", "orm"] = "prm"
+    loss_mode: Literal["vanilla", "special_token", "score_token_only"] = "special_token"
+    notes_only: bool = False  # causal-lm: prompt and dialogue out of the loss
+    tokens: str = "auto"  # auto | llama3 | new | path to a special-token JSON file
+    # data
+    train_data: str | None = None  # `clinrl prm build` folder or its data.parquet
+    gold: list[str] = field(default_factory=list)  # gold note files ("demo" = bundled gold notes)
+    synthesize: int = 0  # synthetic error samples per gold note
+    synth_seed: int = 0
+    max_notes: int | None = None  # random subset of the training notes (after synthesis)
+    # inputs
+    max_length: int = 4096
+    dialogue_max_tokens: int | None = None
+    note_fraction: float = 0.45
+    line_max_tokens: int = 64
+    mark_unsupported: int = 0  # token-classification: list note words the dialogue lacks (0 = off)
+    # optimisation
+    learning_rate: float = 3e-5
+    num_train_epochs: float = 1.0
+    max_steps: int = -1
+    per_device_train_batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    warmup_steps: int = 50
+    lr_scheduler_type: Literal["linear", "cosine", "constant_with_warmup"] = "linear"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    class_weight: Literal["none", "sqrt", "balanced"] = "none"  # token-classification: weigh '-' up
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    seed: int = 42
+    # bookkeeping
+    save_steps: int = 200
+    save_total_limit: int = 2
+    logging_steps: int = 10
+    num_threads: int | None = None  # torch CPU threads
+    accelerate_config: str | None = None  # launch with `accelerate launch --config_file <this>` (e.g. ZeRO-3)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.loss_mode not in LOSS_MODES:
+            raise ClinrlError(f"loss_mode must be one of {', '.join(LOSS_MODES)}, got {self.loss_mode!r}")
+        if self.notes_only and self.head != "causal-lm":
+            raise ClinrlError("notes_only applies to head causal-lm only (encoders train the label slots only)")
+        if self.train_data is None and not self.gold:
+            raise ClinrlError("no training data: set train_data (a `clinrl prm build` output) or gold (+ synthesize)")
+        if not 0 < self.note_fraction < 1:
+            raise ClinrlError(f"note_fraction must be in (0, 1), got {self.note_fraction}")
+
+    @property
+    def settings(self) -> EncodeSettings:
+        return EncodeSettings(self.head, self.max_length, self.dialogue_max_tokens, self.note_fraction,
+                              self.line_max_tokens, self.mark_unsupported)  # fmt: skip
+
+
+@dataclass
+class TrainResult:
+    """What a run did (also written as ``train_report.json``)."""
+
+    output_dir: str
+    steps: int
+    notes: int
+    examples: int
+    dropped: dict[str, int]
+    label_counts: dict[str, int]
+    losses: list[tuple[int, float]]
+    seconds: float
+    resumed_from: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------------------------ data
+def _gold_paths(gold: Sequence[str]) -> list[Path]:
+    from clinrl.prm import demo_data_dir
+
+    return [demo_data_dir() / "prm_clinic_gold.json.gz" if g == DEMO_GOLD else Path(g) for g in gold]
+
+
+def _read_parquet_notes(path: str | Path) -> list[Note]:
+    """Notes (with labels) from a ``clinrl prm build`` output; each row's labels checked against ``labels``."""
+    import pandas as pd
+
+    from clinrl.prm.build import DATA_FILE, REPORT_FILE as BUILD_REPORT, TOKENS_FILE
+
+    path = Path(path)
+    folder, data = (path, path / DATA_FILE) if path.is_dir() else (path.parent, path)
+    if not data.is_file():
+        raise DataError("not found (expected a `clinrl prm build` output)", path=data)
+    tokens = SpecialTokens.from_json(folder / TOKENS_FILE) if (folder / TOKENS_FILE).is_file() else SpecialTokens.llama3()
+    eos = None
+    if (folder / BUILD_REPORT).is_file():
+        eos = json.loads((folder / BUILD_REPORT).read_text(encoding="utf-8")).get("settings", {}).get("eos")
+    frame = pd.read_parquet(data)
+    for column in ("text", "labels"):
+        if column not in frame.columns:
+            raise DataError(f"missing column {column!r}", path=data)
+    notes = []
+    for row, (text, labels) in enumerate(zip(frame["text"], frame["labels"]), start=1):
+        try:
+            note = parse_prm_string(text, tokens, eos=eos)
+        except PRMFormatError as err:
+            raise DataError(str(err), path=data, row=row, field="text") from None
+        if "".join(note_slot_labels(note)) != labels:
+            raise DataError("labels do not match the labels in the PRM string", path=data, row=row, field="labels")
+        notes.append(note)
+    return notes
+
+
+def load_training_notes(config: PRMTrainConfig) -> list[Note]:
+    """The training notes: parsed ``train_data`` rows, gold notes, then ``synthesize`` error samples per gold
+    note; a random ``max_notes`` subset when set. Never reads verification data unless a path says so."""
+    from clinrl.prm.errors import synthesize_errors
+
+    notes: list[Note] = []
+    if config.train_data:
+        notes += _read_parquet_notes(config.train_data)
+    gold: list[Note] = []
+    for path in _gold_paths(config.gold):
+        gold += [n for n in load_notes(path) if not n.is_error_sample]
+    notes += gold
+    if config.synthesize:
+        notes += synthesize_errors(gold, config.synthesize, seed=config.synth_seed, pool=gold)
+    if config.max_notes is not None and len(notes) > config.max_notes:
+        notes = random.Random(config.seed).sample(notes, config.max_notes)
+    if not notes:
+        raise ClinrlError("no training notes")
+    return notes
+
+
+def encode_examples(
+    notes: Sequence[Note], tokenizer: Any, tokens: SpecialTokens, ids: TokenIds, config: PRMTrainConfig
+) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
+    """Training examples (``input_ids``, ``targets``, optional ``token_type_ids``) and drop counts.
+
+    causal-lm: ``targets`` are loss groups per target position (:func:`clinrl.prm.encode.causal_targets`);
+    token-classification: class targets per position (:func:`clinrl.prm.encode.classification_targets`).
+    A note too long for ``max_length`` without its dialogue is dropped and counted.
+    """
+    orm = config.objective == "orm"
+    examples: list[dict[str, list[int]]] = []
+    dropped: dict[str, int] = {}
+    for note in notes:
+        try:
+            if config.head == "causal-lm":
+                window = encode_causal(note, note.dialogue, tokenizer, tokens, ids, config.settings,
+                                       labels="true", orm=orm, add_eos=True)  # fmt: skip
+                groups = causal_targets(window, ids, config.loss_mode, notes_only=config.notes_only, orm=orm)
+                examples.append({"input_ids": window.input_ids, "targets": groups})
+            else:
+                labels = note_slot_labels(note)
+                for window in encode_windows(note, note.dialogue, tokenizer, tokens, ids, config.settings):
+                    targets = classification_targets(window, labels, orm=orm)
+                    if any(t != -100 for t in targets):
+                        examples.append({"input_ids": window.input_ids, "targets": targets,
+                                         "token_type_ids": window.token_type_ids or []})  # fmt: skip
+        except PRMInputError:
+            dropped["too_long"] = dropped.get("too_long", 0) + 1
+        except PRMFormatError:
+            dropped["unrenderable"] = dropped.get("unrenderable", 0) + 1
+    return examples, dropped
+
+
+def _collate(batch: list[dict[str, list[int]]], pad_id: int, ignore: int) -> dict[str, Any]:
+    import torch
+
+    width = max(len(b["input_ids"]) for b in batch)
+    n_targets = max(len(b["targets"]) for b in batch)
+    out = {
+        "input_ids": torch.full((len(batch), width), pad_id, dtype=torch.long),
+        "attention_mask": torch.zeros((len(batch), width), dtype=torch.long),
+        "targets": torch.full((len(batch), n_targets), ignore, dtype=torch.long),
+    }
+    with_types = bool(batch[0].get("token_type_ids"))
+    if with_types:
+        out["token_type_ids"] = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, b in enumerate(batch):
+        n = len(b["input_ids"])
+        out["input_ids"][i, :n] = torch.tensor(b["input_ids"])
+        out["attention_mask"][i, :n] = 1
+        out["targets"][i, : len(b["targets"])] = torch.tensor(b["targets"])
+        if with_types:
+            out["token_type_ids"][i, :n] = torch.tensor(b["token_type_ids"])
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ losses
+def causal_loss(logits: Any, input_ids: Any, groups: Any, loss_mode: str) -> Any:
+    """The causal-LM PRM loss. ``groups[b, t]`` is the loss group of predicting ``input_ids[b, t+1]`` from
+    position t. ``vanilla``: one mean CE over all trained targets; ``special_token``: mean CE over the
+    label targets plus mean CE over the structural targets; ``score_token_only``: mean CE over the labels."""
+    import torch
+    import torch.nn.functional as F
+
+    width = groups.shape[1]
+    pred = logits[:, :width]
+    target = input_ids[:, 1 : width + 1]
+    trained = groups != GROUP_NONE
+    if loss_mode == "vanilla":
+        parts = [trained]
+    else:
+        parts = [groups == GROUP_LABEL] + ([groups == GROUP_STRUCTURAL] if loss_mode == "special_token" else [])
+    total = pred.new_zeros(())
+    for mask in parts:
+        if mask.any():
+            total = total + F.cross_entropy(pred[mask].float(), target[mask])
+    if not trained.any():
+        total = total + pred.sum() * 0.0  # keep the graph (and the gradient all-reduce) alive
+    return total
+
+
+def _class_weights(examples: list[dict[str, list[int]]], scheme: str) -> list[float] | None:
+    if scheme == "none":
+        return None
+    plus = sum(t == 1 for e in examples for t in e["targets"])
+    minus = sum(t == 0 for e in examples for t in e["targets"])
+    if not plus or not minus:
+        return None
+    ratio = plus / minus
+    w_minus = math.sqrt(ratio) if scheme == "sqrt" else ratio
+    return [w_minus, 1.0]
+
+
+# ------------------------------------------------------------------------------------------------ models
+def _tiny_model(arch: str, notes: Sequence[Note], out: Path) -> str:
+    """Build a random-init tiny causal LM (``tiny:qwen2`` / ``tiny:llama``) with a tokenizer trained on the
+    training notes, saved under ``out``; for smoke runs and tests (no download)."""
+    from clinrl.llm.tiny import TinyModelConfig, build_tiny_model, train_tokenizer
+
+    if arch not in ("qwen2", "llama"):
+        raise ClinrlError(f"unknown tiny model {arch!r}: use tiny:qwen2 or tiny:llama")
+    texts = [n.dialogue + "\n" + n.text() for n in notes[:200]]
+    tokenizer = train_tokenizer(texts, vocab_size=2048)
+    build_tiny_model(tokenizer, TinyModelConfig(arch=arch, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
+                                                intermediate_size=128), out=out)  # fmt: skip
+    return str(out)
+
+
+def _load_base(config: PRMTrainConfig, notes: Sequence[Note]):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from clinrl.prm.model import prepare_tokens, resolve_model_path
+
+    path = resolve_model_path(config.model_name_or_path)
+    if path.startswith(TINY_PREFIX):
+        path = _tiny_model(path[len(TINY_PREFIX) :], notes, Path(config.output_dir) / "base_model")
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the "newly initialised head" load report is expected here
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        # float32 master weights; bf16 is autocast by accelerate (or handled by DeepSpeed's bf16 config)
+        if config.head == "causal-lm":
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        else:
+            model = AutoModelForTokenClassification.from_pretrained(
+                path, num_labels=2, id2label={0: "-", 1: "+"}, label2id={"-": 0, "+": 1}, dtype=torch.float32
+            )
+    except OSError as err:
+        raise ClinrlError(f"cannot load model {config.model_name_or_path!r}: {err}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokens, ids = prepare_tokens(tokenizer, model, config.tokens)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    return model, tokenizer, tokens, ids
+
+
+def _checkpoints(out: Path) -> list[Path]:
+    found = [p for p in out.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+# ------------------------------------------------------------------------------------------------ training
+def train_prm(config: PRMTrainConfig, *, resume: bool = False) -> TrainResult:
+    """Train a PRM/ORM as ``config`` says; resume from the last ``checkpoint-N`` in ``output_dir`` when asked."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, set_seed
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+    from transformers import get_scheduler
+
+    from clinrl.config import resume_checkpoint
+    from clinrl.prm.model import PRMMeta, save_prm
+
+    started = time.monotonic()
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    out = Path(config.output_dir)
+    checkpoint = resume_checkpoint(out, resume)
+    set_seed(config.seed)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        mixed_precision="bf16" if config.bf16 and torch.cuda.is_available() else "no",
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    notes = load_training_notes(config)
+    model, tokenizer, tokens, ids = _load_base(config, notes)
+    examples, dropped = encode_examples(notes, tokenizer, tokens, ids, config)
+    if not examples:
+        raise ClinrlError(f"no training examples left (dropped: {dropped})")
+    causal = config.head == "causal-lm"
+    ignore = GROUP_NONE if causal else -100
+    loader = DataLoader(
+        examples, batch_size=config.per_device_train_batch_size, shuffle=True,
+        collate_fn=lambda b: _collate(b, tokenizer.pad_token_id, ignore),
+        generator=torch.Generator().manual_seed(config.seed),
+    )  # fmt: skip
+    steps_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
+    total = config.max_steps if config.max_steps > 0 else math.ceil(steps_per_epoch * config.num_train_epochs)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = get_scheduler(config.lr_scheduler_type, optimizer, num_warmup_steps=config.warmup_steps,
+                              num_training_steps=total)  # fmt: skip
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    weights = _class_weights(examples, config.class_weight) if not causal else None
+    ce_weight = torch.tensor(weights, device=accelerator.device) if weights else None
+
+    step, epoch, skip = 0, 0, 0
+    if checkpoint is not None:
+        accelerator.load_state(checkpoint)
+        state = json.loads((Path(checkpoint) / STATE_FILE).read_text(encoding="utf-8"))
+        step, epoch, skip = state["step"], state["epoch"], state["batches_in_epoch"]
+
+    meta = PRMMeta(
+        head=config.head, objective=config.objective, tokens=tokens, loss_mode=config.loss_mode,
+        notes_only=config.notes_only, max_length=config.max_length, dialogue_max_tokens=config.dialogue_max_tokens,
+        base_model=config.model_name_or_path, note_fraction=config.note_fraction,
+        line_max_tokens=config.line_max_tokens, mark_unsupported=config.mark_unsupported,
+    )  # fmt: skip
+    losses: list[tuple[int, float]] = []
+    running: list[float] = []
+    bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not (config.progress and accelerator.is_main_process))
+    model.train()
+    while step < total:
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        seen = skip
+        for batch in batches:
+            with accelerator.accumulate(model):
+                loss = _loss(model, batch, causal, config.loss_mode, ce_weight)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            seen += 1
+            running.append(float(loss.detach()))
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            bar.update(1)
+            if step % config.logging_steps == 0 or step == total:
+                mean = sum(running) / len(running)
+                losses.append((step, round(mean, 5)))
+                bar.set_postfix(loss=f"{mean:.4f}")
+                running = []
+            if config.save_steps > 0 and (step % config.save_steps == 0) and step < total:
+                _save_checkpoint(accelerator, out, step, epoch, seen, len(loader), config.save_total_limit)
+            if step >= total:
+                break
+        else:
+            epoch, skip = epoch + 1, 0
+            continue
+        break
+    bar.close()
+    accelerator.wait_for_everyone()
+    state_dict = accelerator.get_state_dict(model)  # gathers the shards under ZeRO-3 (every process calls it)
+    if accelerator.is_main_process:
+        save_prm(out, accelerator.unwrap_model(model), tokenizer, meta, state_dict=state_dict)
+    result = TrainResult(
+        output_dir=str(out), steps=step, notes=len(notes), examples=len(examples), dropped=dropped,
+        label_counts=_label_counts(examples, causal), losses=losses, seconds=round(time.monotonic() - started, 1),
+        resumed_from=checkpoint,
+    )  # fmt: skip
+    if accelerator.is_main_process:
+        write_json_atomic(out / REPORT_FILE, {**result.to_dict(), "config": asdict(config)})
+    return result
+
+
+def _loss(model: Any, batch: dict[str, Any], causal: bool, loss_mode: str, ce_weight: Any) -> Any:
+    import torch.nn.functional as F
+
+    targets = batch.pop("targets")
+    logits = model(**batch).logits
+    if causal:
+        return causal_loss(logits, batch["input_ids"], targets, loss_mode)
+    mask = targets != -100
+    return F.cross_entropy(logits[mask].float(), targets[mask], weight=ce_weight)
+
+
+def _label_counts(examples: list[dict[str, list[int]]], causal: bool) -> dict[str, int]:
+    if causal:
+        return {"label_targets": sum(t == GROUP_LABEL for e in examples for t in e["targets"])}
+    return {
+        "+": sum(t == 1 for e in examples for t in e["targets"]),
+        "-": sum(t == 0 for e in examples for t in e["targets"]),
+    }
+
+
+def _save_checkpoint(accelerator: Any, out: Path, step: int, epoch: int, seen: int, per_epoch: int, keep: int) -> None:
+    if seen >= per_epoch:  # the epoch just ended: resume at the start of the next one
+        epoch, seen = epoch + 1, 0
+    folder = out / f"checkpoint-{step}"
+    accelerator.save_state(str(folder))
+    if accelerator.is_main_process:
+        write_json_atomic(folder / STATE_FILE, {"step": step, "epoch": epoch, "batches_in_epoch": seen})
+        for old in _checkpoints(out)[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def train_from_recipe(path: str | Path, overrides: Sequence[str] = (), *, resume: bool = False) -> TrainResult:
+    """Load recipe ``path`` (with ``--key value`` overrides) and train."""
+    from clinrl.config import apply_overrides, coerce, load_recipe, parse_overrides
+
+    recipe = apply_overrides(load_recipe(path), parse_overrides(list(overrides)))
+    config = coerce(recipe, PRMTrainConfig, "recipe", Path(path))
+    return train_prm(config, resume=resume)

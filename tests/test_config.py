@@ -1,0 +1,123 @@
+"""Recipe loading: extends, dotted overrides typed by our dataclass and TRL's, clear errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from trl import GRPOConfig
+
+from clinrl.config import (
+    LoraOptions,
+    RecipeError,
+    apply_overrides,
+    build_config,
+    list_recipes,
+    load_recipe,
+    parse_overrides,
+    resolve_recipe,
+)
+
+
+@dataclass
+class Toy:
+    model: str
+    steps: int = 1
+    rate: float = 0.5
+    flag: bool = False
+    names: list[str] = field(default_factory=list)
+    maybe: int | None = None
+    lora: LoraOptions = field(default_factory=LoraOptions)
+    trl: dict = field(default_factory=dict)
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_extends_deep_merges_and_child_wins(tmp_path):
+    write(tmp_path / "base.yaml", "model: a\nsteps: 3\ntrl:\n  beta: 0.04\n  loss_type: grpo\n")
+    write(tmp_path / "frag.yaml", "steps: 5\n")
+    child = write(tmp_path / "sub" / "child.yaml", "extends: [../base.yaml, ../frag.yaml]\ntrl:\n  loss_type: dapo\n")
+    data = load_recipe(child)
+    assert data == {"model": "a", "steps": 5, "trl": {"beta": 0.04, "loss_type": "dapo"}}
+
+
+def test_extends_cycle_is_an_error(tmp_path):
+    write(tmp_path / "a.yaml", "extends: b.yaml\n")
+    write(tmp_path / "b.yaml", "extends: a.yaml\n")
+    with pytest.raises(RecipeError, match="extends itself"):
+        load_recipe(tmp_path / "a.yaml")
+
+
+def test_overrides_are_typed_by_field(tmp_path):
+    path = write(tmp_path / "r.yaml", "model: m\n")
+    cfg = build_config(
+        Toy, path,
+        ["--steps", "7", "--rate=1e-5", "--flag", "true", "--names", "a,b", "--maybe", "null", "--lora.r", "4",
+         "--trl.learning_rate", "3e-6", "--trl.num_generations=4", "--trl.report_to", "none"],
+        trl_class=GRPOConfig,
+    )
+    assert (cfg.steps, cfg.rate, cfg.flag, cfg.names, cfg.maybe, cfg.lora.r) == (7, 1e-5, True, ["a", "b"], None, 4)
+    assert cfg.trl["learning_rate"] == pytest.approx(3e-6) and isinstance(cfg.trl["learning_rate"], float)
+    assert cfg.trl["num_generations"] == 4
+    assert cfg.trl["report_to"] == "none"
+
+
+def test_yaml_floats_without_a_dot_become_numbers(tmp_path):
+    # PyYAML reads 3e-6 as a string; the field type decides
+    path = write(tmp_path / "r.yaml", "model: m\nrate: 3e-6\ntrl:\n  learning_rate: 1e-5\n")
+    cfg = build_config(Toy, path, trl_class=GRPOConfig)
+    assert cfg.rate == pytest.approx(3e-6) and cfg.trl["learning_rate"] == pytest.approx(1e-5)
+
+
+def test_reporting_off_and_no_hub_by_default(tmp_path):
+    cfg = build_config(Toy, write(tmp_path / "r.yaml", "model: m\n"), trl_class=GRPOConfig)
+    assert cfg.trl["report_to"] == "none" and cfg.trl["push_to_hub"] is False
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["--stepz", "1"], "stepz"),
+        (["--steps", "many"], "steps"),
+        (["--trl.learning_rat", "1"], "trl.learning_rat"),
+        (["--trl.num_generations", "2.5"], "trl.num_generations"),
+        (["--lora.rank", "2"], "lora.rank"),
+        (["--flag", "maybe"], "flag"),
+    ],
+)
+def test_bad_overrides_name_key_and_file(tmp_path, overrides, key):
+    path = write(tmp_path / "r.yaml", "model: m\n")
+    with pytest.raises(RecipeError) as err:
+        build_config(Toy, path, overrides, trl_class=GRPOConfig)
+    assert repr(key) in str(err.value) and "r.yaml" in str(err.value)
+
+
+def test_missing_required_key_and_bad_yaml(tmp_path):
+    with pytest.raises(RecipeError, match="'model'"):
+        build_config(Toy, write(tmp_path / "r.yaml", "steps: 2\n"))
+    with pytest.raises(RecipeError, match="not valid YAML"):
+        build_config(Toy, write(tmp_path / "bad.yaml", "model: [\n"))
+    with pytest.raises(RecipeError, match="not found"):
+        build_config(Toy, tmp_path / "nope.yaml")
+
+
+def test_parse_overrides_forms_and_errors():
+    assert parse_overrides(["--a.b", "1", "--c-d=x=y"]) == {"a.b": "1", "c_d": "x=y"}
+    with pytest.raises(RecipeError, match="no value"):
+        parse_overrides(["--a"])
+    with pytest.raises(RecipeError, match="unexpected argument"):
+        parse_overrides(["value"])
+    assert apply_overrides({"trl": {"beta": 1}}, {"trl.loss_type": "dapo"}) == {"trl": {"beta": 1, "loss_type": "dapo"}}
+
+
+def test_recipe_names_resolve():
+    names = list_recipes()
+    assert "best" in names and "tiny/best" in names and not any(n.split("/")[-1].startswith("_") for n in names)
+    assert resolve_recipe("best").name == "best.yaml"
+    with pytest.raises(RecipeError, match="unknown recipe"):
+        resolve_recipe("does_not_exist")
