@@ -360,20 +360,10 @@ def resume_checkpoint(output_dir: str | Path, resume: bool) -> str | None:
 
 def read_split(path: str | Path, columns: Sequence[str] = ("text", "solution"), limit: int | None = None):
     """A split parquet (from ``clinrl drg split``) as a DataFrame, checked for ``columns``; first ``limit`` rows."""
-    import pandas as pd
-
     from clinrl.errors import DataError
+    from clinrl.io import read_parquet_checked
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("file not found", path=path)
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as err:  # pyarrow raises several types for a non-parquet file
-        raise DataError(f"cannot read as parquet ({type(err).__name__}: {err})", path=path) from None
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise DataError(f"missing column(s) {', '.join(missing)}; is this a `clinrl drg split` output?", path=path)
+    frame = read_parquet_checked(path, columns, made_by="clinrl drg split")
     if frame.empty:
         raise DataError("no rows", path=path)
     return frame.head(limit).reset_index(drop=True) if limit else frame

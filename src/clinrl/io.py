@@ -7,7 +7,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 
 @contextmanager
@@ -40,3 +40,23 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_json_atomic(path: str | Path, obj: Any, *, indent: int | None = 2) -> None:
     write_text_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+
+
+def read_parquet_checked(path: str | Path, columns: Sequence[str], *, made_by: str):
+    """Read a parquet file as a DataFrame; a clear DataError (naming the file) if it is missing, unreadable
+    or lacks ``columns``. ``made_by`` names the command that writes such files, for the hint."""
+    import pandas as pd
+
+    from clinrl.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", path=path)
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises several types for a non-parquet file
+        raise DataError(f"cannot read as parquet ({type(err).__name__}: {err})", path=path) from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"missing column(s) {', '.join(missing)}; is this a `{made_by}` output?", path=path)
+    return frame

@@ -240,3 +240,21 @@ def test_token_classification_prm_uses_the_trainers_windows(tmp_path):
     assert _max_diff(_probs(got), want) <= 1e-5
     assert [s.kind for s in got[0].slots] == [m["kind"] for m in slot_layout(notes[0])]
     assert len({round(p, 6) for p in _probs(got)[0]}) > 1  # real per-slot outputs, not a constant
+
+
+def test_default_aggregate_comes_from_the_saved_model():
+    from types import SimpleNamespace
+
+    from clinrl.prm.evaluate import _aggregate_for
+
+    scorer = SimpleNamespace(default_aggregate="mean")
+    assert _aggregate_for("prm", None, scorer) == "mean"
+    assert _aggregate_for("prm", "min", scorer) == "min"
+    assert _aggregate_for("prm", None, None) == "sum_log"
+    assert _aggregate_for("orm", None, scorer) == "last"
+    from clinrl.prm.model import PRMMeta
+    from clinrl.prm.format import SpecialTokens
+
+    stored = PRMMeta(head="token-classification", objective="prm", tokens=SpecialTokens.new(), loss_mode="score_token_only",
+                     notes_only=False, max_length=64, dialogue_max_tokens=None, base_model="x", score_aggregate="mean")
+    assert PRMMeta.from_dict(stored.to_dict()).score_aggregate == "mean"

@@ -26,7 +26,7 @@ import pandas as pd
 from clinrl.drg.ontology import Ontology, load_ontology
 from clinrl.drg.splitting import stratified_sample, stratified_split
 from clinrl.errors import ClinrlError, DataError
-from clinrl.io import atomic_path, write_json_atomic
+from clinrl.io import atomic_path, read_parquet_checked, write_json_atomic
 
 __all__ = ["REQUIRED_COLUMNS", "SplitConfig", "add_solution", "read_prepared", "split_frame", "split_prepared"]
 
@@ -60,17 +60,7 @@ class SplitConfig:
 
 def read_prepared(path: str | Path) -> pd.DataFrame:
     """Read a prepared parquet and check its required columns (clear errors for user mistakes)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("file not found", path=path)
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as err:  # pyarrow raises several types for a non-parquet file
-        raise DataError(f"cannot read as parquet ({type(err).__name__}: {err})", path=path) from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise DataError(f"missing column(s) {', '.join(missing)}; is this a `clinrl drg prepare` output?", path=path)
-    return frame
+    return read_parquet_checked(path, REQUIRED_COLUMNS, made_by="clinrl drg prepare")
 
 
 def add_solution(frame: pd.DataFrame, ontology: Ontology, path: object = None) -> pd.DataFrame:

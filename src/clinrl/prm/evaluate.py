@@ -283,8 +283,8 @@ def _aggregate_for(scorer: str, aggregate: str | None, model: Any) -> str | None
         raise ClinrlError(f"unknown aggregate {aggregate!r}: use one of {', '.join(AGGREGATES)}")
     if scorer == "orm":
         return "last"
-    if scorer == "prm":
-        return aggregate or "sum_log"
+    if scorer == "prm":  # the model's stored default (clinrl_prm.json) before the study's sum_log
+        return aggregate or getattr(model, "default_aggregate", None) or "sum_log"
     return None
 
 

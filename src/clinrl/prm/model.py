@@ -82,6 +82,7 @@ class PRMMeta:
     note_fraction: float = 0.45
     line_max_tokens: int = 64
     mark_unsupported: int = 0
+    score_aggregate: str | None = None  # the note-score aggregation this model was validated with
 
     @property
     def settings(self) -> EncodeSettings:
@@ -94,6 +95,7 @@ class PRMMeta:
             "loss_mode": self.loss_mode, "notes_only": self.notes_only, "max_length": self.max_length,
             "dialogue_max_tokens": self.dialogue_max_tokens, "base_model": self.base_model,
             "encoding": self.settings.to_dict(), "format_version": FORMAT_VERSION,
+            "score_aggregate": self.score_aggregate,
         }  # fmt: skip
 
     @classmethod
@@ -112,6 +114,7 @@ class PRMMeta:
                 note_fraction=float(enc.get("note_fraction", 0.45)),
                 line_max_tokens=int(enc.get("line_max_tokens", 64)),
                 mark_unsupported=int(enc.get("mark_unsupported", 0)),
+                score_aggregate=raw.get("score_aggregate"),
             )  # fmt: skip
         except KeyError as err:
             raise DataError("missing key", path=path, field=str(err.args[0])) from None

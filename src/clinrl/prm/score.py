@@ -198,7 +198,12 @@ class PRMScorer:
 
     @property
     def default_aggregate(self) -> str:
-        return "last" if self.objective == "orm" else "sum_log"
+        """ORM: ``last``. PRM: the aggregation stored with the model (``score_aggregate`` in
+        ``clinrl_prm.json``) if any, else the study's ``sum_log``."""
+        if self.objective == "orm":
+            return "last"
+        stored = getattr(getattr(self.loaded, "meta", None), "score_aggregate", None)
+        return stored or "sum_log"
 
     def score_notes(self, notes: Sequence[Note | str], dialogue: str | None = None) -> list[NoteScore]:
         """Score each note independently (notes of the same dialogue share the prefix computation only)."""

@@ -26,7 +26,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Optional, Sequence
 
 from clinrl.errors import ClinrlError, DataError
 from clinrl.io import write_json_atomic
@@ -77,6 +77,7 @@ class PRMTrainConfig:
     note_fraction: float = 0.45
     line_max_tokens: int = 64
     mark_unsupported: int = 0  # token-classification: list note words the dialogue lacks (0 = off)
+    score_aggregate: Optional[str] = None  # default note-score aggregation stored with the model (None: study's)
     # optimisation
     learning_rate: float = 3e-5
     num_train_epochs: float = 1.0
@@ -393,6 +394,7 @@ def train_prm(config: PRMTrainConfig, *, resume: bool = False) -> TrainResult:
         notes_only=config.notes_only, max_length=config.max_length, dialogue_max_tokens=config.dialogue_max_tokens,
         base_model=config.model_name_or_path, note_fraction=config.note_fraction,
         line_max_tokens=config.line_max_tokens, mark_unsupported=config.mark_unsupported,
+        score_aggregate=config.score_aggregate,
     )  # fmt: skip
     losses: list[tuple[int, float]] = []
     running: list[float] = []
