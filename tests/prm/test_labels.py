@@ -296,3 +296,17 @@ def test_random_edit_records_never_crash_the_checker(rng: random.Random):
     assert report.n_samples == 1 and report.n_labels == len(label_positions(note))
     assert all(m.stored != m.expected for m in report.mismatches)
     report.summary()
+
+
+def test_check_labels_strict_exit_status(prm_data, tmp_path):
+    from clinrl.cli import main
+
+    errors = str(prm_data / "verification_dev_error.json.gz")
+    main(["prm", "check-labels", "--errors", errors])  # reports the 5 noisy samples, exits 0
+    with pytest.raises(SystemExit) as exit_info:
+        main(["prm", "check-labels", "--errors", errors, "--strict"])
+    assert exit_info.value.code == 1
+    synthetic = tmp_path / "s.json"
+    main(["prm", "synth-errors", "--gold", str(prm_data / "verification_dev_gold.json.gz"), "--out", str(synthetic),
+          "--per-note", "1"])
+    main(["prm", "check-labels", "--errors", str(synthetic), "--strict"])  # consistent: no exit

@@ -47,7 +47,10 @@ def demo(
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode click returns (rather than raises) the code of a typer.Exit.
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
     except ClinrlError as err:
         typer.secho(f"error: {err}", err=True, fg="red")
         sys.exit(2)

@@ -17,6 +17,7 @@ def check_labels_command(
     errors: Path = typer.Option(..., "--errors", help="Error samples (PRM-Clinic JSON, .json or .json.gz)."),
     gold: Optional[Path] = typer.Option(None, "--gold", help="Gold notes, to check the edits against them too."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report as JSON here."),
+    strict: bool = typer.Option(False, "--strict", help="Exit with status 1 when anything does not match."),
 ) -> None:
     """Recompute every label from the samples' edits and list what does not match (positions only)."""
     from clinrl.io import write_json_atomic
@@ -28,6 +29,8 @@ def check_labels_command(
     typer.echo(report.summary())
     if json_out is not None:
         write_json_atomic(json_out, report.to_dict())
+    if strict and not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command("synth-errors")
