@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import time
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -356,6 +357,53 @@ def resume_checkpoint(output_dir: str | Path, resume: bool) -> str | None:
     if last is not None:
         raise ClinrlError(f"{out} already holds checkpoints ({Path(last).name}); pass --resume or choose a new output_dir")
     return None
+
+
+def ensure_pad_token(tokenizer: Any) -> Any:
+    """Give ``tokenizer`` a padding token (its EOS) when it has none, as batching needs one; returns it."""
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def train_and_save(
+    trainer: Any,
+    config: Any,
+    tokenizer: Any,
+    checkpoint: str | None,
+    summary_file: str,
+    fields: Mapping[str, Any],
+    late_fields: Callable[[], Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Run ``trainer`` (from ``checkpoint`` when resuming) and save the model, tokenizer and resolved recipe to
+    ``config.output_dir``; write and return the run summary: recipe, output_dir, ``fields``, step, resume
+    point, loss, then ``late_fields()`` (values known only after training) and the seconds taken.
+    Files are written by the main process only."""
+    from clinrl.io import write_json_atomic
+
+    out = Path(config.output_dir)
+    main = trainer.is_world_process_zero()
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "clinrl_recipe.json", config_to_dict(config))
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(str(out))  # main process only (and gathers sharded weights)
+    if main:
+        tokenizer.save_pretrained(str(out))
+    summary = {
+        "recipe": config.name,
+        "output_dir": config.output_dir,
+        **fields,
+        "global_step": trainer.state.global_step,
+        "resumed_from": checkpoint,
+        "train_loss": result.training_loss,
+        **(late_fields() if late_fields else {}),
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    if main:
+        write_json_atomic(out / summary_file, summary)
+    return summary
 
 
 def read_split(path: str | Path, columns: Sequence[str] = ("text", "solution"), limit: int | None = None):

@@ -12,7 +12,7 @@ from clinrl.config import RECIPES_DIR
 from clinrl.drg.grpo import build_rewards, build_rl_dataset, load_grpo_config, train_grpo
 from clinrl.drg.prompts import count_prompt_tokens, render_prompt
 from clinrl.errors import ClinrlError
-from tests.drg.tiny_training import MAX_PROMPT_TOKENS, tiny_workspace
+from tests.drg.tiny_training import MAX_PROMPT_TOKENS, StopAt, tiny_workspace
 
 
 @pytest.fixture(scope="module")
@@ -77,17 +77,6 @@ def test_cosine_kl_decays_beta_in_a_real_run(ws, tmp_path):
     expected = [beta0 * 0.5 * (1 + math.cos(math.pi * t / 4)) for t in range(4)]
     assert logged == pytest.approx(expected)
     assert summary["final_kl_beta"] == pytest.approx(expected[-1])
-
-
-class StopAt(TrainerCallback):
-    """Simulates an interruption: stop training after ``step`` optimizer steps."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step >= self.step:
-            control.should_training_stop = True
 
 
 def test_resume_reaches_the_same_final_step(ws, tmp_path):

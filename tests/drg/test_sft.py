@@ -6,13 +6,13 @@ import json
 
 import pandas as pd
 import pytest
-from transformers import AutoTokenizer, TrainerCallback
+from transformers import AutoTokenizer
 
 from clinrl.config import RECIPES_DIR, RecipeError
 from clinrl.drg.prompts import DEFAULT_THINK, SYSTEM_PROMPT
 from clinrl.drg.sft import build_sft_dataset, count_too_long, load_sft_config, read_traces, train_sft
 from clinrl.errors import ClinrlError, DataError
-from tests.drg.tiny_training import MAX_PROMPT_TOKENS, tiny_workspace
+from tests.drg.tiny_training import MAX_PROMPT_TOKENS, StopAt, tiny_workspace
 
 RECIPE = RECIPES_DIR / "tiny" / "sft.yaml"
 
@@ -75,15 +75,6 @@ def test_max_length_is_required(ws, tmp_path):
     path.write_text(f"model: {ws.model}\ndata: {ws.sft}\noutput_dir: {tmp_path}\n", encoding="utf-8")
     with pytest.raises(RecipeError, match="max_length"):
         load_sft_config(path)
-
-
-class StopAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step >= self.step:
-            control.should_training_stop = True
 
 
 def test_tiny_sft_runs_reports_cut_rows_and_resumes(ws, tmp_path):

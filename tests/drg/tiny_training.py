@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from transformers import TrainerCallback
+
 MAX_PROMPT_TOKENS = 480
 
 
@@ -71,3 +73,14 @@ def tiny_workspace() -> TinyWorkspace:
             fh.write(json.dumps({"hadm_id": int(hadm), "difficulty": tags[i % 3]}) + "\n")
     return TinyWorkspace(root, root / "model", root / "split" / "sft.parquet", root / "split" / "rl.parquet",
                          root / "difficulty.jsonl")
+
+
+class StopAt(TrainerCallback):
+    """Simulates an interruption: stop training after ``step`` optimizer steps."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            control.should_training_stop = True

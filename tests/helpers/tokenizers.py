@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast
 
-from clinrl.llm.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS
+from clinrl.llm.tiny import CHAT_TEMPLATE, train_tokenizer
 
 _CORPUS = [
     "The patient was admitted with heart failure and shock and treated with diuretics.",
@@ -25,19 +25,10 @@ _CORPUS = [
 ]
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=4)
 def _tokenizer_json(vocab_size: int) -> str:
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
-    return tok.to_str()
+    """Train once per vocabulary size; each call below gets a fresh tokenizer object from the JSON."""
+    return train_tokenizer(_CORPUS * 4, vocab_size).backend_tokenizer.to_str()
 
 
 def make_tiny_tokenizer(*, chat_template: bool = True, vocab_size: int = 400) -> PreTrainedTokenizerFast:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -61,8 +62,6 @@ def synth_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Write SYNTHETIC MIMIC-IV-shaped discharge notes and DRG codes (for tests, demos and benchmarks)."""
-    import json
-
     from clinrl.drg.synth import write_synthetic
 
     summary = write_synthetic(out, n, seed=seed, classes=classes, progress=not quiet)
@@ -86,8 +85,6 @@ def prepare_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar and no summary table."),
 ) -> None:
     """Extract hospital courses and v34 DRG labels from MIMIC-IV into a stratified train/test split."""
-    import json
-
     from clinrl.drg.mimic import DEFAULT_CHUNKSIZE, prepare, print_summary
 
     flow = prepare(
@@ -129,7 +126,7 @@ def sft_command(
     from clinrl.drg.sft import run_from_cli
 
     summary = run_from_cli(_recipe_path(config, recipe), ctx.args, resume)
-    typer.echo(__import__("json").dumps(summary, default=str))
+    typer.echo(json.dumps(summary, default=str))
 
 
 @app.command("grpo", context_settings=_TRAIN_CONTEXT)
@@ -143,7 +140,7 @@ def grpo_command(
     from clinrl.drg.grpo import run_from_cli
 
     summary = run_from_cli(_recipe_path(config, recipe), ctx.args, resume)
-    typer.echo(__import__("json").dumps(summary, default=str))
+    typer.echo(json.dumps(summary, default=str))
 
 
 @app.command("recipes")
@@ -172,7 +169,6 @@ def difficulty_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Tag cases easy (all k samples correct), hard (none) or mixed, for GRPO curricula."""
-    import json
 
     from clinrl.drg.difficulty import DifficultyConfig, tag_dataset
 

@@ -267,10 +267,10 @@ def _load_model(model_path: str | Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    from clinrl.config import ensure_pad_token
+
+    tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(model_path))
     tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     cuda = torch.cuda.is_available()
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16 if cuda else torch.float32)
     model.to("cuda" if cuda else "cpu").eval()

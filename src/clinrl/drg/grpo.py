@@ -11,7 +11,6 @@ never the instructions) to ``max_prompt_tokens``.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -20,10 +19,11 @@ from clinrl.config import (
     LoraOptions,
     RecipeError,
     build_config,
-    config_to_dict,
+    ensure_pad_token,
     finish_distributed,
     read_split,
     resume_checkpoint,
+    train_and_save,
 )
 from clinrl.errors import ClinrlError
 
@@ -164,41 +164,20 @@ def train_grpo(
     from transformers import AutoTokenizer
 
     from clinrl.drg.kl import CosineKLCallback
-    from clinrl.io import write_json_atomic
 
     checkpoint = resume_checkpoint(cfg.output_dir, resume)
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(cfg.model))
     dataset, curriculum = build_rl_dataset(cfg, tokenizer)
     args = _trl_args(cfg)
     trainer = _trainer(cfg, args, dataset, tokenizer, model)
     for callback in callbacks:
         trainer.add_callback(callback)
     kl = CosineKLCallback(args.beta).attach(trainer) if cfg.kl_schedule == "cosine" else None
-    main = trainer.is_world_process_zero()
-    if main:
-        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-        write_json_atomic(Path(cfg.output_dir) / "clinrl_recipe.json", config_to_dict(cfg))
-    start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(cfg.output_dir)  # main process only (and gathers sharded weights)
-    if main:
-        tokenizer.save_pretrained(cfg.output_dir)
-    summary = {
-        "recipe": cfg.name,
-        "output_dir": cfg.output_dir,
-        "rows": len(dataset),
-        "curriculum": curriculum,
-        "global_step": trainer.state.global_step,
-        "resumed_from": checkpoint,
-        "train_loss": result.training_loss,
-        "final_kl_beta": kl.current if kl else args.beta,
-        "seconds": round(time.perf_counter() - start, 2),
-    }
-    if main:
-        write_json_atomic(Path(cfg.output_dir) / "grpo_summary.json", summary)
-    return summary
+    return train_and_save(
+        trainer, cfg, tokenizer, checkpoint, "grpo_summary.json",
+        {"rows": len(dataset), "curriculum": curriculum},
+        lambda: {"final_kl_beta": kl.current if kl else args.beta},
+    )  # fmt: skip
 
 
 def run_from_cli(config: Path, overrides: Sequence[str], resume: bool) -> dict[str, Any]:

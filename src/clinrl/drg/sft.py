@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -22,10 +21,11 @@ from clinrl.config import (
     LoraOptions,
     RecipeError,
     build_config,
-    config_to_dict,
+    ensure_pad_token,
     finish_distributed,
     read_split,
     resume_checkpoint,
+    train_and_save,
 )
 from clinrl.errors import DataError
 
@@ -157,12 +157,8 @@ def train_sft(cfg: DRGSFTConfig, *, resume: bool = False, callbacks: Sequence[An
     from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from clinrl.io import write_json_atomic
-
     checkpoint = resume_checkpoint(cfg.output_dir, resume)
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(cfg.model))
     dataset, counts = build_sft_dataset(cfg, tokenizer)
     max_length = cfg.trl["max_length"]
     counts["rows"] = len(dataset)
@@ -184,27 +180,7 @@ def train_sft(cfg: DRGSFTConfig, *, resume: bool = False, callbacks: Sequence[An
         model=cfg.model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=cfg.lora.to_peft(),
         callbacks=list(callbacks) or None,
     )
-    main = trainer.is_world_process_zero()
-    if main:
-        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-        write_json_atomic(Path(cfg.output_dir) / "clinrl_recipe.json", config_to_dict(cfg))
-    start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(cfg.output_dir)  # main process only (and gathers sharded weights)
-    if main:
-        tokenizer.save_pretrained(cfg.output_dir)
-    summary = {
-        "recipe": cfg.name,
-        "output_dir": cfg.output_dir,
-        **counts,
-        "global_step": trainer.state.global_step,
-        "resumed_from": checkpoint,
-        "train_loss": result.training_loss,
-        "seconds": round(time.perf_counter() - start, 2),
-    }
-    if main:
-        write_json_atomic(Path(cfg.output_dir) / "sft_summary.json", summary)
-    return summary
+    return train_and_save(trainer, cfg, tokenizer, checkpoint, "sft_summary.json", counts)
 
 
 def run_from_cli(config: Path, overrides: Sequence[str], resume: bool) -> dict[str, Any]:

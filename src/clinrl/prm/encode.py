@@ -144,19 +144,25 @@ def encode_causal(
     ``orm=True`` with ``labels="true"`` puts the true label in the end-of-note slot only (placeholders
     elsewhere), as an outcome model must not see step labels.
     """
+    if not getattr(tokenizer, "is_fast", False):
+        raise PRMInputError("a fast tokenizer is needed (token offsets locate the note in the string)")
     lines = dialogue.split("\n")
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     eos = [tokenizer.eos_token_id] if add_eos and tokenizer.eos_token_id is not None else []
+    encoded: dict[int, tuple[str, Any]] = {}  # kept lines -> (string, encoding): each is tokenised once
 
-    def render(kept: int) -> str:
-        text = render_prm_string(_with_dialogue(note, "\n".join(lines[:kept])), tokens, labels)
-        return _orm_string(text, tokens) if orm and labels == "true" else text
+    def encode(kept: int) -> tuple[str, Any]:
+        if kept not in encoded:
+            text = render_prm_string(_with_dialogue(note, "\n".join(lines[:kept])), tokens, labels)
+            text = _orm_string(text, tokens) if orm and labels == "true" else text
+            encoded[kept] = (text, tokenizer(text, add_special_tokens=False, return_offsets_mapping=True))
+        return encoded[kept]
 
     def fits(kept: int) -> bool:
         if settings.dialogue_max_tokens is not None:
             if len(_encode(tokenizer, "\n".join(lines[:kept]))) > settings.dialogue_max_tokens:
                 return False
-        return len(bos) + len(_encode(tokenizer, render(kept))) + len(eos) <= settings.max_length
+        return len(bos) + len(encode(kept)[1]["input_ids"]) + len(eos) <= settings.max_length
 
     kept = len(lines)
     if not fits(kept):
@@ -168,10 +174,7 @@ def encode_causal(
             mid = (lo + hi + 1) // 2
             lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
         kept = lo
-    text = render(kept)
-    if not getattr(tokenizer, "is_fast", False):
-        raise PRMInputError("a fast tokenizer is needed (token offsets locate the note in the string)")
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    text, enc = encode(kept)
     input_ids = bos + list(enc["input_ids"]) + eos
     note_char = text.find(NOTE_HEADER) + len(NOTE_HEADER)
     first_note = next((k for k, (_, end) in enumerate(enc["offset_mapping"]) if end > note_char), len(enc["input_ids"]))

@@ -305,6 +305,7 @@ def _load_base(config: PRMTrainConfig, notes: Sequence[Note]):
     from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    from clinrl.config import ensure_pad_token
     from clinrl.prm.model import prepare_tokens, resolve_model_path
 
     path = resolve_model_path(config.model_name_or_path)
@@ -325,8 +326,7 @@ def _load_base(config: PRMTrainConfig, notes: Sequence[Note]):
         raise ClinrlError(f"cannot load model {config.model_name_or_path!r}: {err}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    ensure_pad_token(tokenizer)
     tokens, ids = prepare_tokens(tokenizer, model, config.tokens)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
