@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,104 +22,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from clinrl.drg.prompts import MS_DRG_PRIMER, QUESTION, SYSTEM_PROMPT  # noqa: E402
+def evaluate(model_dir: Path, prompts, golds, n: int, seed: int) -> dict:
+    """Metrics (``clinrl.drg.metrics``) of ``n`` samples per prompt, T 0.6, top-p 0.95."""
+    from clinrl.drg.evaluate import evaluate_prompts
+    from clinrl.llm.backends import SamplingParams, TransformersBackend
 
-INSTRUCTION_TEXTS = [SYSTEM_PROMPT, MS_DRG_PRIMER, QUESTION]
-CLINRL = [sys.executable, "-m", "clinrl"]
-
-
-def run(cmd: list[str]) -> None:
-    subprocess.run(cmd, check=True, cwd=REPO)
-
-
-def setup(out: Path, n_notes: int, classes: int, seed: int, max_prompt_tokens: int) -> dict:
-    """Synthetic data, split, tokenizer and random-init model under ``out`` (idempotent)."""
-    import pandas as pd
-
-    from clinrl.drg.prompts import format_completion
-    from clinrl.llm.tiny import TinyModelConfig, build_tiny_model, train_tokenizer
-
-    if not (out / "split" / "rl.parquet").is_file():
-        run([*CLINRL, "drg", "synth", "--n", str(n_notes), "--out", str(out / "raw"), "--seed", str(seed),
-             "--classes", str(classes), "--quiet"])
-        run([*CLINRL, "drg", "prepare", "--discharge", str(out / "raw" / "discharge.csv.gz"), "--drgcodes",
-             str(out / "raw" / "drgcodes.csv.gz"), "--out", str(out / "prep"), "--test-size", "0.12", "--quiet"])
-        run([*CLINRL, "drg", "split", "--data", str(out / "prep" / "train.parquet"), "--out", str(out / "split"),
-             "--sft-ratio", "0.5", "--seed", str(seed)])
-    if not (out / "model" / "config.json").is_file():
-        train = pd.read_parquet(out / "prep" / "train.parquet")
-        texts = list(train["text"])
-        texts += [format_completion(d) for d in train["description"].str.upper().unique()] * 20
-        # The fixed instruction texts (system prompt, MS-DRG primer, question) become one token each:
-        # the prompt text is unchanged, but a tiny model no longer spends ~200 of its positions on
-        # boilerplate, which makes every step ~2x cheaper and leaves room for the course.
-        tokenizer = train_tokenizer(texts, vocab_size=4096, extra_special_tokens=INSTRUCTION_TEXTS)
-        build_tiny_model(tokenizer, TinyModelConfig(arch="qwen2", hidden_size=128, num_layers=3, seed=seed),
-                         out=out / "model")
-    return {"max_prompt_tokens": max_prompt_tokens}
+    backend = TransformersBackend.from_path(str(model_dir), batch_size=32, progress=True)
+    params = SamplingParams(n=n, temperature=0.6, top_p=0.95, max_new_tokens=56, seed=seed)
+    return evaluate_prompts(backend, prompts, golds, params, ks=[n])
 
 
-def test_set(out: Path, tokenizer, n_test: int, max_prompt_tokens: int):
-    import pandas as pd
-
-    from clinrl.drg.ontology import load_ontology
-    from clinrl.drg.prompts import build_messages, truncate_course
-
-    test = pd.read_parquet(out / "prep" / "test.parquet").head(n_test)
-    onto = load_ontology()
-    prompts = [build_messages(truncate_course(t, tokenizer, max_prompt_tokens)) for t in test["text"]]
-    golds = [onto.find(d).description for d in test["description"]]
-    return prompts, golds
-
-
-def dev_set(out: Path, tokenizer, max_prompt_tokens: int, n: int = 64):
-    """A few RL-split cases to decide when SFT has produced a partly trained policy (not the test set)."""
-    import pandas as pd
-
-    from clinrl.drg.prompts import build_messages, truncate_course
-
-    rl = pd.read_parquet(out / "split" / "rl.parquet").tail(n)
-    return [build_messages(truncate_course(t, tokenizer, max_prompt_tokens)) for t in rl["text"]], list(rl["solution"])
-
-
-class StopWhenPartlyTrained:
-    """Trainer callback: every ``every`` steps, quick Pass@1 on dev cases (n 2); stop SFT at ``target``."""
-
-    def __new__(cls, *args, **kwargs):
-        from transformers import TrainerCallback
-
-        class _Callback(TrainerCallback):
-            def __init__(self, model_dir, prompts, golds, every, target):
-                from transformers import AutoTokenizer
-
-                self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-                self.prompts, self.golds, self.every, self.target = prompts, golds, every, target
-                self.history: list[tuple[int, float]] = []
-
-            def on_step_end(self, args, state, control, model=None, **kwargs):
-                if state.global_step % self.every:
-                    return
-                from clinrl.drg.quick_eval import evaluate_policy
-
-                result = evaluate_policy(model, self.tokenizer, self.prompts, self.golds, n=2, max_new_tokens=48,
-                                         seed=state.global_step, progress=False)
-                model.train()
-                self.history.append((state.global_step, round(result.pass1, 3)))
-                print(f"sft step {state.global_step}: dev Pass@1 {result.pass1:.3f}", file=sys.stderr, flush=True)
-                if result.pass1 >= self.target:
-                    control.should_training_stop = True
-
-        return _Callback(*args, **kwargs)
-
-
-def evaluate(model_dir: Path, prompts, golds, n: int, seed: int):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from clinrl.drg.quick_eval import evaluate_policy
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    return evaluate_policy(model, tokenizer, prompts, golds, n=n, max_new_tokens=56, seed=seed)
+def headline(metrics: dict) -> dict:
+    n = str(metrics["n_samples"])
+    return {"pass1": metrics["drg"]["pass@1"], "maj": metrics["drg"]["maj@k"][n], "pass_n": metrics["drg"]["pass@k"][n],
+            "format_ok": 1 - metrics["format_failure_rate"], "invalid": metrics["invalid_answer_rate"],
+            "n_cases": metrics["n_cases"], "n_samples": metrics["n_samples"]}
 
 
 def main() -> None:
@@ -154,46 +70,42 @@ def main() -> None:
     from clinrl.config import RECIPES_DIR, resolve_recipe
     from clinrl.drg.grpo import load_grpo_config, train_grpo
     from clinrl.drg.sft import load_sft_config, train_sft
+    from clinrl.drg.tiny_setup import (
+        build_tiny_workspace,
+        grpo_overrides,
+        partly_trained_stop,
+        sft_overrides,
+        tiny_prompts,
+    )
 
     start = time.perf_counter()
     out = a.out.resolve()
-    setup(out, a.n_notes, a.classes, a.seed, a.max_prompt_tokens)
+    ws = build_tiny_workspace(out, n_notes=a.n_notes, classes=a.classes, seed=a.seed, quiet=False)
     if a.setup_only:
         print(json.dumps({"out": str(out), "model": str(out / "model"), "split": str(out / "split")}))
         return
     tokenizer = AutoTokenizer.from_pretrained(out / "model")
-    prompts, golds = test_set(out, tokenizer, a.n_test, a.max_prompt_tokens)
+    prompts, golds = tiny_prompts(out / "prep" / "test.parquet", tokenizer, a.max_prompt_tokens, head=a.n_test)
 
     sft_dir = out / "sft"
     if not (sft_dir / "sft_summary.json").is_file():
         import shutil
 
         shutil.rmtree(sft_dir, ignore_errors=True)
-        dev_prompts, dev_golds = dev_set(out, tokenizer, a.max_prompt_tokens)
-        stop = StopWhenPartlyTrained(out / "model", dev_prompts, dev_golds, a.sft_eval_every, a.sft_target)
-        sft_cfg = load_sft_config(RECIPES_DIR / "tiny" / "sft.yaml", {
-            "model": str(out / "model"), "data": str(out / "split" / "sft.parquet"), "output_dir": str(sft_dir),
-            "limit": None, "max_prompt_tokens": a.max_prompt_tokens,
-            "trl.max_length": a.max_prompt_tokens + 64, "trl.max_steps": a.sft_steps,
-            "trl.learning_rate": a.sft_lr, "trl.per_device_train_batch_size": 16, "trl.save_strategy": "no",
-            "trl.lr_scheduler_type": "constant", "trl.logging_steps": 20, "trl.seed": a.seed,
-        })
+        dev_prompts, dev_golds = tiny_prompts(out / "split" / "rl.parquet", tokenizer, a.max_prompt_tokens, tail=64)
+        stop = partly_trained_stop(out / "model", dev_prompts, dev_golds, every=a.sft_eval_every, target=a.sft_target)
+        sft_cfg = load_sft_config(RECIPES_DIR / "tiny" / "sft.yaml", sft_overrides(
+            ws, sft_dir, max_prompt_tokens=a.max_prompt_tokens, max_steps=a.sft_steps, learning_rate=a.sft_lr,
+            logging_steps=20, seed=a.seed))
         train_sft(sft_cfg, callbacks=[stop])
         print(json.dumps({"stage": "sft_dev", "history": stop.history}), file=sys.stderr)
-    sft_eval = evaluate(sft_dir, prompts, golds, a.n_samples, a.seed)
-    print(json.dumps({"stage": "sft", **sft_eval.as_dict()}), file=sys.stderr)
+    sft_eval = headline(evaluate(sft_dir, prompts, golds, a.n_samples, a.seed))
+    print(json.dumps({"stage": "sft", **sft_eval}), file=sys.stderr)
 
     grpo_dir = out / "grpo" / a.recipe.replace("/", "_")
-    overrides = {
-        "model": str(sft_dir), "data": str(out / "split" / "rl.parquet"), "output_dir": str(grpo_dir),
-        "limit": None, "max_prompt_tokens": a.max_prompt_tokens,
-        "trl.max_steps": a.grpo_steps, "trl.save_strategy": "no", "trl.logging_steps": 25, "trl.seed": a.seed,
-        "trl.use_vllm": a.use_vllm,
-        # rollouts: 4 prompts x G 8 per step, short completions (the answer-only format is ~35 tokens)
-        "trl.num_generations": 8, "trl.per_device_train_batch_size": 16, "trl.max_completion_length": 48,
-        "trl.learning_rate": a.grpo_lr, "trl.temperature": a.grpo_temperature,
-        "trl.lr_scheduler_type": "constant_with_warmup", "trl.warmup_steps": 0.05,
-    }
+    overrides = grpo_overrides(ws, sft_dir, grpo_dir, max_prompt_tokens=a.max_prompt_tokens, max_steps=a.grpo_steps,
+                               learning_rate=a.grpo_lr, temperature=a.grpo_temperature, seed=a.seed)
+    overrides["trl.use_vllm"] = a.use_vllm
     overrides.update(dict(kv.split("=", 1) for kv in a.grpo))
     if grpo_dir.exists():
         import shutil
@@ -201,16 +113,16 @@ def main() -> None:
         shutil.rmtree(grpo_dir)
     grpo_cfg = load_grpo_config(resolve_recipe(a.recipe), overrides)
     train_grpo(grpo_cfg)
-    grpo_eval = evaluate(grpo_dir, prompts, golds, a.n_samples, a.seed)
-    print(json.dumps({"stage": "grpo", **grpo_eval.as_dict()}), file=sys.stderr)
+    grpo_eval = headline(evaluate(grpo_dir, prompts, golds, a.n_samples, a.seed))
+    print(json.dumps({"stage": "grpo", **grpo_eval}), file=sys.stderr)
 
     print(json.dumps({
         "recipe": a.recipe,
-        "sft_pass1": round(100 * sft_eval.pass1, 1),
-        "grpo_pass1": round(100 * grpo_eval.pass1, 1),
-        "sft_maj": round(100 * sft_eval.maj, 1),
-        "grpo_maj": round(100 * grpo_eval.maj, 1),
-        "n_test": sft_eval.n_cases,
+        "sft_pass1": round(100 * sft_eval["pass1"], 1),
+        "grpo_pass1": round(100 * grpo_eval["pass1"], 1),
+        "sft_maj": round(100 * sft_eval["maj"], 1),
+        "grpo_maj": round(100 * grpo_eval["maj"], 1),
+        "n_test": sft_eval["n_cases"],
         "minutes": round((time.perf_counter() - start) / 60, 2),
     }))
 

@@ -121,3 +121,15 @@ def test_recipe_names_resolve():
     assert resolve_recipe("best").name == "best.yaml"
     with pytest.raises(RecipeError, match="unknown recipe"):
         resolve_recipe("does_not_exist")
+
+
+def test_cli_usage_errors_exit_2_without_traceback(capsys):
+    import pytest
+
+    from clinrl.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["drg", "split"])  # a required option missing
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "Missing" in err and "Traceback" not in err

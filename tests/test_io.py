@@ -24,3 +24,16 @@ def test_atomic_write_has_normal_permissions(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o644
+
+
+def test_cut_torn_line(tmp_path):
+    from clinrl.io import cut_torn_line
+
+    path = tmp_path / "rows.jsonl"
+    assert cut_torn_line(path) is False  # missing file
+    path.write_bytes(b'{"a": 1}\n{"b": 2}\n')
+    assert cut_torn_line(path) is False and path.read_bytes() == b'{"a": 1}\n{"b": 2}\n'
+    path.write_bytes(b'{"a": 1}\n{"b": ')
+    assert cut_torn_line(path) is True and path.read_bytes() == b'{"a": 1}\n'
+    path.write_bytes(b'{"only": ')
+    assert cut_torn_line(path) is True and path.read_bytes() == b""

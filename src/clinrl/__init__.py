@@ -4,4 +4,9 @@ Two halves: ``clinrl.drg`` (MS-DRG coding from discharge summaries, SFT + GRPO) 
 (process-supervised reward models that score every step of a clinical note).
 """
 
+import os as _os
+
 __version__ = "0.1.0"
+
+# No usage telemetry from the Hugging Face libraries unless the user turns it on (before they are imported).
+_os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
 import time
 import types
 import typing
@@ -33,6 +34,7 @@ __all__ = [
     "RecipeError",
     "apply_overrides",
     "build_config",
+    "checkpoint_complete",
     "coerce",
     "config_to_dict",
     "finish_distributed",
@@ -78,13 +80,38 @@ class LoraOptions:
 # --------------------------------------------------------------------------- YAML and extends
 
 
+class _RecipeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
+            if isinstance(key, typing.Hashable):
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error on one line: the problem and where (PyYAML's own text spans several lines)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or " ".join(str(err).split())
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else problem
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise RecipeError(f"recipe file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_RecipeLoader)  # noqa: S506 (a SafeLoader)
+    except UnicodeDecodeError as err:
+        raise RecipeError(f"{path}: not UTF-8 text (byte {err.start})") from None
     except yaml.YAMLError as err:
-        raise RecipeError(f"{path}: not valid YAML ({err})") from None
+        raise RecipeError(f"{path}: not valid YAML: {_yaml_problem(err)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -227,13 +254,16 @@ def coerce(value: Any, annotation: Any, key: str, source: object) -> Any:
                 pass
         raise _fail(key, source, f"expected an integer, got {value!r}")
     if annotation is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None and number == number:  # NaN (.nan, "nan") would only poison a run
+            return number
         raise _fail(key, source, f"expected a number, got {value!r}")
     if annotation is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
@@ -341,22 +371,59 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 
 def resume_checkpoint(output_dir: str | Path, resume: bool) -> str | None:
-    """The checkpoint to resume from: the last ``checkpoint-N`` in ``output_dir`` when ``resume``.
+    """The checkpoint to resume from: the last *complete* ``checkpoint-N`` in ``output_dir`` when ``resume``.
 
-    ``resume`` without a checkpoint, or a fresh run into a folder that already holds checkpoints (which
-    would mix two runs), raise :class:`ClinrlError`.
+    The trainer writes a checkpoint in place, ``trainer_state.json`` last; a run killed while saving
+    leaves a folder without it (or with it cut short). Such a folder is skipped with a warning: resuming
+    from it would restart at step 0 or fail on half-written weights. ``resume`` without a complete
+    checkpoint, or a fresh run into a folder that already holds checkpoints (which would mix two runs),
+    raise :class:`ClinrlError`.
     """
-    from transformers.trainer_utils import get_last_checkpoint
-
     out = Path(output_dir)
-    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    found = sorted(
+        (p for p in out.glob("checkpoint-*") if p.is_dir() and p.name.removeprefix("checkpoint-").isdigit()),
+        key=lambda p: int(p.name.removeprefix("checkpoint-")),
+    ) if out.is_dir() else []  # fmt: skip
+    complete = [p for p in found if checkpoint_complete(p)]
     if resume:
-        if last is None:
+        if not found:
             raise ClinrlError(f"--resume: no checkpoint-* folder in {out}")
-        return last
-    if last is not None:
-        raise ClinrlError(f"{out} already holds checkpoints ({Path(last).name}); pass --resume or choose a new output_dir")
+        if not complete:
+            names = ", ".join(p.name for p in found)
+            raise ClinrlError(f"--resume: no complete checkpoint-* folder in {out} ({len(found)} incomplete: {names})")
+        newer = [p.name for p in found[found.index(complete[-1]) + 1 :]]
+        if newer:
+            logging.getLogger(__name__).warning(
+                "skipping incomplete %s (interrupted while saving); resuming from %s", ", ".join(newer), complete[-1].name
+            )
+        return str(complete[-1])
+    if found:
+        raise ClinrlError(f"{out} already holds checkpoints ({found[-1].name}); pass --resume or choose a new output_dir")
     return None
+
+
+def checkpoint_complete(folder: str | Path) -> bool:
+    """Whether a trainer checkpoint folder was written to the end (its ``trainer_state.json`` parses)."""
+    import json
+
+    try:
+        return isinstance(json.loads((Path(folder) / "trainer_state.json").read_text(encoding="utf-8")), dict)
+    except (OSError, ValueError):
+        return False
+
+
+def load_tokenizer(name: str | Path) -> Any:
+    """``AutoTokenizer.from_pretrained(name)`` with a pad token; a name that cannot be loaded (no such
+    folder, not cached and no network) is a :class:`ClinrlError`, not a traceback."""
+    from transformers import AutoTokenizer
+
+    if str(name).startswith((".", "/", "~")) and not Path(name).expanduser().exists():
+        raise ClinrlError(f"model folder not found: {name}")
+    try:
+        return ensure_pad_token(AutoTokenizer.from_pretrained(str(name)))
+    except (OSError, ValueError) as err:  # ValueError: a folder without tokenizer files
+        first = " ".join(str(err).split())[:200]
+        raise ClinrlError(f"cannot load the tokenizer of model {str(name)!r} ({type(err).__name__}: {first})") from None
 
 
 def ensure_pad_token(tokenizer: Any) -> Any:
@@ -379,7 +446,7 @@ def train_and_save(
     ``config.output_dir``; write and return the run summary: recipe, output_dir, ``fields``, step, resume
     point, loss, then ``late_fields()`` (values known only after training) and the seconds taken.
     Files are written by the main process only."""
-    from clinrl.io import write_json_atomic
+    from clinrl.io import atomic_path, write_json_atomic
 
     out = Path(config.output_dir)
     main = trainer.is_world_process_zero()
@@ -391,6 +458,9 @@ def train_and_save(
     trainer.save_model(str(out))  # main process only (and gathers sharded weights)
     if main:
         tokenizer.save_pretrained(str(out))
+        # The log history (loss, reward, completion length, KL …) for curves, also when no checkpoint was saved.
+        with atomic_path(out / "trainer_state.json") as tmp:
+            trainer.state.save_to_json(str(tmp))
     summary = {
         "recipe": config.name,
         "output_dir": config.output_dir,

@@ -1,4 +1,4 @@
-"""Small file helpers: atomic writes (a partial output never looks complete) and JSON."""
+"""Small file helpers: atomic writes (a partial output never looks complete), append-only JSONL repair, JSON."""
 
 from __future__ import annotations
 
@@ -40,6 +40,22 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_json_atomic(path: str | Path, obj: Any, *, indent: int | None = 2) -> None:
     write_text_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+
+
+def cut_torn_line(path: str | Path) -> bool:
+    """Cut a torn last line (an append-only JSONL file whose writer was killed mid-line) so that appends start
+    on a fresh line; True when something was cut. A missing or complete file is left alone."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return False
+    with path.open("r+b") as fh:
+        fh.truncate(data.rfind(b"\n") + 1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return True
 
 
 def read_parquet_checked(path: str | Path, columns: Sequence[str], *, made_by: str):

@@ -102,8 +102,8 @@ def test_render_prompt_is_what_trl_sees(ws, tokenizer, tmp_path):
     assert text == render_prompt(course, tokenizer)
 
 
-def test_quick_eval_scores_pass1_majority_and_format():
-    from clinrl.drg.quick_eval import score_samples
+def test_scoring_of_sampled_answers_pass1_majority_and_format():
+    from clinrl.drg.metrics import score_generations
 
     gold, other = "HEART FAILURE AND SHOCK WITH MCC", "HEART FAILURE AND SHOCK WITH CC"
 
@@ -114,7 +114,8 @@ def test_quick_eval_scores_pass1_majority_and_format():
         [c(gold), c(other), c(other), "no format " + gold],  # 1/4 right, majority wrong
         [c(gold), c(gold), c(other), c("NOT A DRG")],  # 2/4 right, majority right
     ]
-    result = score_samples(samples, [gold, gold])
-    assert result.pass1 == pytest.approx(3 / 8)
-    assert result.maj == pytest.approx(0.5) and result.pass_n == 1.0
-    assert result.format_ok == pytest.approx(7 / 8) and (result.n_cases, result.n_samples) == (2, 4)
+    metrics = score_generations([{"solution": gold, "completions": s} for s in samples], ks=[4])
+    assert metrics["drg"]["pass@1"] == pytest.approx(3 / 8)
+    assert metrics["drg"]["maj@k"]["4"] == pytest.approx(0.5) and metrics["drg"]["pass@k"]["4"] == 1.0
+    assert 1 - metrics["format_failure_rate"] == pytest.approx(7 / 8)
+    assert (metrics["n_cases"], metrics["n_samples"]) == (2, 4)

@@ -337,3 +337,21 @@ def test_cli_trains_the_tiny_causal_recipe(tmp_path, gold_file, capsys):
     assert "2 steps on" in capsys.readouterr().err
     loaded = load_prm(tmp_path / "out")
     assert loaded.meta.loss_mode == "vanilla" and loaded.meta.notes_only and loaded.meta.base_model == "tiny:qwen2"
+
+
+def test_cpu_causal_recipe_shapes_the_random_init_model(tmp_path, gold_file):
+    from clinrl.errors import ClinrlError
+    from clinrl.prm.model import load_prm
+    from clinrl.prm.train import train_from_recipe
+
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "prm" / "cpu_causal.yaml"
+    result = train_from_recipe(recipe, ["--output_dir", str(tmp_path / "out"), "--gold", f"[{gold_file}]",
+                                        "--max_steps", "1", "--tiny_hidden_size", "48", "--tiny_layers", "3",
+                                        "--tiny_heads", "4", "--tiny_vocab_size", "600", "--progress", "false"])  # fmt: skip
+    assert result.steps == 1
+    config = load_prm(tmp_path / "out").model.config
+    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (48, 3, 4)
+    assert config.num_key_value_heads == 2 and config.intermediate_size == 96
+    with pytest.raises(ClinrlError, match="multiple of tiny_heads"):
+        train_from_recipe(recipe, ["--output_dir", str(tmp_path / "bad"), "--gold", f"[{gold_file}]",
+                                   "--tiny_hidden_size", "50", "--progress", "false"])  # fmt: skip

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 
 from clinrl import __version__
 from clinrl.cli.drg import app as drg_app
+from clinrl.cli.notes import app as notes_app
 from clinrl.cli.prm import app as prm_app
+from clinrl.cli.serve import serve_command
 from clinrl.errors import ClinrlError
 
 app = typer.Typer(
@@ -24,6 +27,8 @@ app = typer.Typer(
 )
 app.add_typer(drg_app, name="drg", help="MS-DRG coding: data, rewards, training, evaluation.")
 app.add_typer(prm_app, name="prm", help="Process-supervised reward models for clinical notes.")
+app.add_typer(notes_app, name="notes", help="Note generation trained with a PRM reward (GRPO).")
+app.command("serve")(serve_command)
 
 
 @app.command()
@@ -35,13 +40,22 @@ def version() -> None:
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for everything the demo writes."),
-    n_notes: int = typer.Option(4000, "--n-notes", help="Synthetic discharge notes for the DRG part."),
+    quick: bool = typer.Option(False, "--quick", help="Every stage at minimal sizes (a minute or two; numbers meaningless)."),
+    only: Optional[str] = typer.Option(None, "--only", help="Run one half: drg or prm."),
+    n_notes: Optional[int] = typer.Option(None, "--n-notes", min=100, help="Synthetic discharge notes for the DRG half."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: 1 for DRG, 2 for the PRM)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
 ) -> None:
-    """Run both systems' pipelines end to end on built-in data (CPU)."""
-    from clinrl.demo import run_demo
+    """Run both systems end to end on built-in data (CPU, ≤ 25 min on 2 cores) and write report.html."""
+    from dataclasses import replace
 
-    run_demo(out, n_notes=n_notes, seed=seed)
+    from clinrl.demo import DemoConfig, run_demo
+
+    if only not in (None, "drg", "prm"):
+        raise ClinrlError(f"--only must be drg or prm, got {only!r}")
+    cfg = DemoConfig.quick() if quick else DemoConfig()
+    cfg = replace(cfg, seed=seed, **({"n_notes": n_notes} if n_notes else {}), **({"drg_threads": threads, "prm_threads": threads} if threads else {}))
+    run_demo(out, cfg, parts=(only,) if only else ("drg", "prm"))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,17 +66,28 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(code, int) and code != 0:
             sys.exit(code)
     except ClinrlError as err:
-        typer.secho(f"error: {err}", err=True, fg="red")
+        typer.secho(f"error: {' '.join(str(err).splitlines())}", err=True, fg="red")  # always one line
         sys.exit(2)
     except SystemExit:
         raise
-    except Exception as err:  # click's own usage errors
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
+    except Exception as err:  # click's usage errors (typer ≥ 0.26 raises those of its vendored click)
+        if isinstance(err, _click_classes("ClickException")):
             err.show()
             sys.exit(err.exit_code)
-        if isinstance(err, click.exceptions.Abort):
+        if isinstance(err, _click_classes("Abort")):
             typer.echo("aborted", err=True)
             sys.exit(130)
         raise
+
+
+def _click_classes(name: str) -> tuple[type, ...]:
+    """``click.exceptions.<name>`` of click itself and of typer's vendored copy, where present."""
+    import importlib
+
+    found = []
+    for module in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)

@@ -179,3 +179,184 @@ def difficulty_command(
     summary = tag_dataset(model, data, out, config, progress=not quiet)
     keys = ("cases", "easy", "mixed", "hard", "tagged_now", "skipped_already_tagged")
     typer.echo(json.dumps({key: summary[key] for key in keys}))
+
+
+@app.command("distill-cot")
+def distill_cot_command(
+    endpoint: str = typer.Option(..., "--endpoint", help="OpenAI-compatible base URL (course text is sent there)."),
+    model: str = typer.Option(..., "--model", help="Model name at the endpoint (the teacher)."),
+    data: Path = typer.Option(..., "--data", help="Cases (parquet/JSONL): hadm_id, text, solution or description."),
+    out: Path = typer.Option(..., "--out", help="Traces JSONL (valid rows; an existing file is resumed)."),
+    variant: str = typer.Option("explain", "--variant", help="explain (the study's prompt) or differential."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Attempt at most this many new cases now."),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, help="Requests in flight at once."),
+    temperature: float = typer.Option(0.7, "--temperature", min=0.0, help="Sampling temperature (study: 0.7)."),
+    max_tokens: int = typer.Option(2048, "--max-tokens", min=1, help="Tokens per answer at most (study: 2048)."),
+    max_attempts: int = typer.Option(3, "--max-attempts", min=1, help="Tries per case before it counts as failed."),
+    retry_failures: bool = typer.Option(False, "--retry-failures", help="Also redo cases that failed before."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampling and of the differential candidates."),
+    timeout: float = typer.Option(120.0, "--timeout", help="Seconds per request."),
+    api_key_env: str = typer.Option("CLINRL_API_KEY", "--api-key-env", help="Environment variable holding the key."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="On-disk response cache of the client."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Distil reasoning traces from a teacher shown the gold DRG; the JSONL feeds `drg sft` (traces:)."""
+    from clinrl.drg.distill import DistillConfig, distill_cot, sidecar_paths
+    from clinrl.llm.backends import get_backend
+
+    config = DistillConfig(
+        variant=variant, temperature=temperature, max_tokens=max_tokens, max_attempts=max_attempts,
+        chunk_size=concurrency, limit=limit, seed=seed, retry_failures=retry_failures, model=model,
+    )  # fmt: skip
+    config.validate()
+    extra = {"cache_dir": str(cache_dir)} if cache_dir is not None else {}
+    backend = get_backend(
+        "openai", endpoint=endpoint, model=model, max_concurrency=concurrency, timeout_s=timeout,
+        api_key_env=api_key_env, **extra,
+    )  # fmt: skip
+    report = distill_cot(backend, data, out, config, progress=not quiet)
+    keys = ("cases", "skipped_already_done", "attempted_now", "written_now", "failed_now", "request_errors",
+            "requests", "torn_lines_truncated", "valid_total", "failed_total", "missing_total")  # fmt: skip
+    summary = {key: report[key] for key in keys}
+    summary["failed_now_by_reason"] = report["failed_now_by_reason"]
+    typer.echo(f"-> {out} (failures: {sidecar_paths(out)[0].name}, report: {sidecar_paths(out)[1].name})", err=True)
+    typer.echo(json.dumps(summary))
+
+
+# --------------------------------------------------------------------------- evaluation, inference, analysis
+
+
+def _generation_backend(kind: str, model: Path, batch_size: int):
+    from clinrl.llm.backends import get_backend
+
+    if kind == "transformers":
+        return get_backend("transformers", model=str(model), batch_size=batch_size)
+    return get_backend(kind, model=str(model))
+
+
+@app.command("eval")
+def eval_command(
+    model: Path = typer.Option(..., "--model", help="Model folder (transformers format) or vLLM model path."),
+    data: Path = typer.Option(..., "--data", help="Test cases (parquet/JSONL): text and solution or description."),
+    out: Path = typer.Option(..., "--out", help="Folder for generations.jsonl, metrics.json, summary.md, plots."),
+    n: int = typer.Option(8, "--n", help="Completions sampled per case."),
+    temperature: float = typer.Option(0.6, "--temperature", help="Sampling temperature (0 = greedy)."),
+    top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling threshold."),
+    max_new_tokens: int = typer.Option(4096, "--max-new-tokens", help="Tokens generated per completion at most."),
+    max_prompt_tokens: Optional[int] = typer.Option(
+        None, "--max-prompt-tokens", help="Cut courses to this prompt size (default: context − max-new-tokens)."
+    ),
+    backend: str = typer.Option("transformers", "--backend", help="transformers or vllm."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Cases per generate call (and per flush to disk)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N cases."),
+    constrained: bool = typer.Option(False, "--constrained", help="Answers restricted to v34 descriptions."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+    sft_examples: Optional[int] = typer.Option(
+        None, "--sft-examples", help="Record the model's number of SFT examples (for `clinrl drg scaling`)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Sample n completions per test case (resumable) and score them: Pass@1/Pass@k/Maj@k and more."""
+    from clinrl.drg.evaluate import run_eval
+    from clinrl.llm.backends import SamplingParams
+
+    params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+    meta = {"model": str(model), **({"sft_examples": sft_examples} if sft_examples is not None else {})}
+    metrics = run_eval(
+        _generation_backend(backend, model, batch_size), data, params, out, limit=limit, constrained=constrained,
+        batch_size=batch_size, progress=not quiet, max_prompt_tokens=max_prompt_tokens, meta=meta,
+    )
+    typer.echo((out / "summary.md").read_text(encoding="utf-8"), err=True)
+    typer.echo(json.dumps(_headline(metrics)))
+
+
+def _headline(metrics: dict) -> dict:
+    """The figures a terminal line can hold."""
+    n = str(metrics["n_samples"])
+    line = {"n_cases": metrics["n_cases"], "n_samples": metrics["n_samples"]}
+    for target in ("drg", "principal", "cc_mcc"):
+        m = metrics[target]
+        line[target] = {"pass@1": round(m["pass@1"], 4), f"pass@{n}": round(m["pass@k"][n], 4),
+                        f"maj@{n}": round(m["maj@k"][n], 4)}
+    for key in ("format_failure_rate", "invalid_answer_rate"):
+        line[key] = round(metrics[key], 4)
+    return line
+
+
+@app.command("score")
+def score_command(
+    generations: Path = typer.Option(..., "--generations", help="generations.jsonl: solution + completions per line."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write metrics.json here (default: print only)."),
+    k: Optional[list[int]] = typer.Option(None, "--k", help="k for Pass@k/Maj@k (repeatable; default 1, 2, 4, …, n)."),
+) -> None:
+    """Score a generations file: Pass@1, Pass@k, Maj@k (DRG, principal, CC/MCC), rates, case mix, errors."""
+    from clinrl.drg.metrics import score_generations
+    from clinrl.io import write_json_atomic
+
+    metrics = score_generations(generations, ks=k or None)
+    if out is not None:
+        write_json_atomic(out, metrics)
+        typer.echo(f"-> {out}", err=True)
+    typer.echo(json.dumps(metrics if out is None else _headline(metrics)))
+
+
+@app.command("predict")
+def predict_command(
+    note: str = typer.Argument(..., help="A text file with a discharge summary or hospital course; - reads stdin."),
+    model: Path = typer.Option(..., "--model", help="Model folder (transformers format)."),
+    n: int = typer.Option(1, "--n", help="Samples to draw; > 1 gives a vote distribution as confidence."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Default: 0 (greedy) for n 1, else 0.6."),
+    top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling threshold."),
+    max_new_tokens: int = typer.Option(1024, "--max-new-tokens", help="Tokens generated per sample at most."),
+    max_prompt_tokens: Optional[int] = typer.Option(None, "--max-prompt-tokens", help="Cut the course to fit this."),
+    backend: str = typer.Option("transformers", "--backend", help="transformers or vllm."),
+    constrained: bool = typer.Option(False, "--constrained", help="Answers restricted to v34 descriptions."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+) -> None:
+    """Predict the MS-DRG of one note: description, code, MDC, weight, reasoning (and votes with --n)."""
+    import sys
+
+    from clinrl.drg.predict import format_prediction, predict_note
+    from clinrl.errors import ClinrlError
+    from clinrl.llm.backends import SamplingParams
+
+    if note == "-":
+        text = sys.stdin.read()
+    else:
+        path = Path(note)
+        if not path.is_file():
+            raise ClinrlError(f"{path}: file not found")
+        text = path.read_text(encoding="utf-8", errors="replace")
+    temp = temperature if temperature is not None else (0.0 if n == 1 else 0.6)
+    params = SamplingParams(n=n, temperature=temp, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+    result = predict_note(_generation_backend(backend, model, 8), text, params,
+                          max_prompt_tokens=max_prompt_tokens, constrained=constrained)
+    typer.echo(json.dumps(result, ensure_ascii=False) if as_json else format_prediction(result))
+
+
+@app.command("scaling")
+def scaling_command(
+    runs: Optional[list[Path]] = typer.Option(None, "--runs", help="Evaluation folders (from `clinrl drg eval --out`)."),
+    more: Optional[list[Path]] = typer.Argument(None, help="More evaluation folders (`--runs A B C` works too)."),
+    out: Path = typer.Option(Path("scaling.png"), "--out", help="The plot (PNG)."),
+    metric: str = typer.Option("drg.pass@1", "--metric", help="Dotted metrics.json path, e.g. drg.maj@k.8."),
+) -> None:
+    """Fit accuracy against log2(number of SFT examples) over runs; plot it, print slope/intercept/R².
+
+    A run's number of SFT examples comes from `eval --sft-examples N`, else from the sft_summary.json of the
+    evaluated model (followed back from a GRPO run to its SFT start)."""
+    from clinrl.drg.scaling import scaling_report
+    from clinrl.errors import ClinrlError
+
+    folders = [*(runs or []), *(more or [])]
+    if not folders:
+        raise ClinrlError("give the evaluation folders: --runs DIR [DIR …]")
+    report = scaling_report(folders, out, metric)
+    for p in report["points"]:
+        typer.echo(f"{p['sft_examples']:>8} SFT examples  {metric} {100 * p['value']:.1f}  {p['run']}", err=True)
+    fit = report["fit"]
+    if fit:
+        typer.echo(f"{metric} = {100 * fit['intercept']:.2f} + {100 * fit['slope']:.2f} · log2(n)  (in points; "
+                   f"R² {'undefined' if fit['r2'] is None else format(fit['r2'], '.3f')}) -> {out}", err=True)
+    typer.echo(json.dumps(report))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -55,8 +56,17 @@ def synth_errors_command(
     compare_gold: Optional[Path] = typer.Option(
         None, "--compare-gold", help="Gold notes of --compare-with (default: rebuilt from their edits)."
     ),
+    backend: str = typer.Option("rule", "--backend", help="rule (no model) or openai (a model writes the edits)."),
+    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="openai: base URL (notes are sent there)."),
+    model: Optional[str] = typer.Option(None, "--model", help="openai: model name at the endpoint."),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, help="openai: requests in flight at once."),
+    max_attempts: int = typer.Option(3, "--max-attempts", min=1, help="openai: answers asked per prompt at most."),
+    temperature: float = typer.Option(0.7, "--temperature", min=0.0, help="openai: sampling temperature."),
+    api_key_env: str = typer.Option("CLINRL_API_KEY", "--api-key-env", help="openai: env variable with the key."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="openai: on-disk response cache."),
 ) -> None:
-    """Synthesize PRM-Clinic error samples from gold notes with rule-based edits (no model needed)."""
+    """Synthesize PRM-Clinic error samples from gold notes: rule-based edits (default, no model) or edits
+    written by a model (--backend openai), validated and labelled by our code."""
     from rich.console import Console
     from rich.progress import Progress
 
@@ -68,18 +78,38 @@ def synth_errors_command(
 
     if min_swaps > max_swaps:
         raise ClinrlError(f"--min-swaps ({min_swaps}) is larger than --max-swaps ({max_swaps})")
+    if backend not in ("rule", "openai"):
+        raise ClinrlError(f"--backend must be rule or openai, got {backend!r}")
+    if backend == "openai" and (not endpoint or not model):
+        raise ClinrlError("--backend openai needs --endpoint URL and --model NAME (note text is sent there)")
     gold_notes = load_notes(gold)
     config = SynthConfig(
         min_swaps=min_swaps, max_swaps=max_swaps, max_removals=max_removals, problem_removal_rate=problem_removal_rate
     )
     pool_notes = load_notes(pool) if pool is not None else None
     console = Console(stderr=True)
+    llm_report = None
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("synthesizing", total=len(gold_notes))
-        result = synthesize(
-            gold_notes, per_note, seed=seed, pool=pool_notes, config=config,
-            progress=lambda n: progress.advance(task, n),
-        )  # fmt: skip
+        if backend == "rule":
+            result = synthesize(
+                gold_notes, per_note, seed=seed, pool=pool_notes, config=config,
+                progress=lambda n: progress.advance(task, n),
+            )  # fmt: skip
+        else:
+            from clinrl.llm.backends import get_backend
+            from clinrl.prm.llm_errors import LLMErrorSynthesizer, LLMSynthConfig, synthesize_with_llm
+
+            extra = {"cache_dir": str(cache_dir)} if cache_dir is not None else {}
+            client = get_backend("openai", endpoint=endpoint, model=model, max_concurrency=concurrency,
+                                 api_key_env=api_key_env, **extra)  # fmt: skip
+            llm = LLMSynthConfig(max_attempts=max_attempts, temperature=temperature, seed=seed,
+                                 batch_size=max(concurrency, 1) * 2)  # fmt: skip
+            result = synthesize_with_llm(
+                gold_notes, per_note, LLMErrorSynthesizer(client, config, llm), seed=seed,
+                progress=lambda n: progress.advance(task, n),
+            )  # fmt: skip
+            llm_report = result.to_dict()
     check = check_label_consistency(result.notes)
     if not check.ok:  # a bug, not a user mistake: never write inconsistent samples
         raise RuntimeError(f"synthesized samples failed the label check:\n{check.summary()}")
@@ -90,6 +120,13 @@ def synth_errors_command(
         + (skipped if result.skipped else ""),
         err=True,
     )
+    if llm_report is not None:
+        from clinrl.io import write_json_atomic
+
+        report_path = out.with_name(out.name + ".report.json")
+        write_json_atomic(report_path, {"endpoint": endpoint, "model": model, **llm_report})
+        typer.echo(f"rejected {llm_report['rejected']} samples {llm_report['rejects_by_reason']} "
+                   f"({llm_report['requests']} requests) -> {report_path}", err=True)  # fmt: skip
     if compare_with is not None:
         real = load_notes(compare_with)
         real_gold = load_notes(compare_gold) if compare_gold is not None else None
@@ -120,6 +157,50 @@ def build_command(
     typer.echo(f"{report.rows} PRM strings ({origins}); dropped: {dropped} -> {out / DATA_FILE}", err=True)
     if report.synthetic_skipped_gold:
         typer.echo(f"{report.synthetic_skipped_gold} gold notes were too small to synthesize errors from", err=True)
+
+
+@app.command("structure")
+def structure_command(
+    notes: list[Path] = typer.Argument(..., help="Free-text Assessment & Plan notes, one per text file."),
+    out: Path = typer.Option(..., "--out", help="Structured notes (PRM-Clinic JSON, .json or .json.gz)."),
+    dialogue: Optional[Path] = typer.Option(None, "--dialogue", help="Dialogue text file stored with every note."),
+    backend: str = typer.Option("rule", "--backend", help="rule (no model) or openai (a model splits the notes)."),
+    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="openai: base URL (notes are sent there)."),
+    model: Optional[str] = typer.Option(None, "--model", help="openai: model name at the endpoint."),
+    max_attempts: int = typer.Option(2, "--max-attempts", min=1, help="openai: answers asked per note at most."),
+    api_key_env: str = typer.Option("CLINRL_API_KEY", "--api-key-env", help="openai: env variable with the key."),
+) -> None:
+    """Split free-text notes into problems and steps: by rule, or by a model with validation and a rule fallback."""
+    from clinrl.errors import ClinrlError, DataError
+    from clinrl.prm.notes import save_notes
+    from clinrl.prm.structure import structure_note
+
+    if backend not in ("rule", "openai"):
+        raise ClinrlError(f"--backend must be rule or openai, got {backend!r}")
+    if backend == "openai" and (not endpoint or not model):
+        raise ClinrlError("--backend openai needs --endpoint URL and --model NAME (note text is sent there)")
+    texts = []
+    for path in notes:
+        try:
+            texts.append(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as err:
+            raise DataError(f"not readable as text: {err}", path=path) from None
+    dialog = dialogue.read_text(encoding="utf-8") if dialogue is not None else ""
+    if backend == "rule":
+        structured = [structure_note(t, dialogue=dialog) for t in texts]
+        summary = {"notes": len(structured), "by_rule": len(structured)}
+    else:
+        from clinrl.llm.backends import get_backend
+        from clinrl.prm.llm_structure import StructureConfig, structure_notes
+
+        client = get_backend("openai", endpoint=endpoint, model=model, api_key_env=api_key_env)
+        result = structure_notes(texts, client, dialogues=[dialog] * len(texts),
+                                 config=StructureConfig(max_attempts=max_attempts))  # fmt: skip
+        structured, summary = result.notes, result.to_dict()
+    for number, (path, note) in enumerate(zip(notes, structured), 1):
+        note.case_id, note.case_no = path.stem, number
+    save_notes(structured, out)
+    typer.echo(f"{json.dumps(summary)} -> {out}", err=True)
 
 
 @app.command("render")

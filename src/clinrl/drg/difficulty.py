@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -200,34 +200,11 @@ class DifficultyConfig:
 
 
 def read_cases(path: str | Path) -> list[dict[str, Any]]:
-    """Cases ``{hadm_id, text, solution}`` from a parquet/JSONL split (``solution`` derived from
-    ``description`` when absent). Raises DataError for a missing column or a repeated hadm_id."""
-    import pandas as pd
+    """Cases ``{hadm_id, text, solution}`` of a parquet/JSONL split (:func:`clinrl.drg.evaluate.load_cases`
+    with a required ``hadm_id``, made a comparable key)."""
+    from clinrl.drg.evaluate import load_cases
 
-    from clinrl.drg.ontology import load_ontology
-    from clinrl.drg.split import add_solution
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("file not found", path=path)
-    try:
-        frame = pd.read_json(path, lines=True) if path.suffix in (".jsonl", ".json") else pd.read_parquet(path)
-    except Exception as err:  # pyarrow / pandas raise several types for unreadable input
-        raise DataError(f"cannot read ({type(err).__name__}: {err})", path=path) from None
-    for name in ("hadm_id", "text"):
-        if name not in frame.columns:
-            raise DataError("missing column", path=path, field=name)
-    if "solution" not in frame.columns:
-        if "description" not in frame.columns:
-            raise DataError("missing column (need solution or description)", path=path, field="solution")
-        frame = add_solution(frame, load_ontology(), path=path)
-    duplicated = frame["hadm_id"].duplicated()
-    if duplicated.any():
-        raise DataError("repeated hadm_id (tags are keyed on it)", path=path, row=frame["hadm_id"][duplicated].iloc[0])
-    return [
-        {"hadm_id": _key(h), "text": t, "solution": s}
-        for h, t, s in zip(frame["hadm_id"].tolist(), frame["text"].tolist(), frame["solution"].tolist())
-    ]
+    return [{**case, "hadm_id": _key(case["hadm_id"])} for case in load_cases(path, require_id=True)]
 
 
 def _sample(model: Any, tokenizer: Any, prompts: list[str], config: DifficultyConfig) -> list[list[str]]:
@@ -264,24 +241,11 @@ def summarize(path: str | Path) -> dict[str, Any]:
 
 
 def _load_model(model_path: str | Path) -> tuple[Any, Any]:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from clinrl.llm.loading import load_causal_lm
 
-    from clinrl.config import ensure_pad_token
-
-    tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(model_path))
+    model, tokenizer = load_causal_lm(model_path)  # bfloat16 on CUDA, float32 on CPU; clear errors
     tokenizer.padding_side = "left"
-    cuda = torch.cuda.is_available()
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16 if cuda else torch.float32)
-    model.to("cuda" if cuda else "cpu").eval()
     return model, tokenizer
-
-
-def _truncate_file_to_complete_lines(path: Path) -> None:
-    """Cut a torn last line (from an interrupted run) so appends start on a fresh line."""
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        path.write_bytes(data[: data.rfind(b"\n") + 1])
 
 
 def tag_dataset(
@@ -299,13 +263,13 @@ def tag_dataset(
 
     from clinrl.drg.prompts import render_prompt, truncate_course
     from clinrl.drg.rewards import EXACT, get_reward
-    from clinrl.io import write_json_atomic
+    from clinrl.io import cut_torn_line, write_json_atomic
 
     config.validate()
     out = Path(out)
     done: set[Any] = set()
     if out.is_file():
-        _truncate_file_to_complete_lines(out)
+        cut_torn_line(out)
         previous = _read_records(out)
         ks = {r.get("k") for r in previous}
         if ks - {config.k}:

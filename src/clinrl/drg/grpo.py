@@ -19,8 +19,8 @@ from clinrl.config import (
     LoraOptions,
     RecipeError,
     build_config,
-    ensure_pad_token,
     finish_distributed,
+    load_tokenizer,
     read_split,
     resume_checkpoint,
     train_and_save,
@@ -161,12 +161,10 @@ def train_grpo(
 
     ``model`` (an instance) replaces ``cfg.model`` as the policy; ``callbacks`` are added to the trainer.
     """
-    from transformers import AutoTokenizer
-
     from clinrl.drg.kl import CosineKLCallback
 
     checkpoint = resume_checkpoint(cfg.output_dir, resume)
-    tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(cfg.model))
+    tokenizer = load_tokenizer(cfg.model)
     dataset, curriculum = build_rl_dataset(cfg, tokenizer)
     args = _trl_args(cfg)
     trainer = _trainer(cfg, args, dataset, tokenizer, model)

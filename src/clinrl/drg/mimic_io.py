@@ -2,7 +2,8 @@
 
 Compression is sniffed from the first bytes (a plain CSV named ``.gz`` or gzip named ``.csv`` is read
 and noted, other compressions are refused); columns are checked up front; notes are streamed in chunks
-with pandas' C parser. Every column is parsed (no ``usecols``): with ``usecols`` pandas silently
+with pandas' C parser; NUL bytes (which that parser would silently cut a field at) are removed and
+counted. Every column is parsed (no ``usecols``): with ``usecols`` pandas silently
 accepts lines with too many fields, which would hide a broken row. User mistakes become a
 :class:`~clinrl.errors.DataError` naming the file; rows that cannot be used (a non-integer id, a line
 with too many fields) are skipped and counted in a :class:`ReadIssues`, never lost silently.
@@ -14,6 +15,7 @@ A MIMIC-IV admission's MS-DRG is its ``HCFA`` row in ``drgcodes`` (``APR`` rows 
 from __future__ import annotations
 
 import gzip
+import io
 import re
 import warnings
 import zlib
@@ -87,15 +89,49 @@ def inspect_source(path: str | Path) -> SourceFile:
     return SourceFile(p, is_gzip, size, notes)
 
 
+class _NulFilter(io.RawIOBase):
+    """A byte stream with every NUL byte removed and counted in ``removed``.
+
+    pandas' C parser ends a field at a NUL byte and silently drops the rest of it, which would cut a
+    note short without a trace. In UTF-8 a 0x00 byte is only ever the NUL character, so removing it
+    at the byte level is safe; the count goes into the report.
+    """
+
+    def __init__(self, inner: IO[bytes]):
+        self.inner, self.removed = inner, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        view = memoryview(buffer)
+        while True:
+            data = self.inner.read(len(view))
+            if not data:
+                return 0
+            nuls = data.count(0)
+            if nuls:
+                self.removed += nuls
+                data = data.replace(b"\x00", b"")
+            if data:  # a read of only NULs must not look like the end of the file
+                view[: len(data)] = data
+                return len(data)
+
+
 @contextmanager
-def _open(src: SourceFile) -> Iterator[tuple[IO[bytes], Callable[[], int]]]:
-    """The file's decompressed byte stream and a function giving the compressed bytes read so far."""
+def _open(src: SourceFile, issues: ReadIssues | None = None) -> Iterator[tuple[IO[bytes], Callable[[], int]]]:
+    """The file's decompressed byte stream (NUL bytes removed, counted in ``issues``) and a function
+    giving the compressed bytes read so far."""
     raw = src.path.open("rb")
-    stream: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if src.gzip else raw
+    inner: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if src.gzip else raw
+    nul_filter = _NulFilter(inner)
+    stream = io.BufferedReader(nul_filter, buffer_size=1 << 20)
     try:
         yield stream, raw.tell
     finally:
-        stream.close()
+        if issues is not None:
+            issues.nul_bytes_removed += nul_filter.removed
+        inner.close()
         raw.close()
 
 
@@ -130,11 +166,24 @@ def check_columns(src: SourceFile, required: tuple[str, ...]) -> list[str]:
     missing = [c for c in required if c not in header]
     if missing:
         raise DataError(
-            f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (found: {', '.join(header)})",
+            f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (found: {_names(header)})",
             path=src.path,
             field=missing[0],
         )
     return header
+
+
+def _names(header: list[str], most: int = 20, width: int = 40) -> str:
+    """Column names for a message: at most ``most``, each cut to ``width`` characters and on one line.
+
+    A broken header (an open quote) can swallow whole notes into one "name"; they must not reach the
+    terminal or a log."""
+    shown = []
+    for name in header[:most]:
+        flat = name.encode("unicode_escape").decode("ascii")
+        shown.append(flat if len(flat) <= width else f"{flat[:width]}… ({len(name)} characters)")
+    more = f", … {len(header) - most} more" if len(header) > most else ""
+    return ", ".join(shown) + more
 
 
 @dataclass
@@ -147,6 +196,7 @@ class ReadIssues:
 
     counts: Counter = field(default_factory=Counter)
     examples: dict[str, list[object]] = field(default_factory=dict)
+    nul_bytes_removed: int = 0  # NUL bytes taken out of the text (records kept; see ``_NulFilter``)
 
     def add(self, reason: str, where: list[object]) -> None:
         if not where:
@@ -160,7 +210,12 @@ class ReadIssues:
         return sum(self.counts.values())
 
     def to_dict(self) -> dict:
-        return {"skipped": self.total, "by_reason": dict(self.counts), "examples": self.examples}
+        return {
+            "skipped": self.total,
+            "by_reason": dict(self.counts),
+            "examples": self.examples,
+            "nul_bytes_removed": self.nul_bytes_removed,
+        }
 
 
 def _int_ids(values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -207,7 +262,7 @@ def iter_note_chunks(
     and the records read so far.
     """
     offset = 0
-    with _open(src) as (stream, tell), _translate_errors(src, lambda: f" after record {offset}" if offset else ""):
+    with _open(src, issues) as (stream, tell), _translate_errors(src, lambda: f" after record {offset}" if offset else ""):
         reader = pd.read_csv(stream, chunksize=chunksize, **_CSV_OPTIONS)
         while True:
             with warnings.catch_warnings(record=True) as caught:
@@ -248,7 +303,7 @@ def read_drgcodes(src: SourceFile, issues: ReadIssues) -> pd.DataFrame:
 
     Rows with a blank or non-integer ``hadm_id`` and unparseable lines are skipped and counted.
     """
-    with _open(src) as (stream, _), _translate_errors(src):
+    with _open(src, issues) as (stream, _), _translate_errors(src):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", pd.errors.ParserWarning)
             table = pd.read_csv(stream, **_CSV_OPTIONS)

@@ -21,8 +21,8 @@ from clinrl.config import (
     LoraOptions,
     RecipeError,
     build_config,
-    ensure_pad_token,
     finish_distributed,
+    load_tokenizer,
     read_split,
     resume_checkpoint,
     train_and_save,
@@ -154,11 +154,10 @@ def _n_tokens(tokenizer: Any, messages: list[dict[str, str]], prompt: bool = Fal
 def train_sft(cfg: DRGSFTConfig, *, resume: bool = False, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Run SFT; save the model, tokenizer and resolved recipe to ``output_dir``; return a summary
     (``callbacks`` are added to the trainer)."""
-    from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
     checkpoint = resume_checkpoint(cfg.output_dir, resume)
-    tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(cfg.model))
+    tokenizer = load_tokenizer(cfg.model)
     dataset, counts = build_sft_dataset(cfg, tokenizer)
     max_length = cfg.trl["max_length"]
     counts["rows"] = len(dataset)

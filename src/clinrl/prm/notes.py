@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal
@@ -288,8 +289,16 @@ def _removal(raw: Any, ctx: _Ctx, where: str) -> Removal:
     )
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+
+
 def _optional_int(raw: dict, key: str, ctx: _Ctx) -> int | None:
-    return _need(raw, key, int, ctx, "") if key in raw else None
+    if key not in raw:
+        return None
+    value = _need(raw, key, int, ctx, "")
+    if not _INT64[0] <= value <= _INT64[1]:
+        raise ctx.fail("integer out of range (64-bit)", key)
+    return value
 
 
 _KNOWN = set(_ERROR_KEYS)
@@ -370,10 +379,37 @@ def _open_text(path: Path):
     with path.open("rb") as probe:
         magic = probe.read(2)
     if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt", encoding="utf-8")
+        return gzip.open(path, "rt", encoding="utf-8-sig")
     if path.suffix == ".gz":
         raise NoteSchemaError("named .gz but is not gzip-compressed", path=path)
-    return path.open("r", encoding="utf-8")
+    return path.open("r", encoding="utf-8-sig")  # a leading byte-order mark is allowed
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook``: a JSON object naming a key twice would silently keep only the last value."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise _DuplicateKey(dup)
+    return obj
+
+
+def _check_unicode(raw: list, path: Path) -> None:
+    """Strings must be valid Unicode: a lone surrogate (``"\\ud800"`` in the JSON) cannot be written back."""
+    try:
+        json.dumps(raw, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        for i, item in enumerate(raw):
+            try:
+                json.dumps(item, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise _Ctx(path, i, item).fail(f"invalid Unicode (lone surrogate) at character {err.start}", "<note>")
+        raise
 
 
 def load_notes(path: str | Path) -> list[Note]:
@@ -383,11 +419,16 @@ def load_notes(path: str | Path) -> list[Note]:
         raise NoteSchemaError("no such file", path=path)
     try:
         with _open_text(path) as handle:
-            raw = json.load(handle)
-    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raw = json.load(handle, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as err:
+        raise NoteSchemaError(f"a JSON object names key {err} twice", path=path, field=str(err)) from None
+    except RecursionError:
+        raise NoteSchemaError("not readable as JSON: nested too deeply", path=path) from None
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise NoteSchemaError(f"not readable as JSON: {err}", path=path) from None
     if not isinstance(raw, list):
         raise NoteSchemaError(f"expected a JSON list of notes, got {type(raw).__name__}", path=path)
+    _check_unicode(raw, path)
     return [note_from_dict(item, path=path, index=i) for i, item in enumerate(raw)]
 
 

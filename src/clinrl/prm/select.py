@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from clinrl.prm.notes import Note
 from clinrl.prm.score import NoteScore, PRMScorer, as_note
 
-__all__ = ["Ranked", "Ranking", "best_of_n", "ranking_table", "read_candidates"]
+__all__ = ["Ranked", "Ranking", "best_of_n", "item_text", "ranking_table", "read_candidates"]
 
 
 @dataclass
@@ -79,7 +79,7 @@ def best_of_n(
     return Ranking(agg, entries)
 
 
-def _item_text(note: Note, slot: Any) -> str:
+def item_text(note: Note, slot: Any) -> str:
     problem = note.problems[slot.problem]
     return problem.header if slot.kind == "problem" else problem.steps[slot.step].text
 
@@ -95,7 +95,7 @@ def ranking_table(ranking: Ranking, *, show_text: bool = False):
     for e in ranking.entries:
         weak = []
         for s in e.weakest:
-            text = f": {_item_text(e.note, s)}" if show_text else ""
+            text = f": {item_text(e.note, s)}" if show_text else ""
             weak.append(f"{s.where} ({s.p_plus:.3f}){text}")
         table.add_row(str(e.rank), e.name, f"{e.score:.3f}", str(len(e.scored.slots)), "\n".join(weak) or "—")
     return table

@@ -99,6 +99,12 @@ class PRMTrainConfig:
     num_threads: int | None = None  # torch CPU threads
     accelerate_config: str | None = None  # launch with `accelerate launch --config_file <this>` (e.g. ZeRO-3)
     progress: bool = True
+    # model_name_or_path "tiny:…" only: shape of the random-init model and its tokenizer
+    tiny_hidden_size: int = 64
+    tiny_layers: int = 2
+    tiny_heads: int = 4
+    tiny_vocab_size: int = 2048
+    tiny_tokenizer_notes: int = 200  # the first N training notes train the BPE tokenizer
 
     def __post_init__(self) -> None:
         if self.loss_mode not in LOSS_MODES:
@@ -253,7 +259,6 @@ def causal_loss(logits: Any, input_ids: Any, groups: Any, loss_mode: str) -> Any
     """The causal-LM PRM loss. ``groups[b, t]`` is the loss group of predicting ``input_ids[b, t+1]`` from
     position t. ``vanilla``: one mean CE over all trained targets; ``special_token``: mean CE over the
     label targets plus mean CE over the structural targets; ``score_token_only``: mean CE over the labels."""
-    import torch
     import torch.nn.functional as F
 
     width = groups.shape[1]
@@ -286,17 +291,23 @@ def _class_weights(examples: list[dict[str, list[int]]], scheme: str) -> list[fl
 
 
 # ------------------------------------------------------------------------------------------------ models
-def _tiny_model(arch: str, notes: Sequence[Note], out: Path) -> str:
-    """Build a random-init tiny causal LM (``tiny:qwen2`` / ``tiny:llama``) with a tokenizer trained on the
-    training notes, saved under ``out``; for smoke runs and tests (no download)."""
+def _tiny_model(arch: str, notes: Sequence[Note], out: Path, config: PRMTrainConfig) -> str:
+    """Build a random-init causal LM (``tiny:qwen2`` / ``tiny:llama``, shaped by the ``tiny_*`` fields) with a
+    byte-level BPE tokenizer trained on the training notes, saved under ``out``; no download."""
     from clinrl.llm.tiny import TinyModelConfig, build_tiny_model, train_tokenizer
 
     if arch not in ("qwen2", "llama"):
         raise ClinrlError(f"unknown tiny model {arch!r}: use tiny:qwen2 or tiny:llama")
-    texts = [n.dialogue + "\n" + n.text() for n in notes[:200]]
-    tokenizer = train_tokenizer(texts, vocab_size=2048)
-    build_tiny_model(tokenizer, TinyModelConfig(arch=arch, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
-                                                intermediate_size=128), out=out)  # fmt: skip
+    if config.tiny_hidden_size % config.tiny_heads:
+        raise ClinrlError(f"tiny_hidden_size {config.tiny_hidden_size} is not a multiple of tiny_heads {config.tiny_heads}")
+    texts = [n.dialogue + "\n" + n.text() for n in notes[: config.tiny_tokenizer_notes]]
+    tokenizer = train_tokenizer(texts, vocab_size=config.tiny_vocab_size)
+    shape = TinyModelConfig(
+        arch=arch, hidden_size=config.tiny_hidden_size, num_layers=config.tiny_layers, num_heads=config.tiny_heads,
+        num_kv_heads=max(1, config.tiny_heads // 2), intermediate_size=2 * config.tiny_hidden_size,
+        max_position_embeddings=max(4096, config.max_length),
+    )  # fmt: skip
+    build_tiny_model(tokenizer, shape, out=out)
     return str(out)
 
 
@@ -310,7 +321,7 @@ def _load_base(config: PRMTrainConfig, notes: Sequence[Note]):
 
     path = resolve_model_path(config.model_name_or_path)
     if path.startswith(TINY_PREFIX):
-        path = _tiny_model(path[len(TINY_PREFIX) :], notes, Path(config.output_dir) / "base_model")
+        path = _tiny_model(path[len(TINY_PREFIX) :], notes, Path(config.output_dir) / "base_model", config)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "newly initialised head" load report is expected here
     try:

@@ -1,0 +1,154 @@
+"""``clinrl notes grpo``: GRPO for Assessment & Plan generation with a PRM as the reward (TRL 1.16).
+
+The recipe (:class:`NotesGRPOConfig`) names the policy, the PRM, the gold-note file whose dialogues are the
+prompts (split train/held-out by case, :mod:`clinrl.notes.dialogues`; only the train side is used), the
+rewards with their weights, the PRM aggregation and the guards (:mod:`clinrl.notes.rewards`). Everything
+TRL handles — G, loss type, β, lengths, vLLM — goes to ``trl.GRPOConfig`` through ``trl:``, as in
+:mod:`clinrl.drg.grpo`. Besides the model, ``output_dir`` receives ``dialogue_split.json`` (the split report
+and the case ids on each side, no text) and ``grpo_summary.json`` (with the PRM reward's counters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from clinrl.config import (
+    LoraOptions,
+    RecipeError,
+    build_config,
+    finish_distributed,
+    load_tokenizer,
+    resume_checkpoint,
+    train_and_save,
+)
+from clinrl.notes.rewards import REWARDS, GuardConfig, build_reward
+from clinrl.prm.score import AGGREGATES, ScoreConfig
+
+__all__ = ["NotesGRPOConfig", "build_notes_dataset", "build_rewards", "load_notes_grpo_config", "train_notes_grpo"]
+
+SPLIT_FILE = "dialogue_split.json"
+
+
+@dataclass
+class NotesGRPOConfig:
+    """A note-generation GRPO recipe: our fields, plus ``trl`` passed to ``trl.GRPOConfig``."""
+
+    model: str
+    prm: str
+    output_dir: str
+    name: str = "notes_grpo"
+    description: str = ""
+    data: str = "demo"  # gold-note file (PRM-Clinic JSON); "demo" = the bundled one
+    held_out_fraction: float = 0.1
+    split_seed: int = 0
+    limit: int | None = None  # first N training dialogues
+    max_dialogue_tokens: int | None = 2048  # the policy's prompt; rewards see the whole dialogue
+    rewards: list[str] = field(default_factory=lambda: ["prm", "format", "completeness", "guard"])
+    reward_weights: list[float] | None = None
+    aggregate: str | None = None  # PRM note score: sum_log | mean | min | last (None: the PRM's own default)
+    prm_fast: bool = True  # shared-prefix fast path (causal-LM PRMs)
+    prm_batch_size: int = 8
+    guards: GuardConfig = field(default_factory=GuardConfig)
+    lora: LoraOptions = field(default_factory=LoraOptions)
+    trl: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = [r for r in self.rewards if r not in REWARDS]
+        if unknown or not self.rewards:
+            raise ValueError(f"rewards: unknown {unknown or 'empty list'}; available: {', '.join(REWARDS)}")
+        if len(set(self.rewards)) != len(self.rewards):
+            raise ValueError("rewards: each reward may appear once")
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
+            raise ValueError(f"reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards")
+        if self.aggregate is not None and self.aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
+        if not 0 < self.held_out_fraction < 1:
+            raise ValueError(f"held_out_fraction must be in (0, 1), got {self.held_out_fraction}")
+        for key in ("output_dir", "reward_weights"):
+            if key in self.trl:
+                raise ValueError(f"set {key} at the top level of the recipe, not under trl")
+
+
+def load_notes_grpo_config(path: str | Path, overrides: Any = ()) -> NotesGRPOConfig:
+    """Load a notes GRPO recipe with ``overrides`` (``--key value`` strings or a dotted-key mapping)."""
+    from trl import GRPOConfig
+
+    return build_config(NotesGRPOConfig, path, overrides, trl_class=GRPOConfig)
+
+
+def build_notes_dataset(cfg: NotesGRPOConfig, tokenizer: Any) -> tuple[Any, dict[str, Any]]:
+    """The training dialogues as a ``datasets.Dataset`` (:func:`clinrl.notes.dialogues.rl_rows`) and the split
+    report (plus ``rows`` and ``dialogues_cut``) with the case ids of each side."""
+    from datasets import Dataset
+
+    from clinrl.notes.dialogues import load_dialogues, rl_rows, split_dialogues
+
+    cases, skipped = load_dialogues(cfg.data)
+    split = split_dialogues(cases, cfg.held_out_fraction, cfg.split_seed, skipped)
+    train = split.train[: cfg.limit] if cfg.limit else split.train
+    rows, cut = rl_rows(train, tokenizer, cfg.max_dialogue_tokens)
+    report = {
+        **split.report, "rows": len(rows), "dialogues_cut": cut,
+        "train_case_ids": [c.case_id for c in split.train], "held_out_case_ids": [c.case_id for c in split.held_out],
+    }  # fmt: skip
+    return Dataset.from_list(rows), report
+
+
+def build_rewards(cfg: NotesGRPOConfig) -> list:
+    """The reward callables in recipe order; the PRM is loaded here, once."""
+    score = ScoreConfig(fast=cfg.prm_fast, batch_size=cfg.prm_batch_size)
+    return [
+        build_reward(name, prm=cfg.prm, aggregate=cfg.aggregate, guards=cfg.guards, score_config=score)
+        for name in cfg.rewards
+    ]
+
+
+def _trl_args(cfg: NotesGRPOConfig):
+    from trl import GRPOConfig
+
+    try:
+        return GRPOConfig(output_dir=cfg.output_dir, reward_weights=cfg.reward_weights, **cfg.trl)
+    except (TypeError, ValueError) as err:
+        raise RecipeError(f"recipe {cfg.name!r}: invalid trl settings: {err}") from None
+
+
+def train_notes_grpo(
+    cfg: NotesGRPOConfig, *, resume: bool = False, model: Any = None, callbacks: Sequence[Any] = ()
+) -> dict[str, Any]:
+    """Run GRPO; save the policy, tokenizer, recipe, split report and summary to ``output_dir``.
+
+    ``model`` (an instance) replaces ``cfg.model`` as the policy; ``callbacks`` are added to the trainer.
+    """
+    from trl import GRPOTrainer
+
+    from clinrl.io import write_json_atomic
+
+    checkpoint = resume_checkpoint(cfg.output_dir, resume)
+    tokenizer = load_tokenizer(cfg.model)
+    dataset, report = build_notes_dataset(cfg, tokenizer)
+    rewards = build_rewards(cfg)
+    trainer = GRPOTrainer(
+        model=model if model is not None else cfg.model, reward_funcs=rewards, args=_trl_args(cfg),
+        train_dataset=dataset, processing_class=tokenizer, peft_config=cfg.lora.to_peft(),
+        callbacks=list(callbacks) or None,
+    )  # fmt: skip
+    if trainer.is_world_process_zero():
+        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+        write_json_atomic(Path(cfg.output_dir) / SPLIT_FILE, report)
+    prm = next((r for r in rewards if getattr(r, "__name__", "") == "prm"), None)
+    fields = {k: report[k] for k in ("rows", "dialogues_cut", "train", "held_out")}
+    return train_and_save(
+        trainer, cfg, tokenizer, checkpoint, "grpo_summary.json", fields,
+        lambda: {"prm_reward": dict(prm.stats) if prm is not None else None,
+                 "aggregate": prm.aggregate if prm is not None else None},
+    )  # fmt: skip
+
+
+def run_from_cli(config: Path, overrides: Sequence[str], resume: bool) -> dict[str, Any]:
+    """Entry for ``clinrl notes grpo``: load, validate, train."""
+    try:
+        return train_notes_grpo(load_notes_grpo_config(config, list(overrides)), resume=resume)
+    finally:
+        finish_distributed()

@@ -1,0 +1,87 @@
+"""A bounded queue in front of the model: a fixed number of worker threads (one by default) and a limit on
+how many requests may wait for them. The event loop never runs model code, so it stays responsive."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable
+
+__all__ = ["ModelQueue", "QueueFull", "QueueTimeout"]
+
+
+class QueueFull(Exception):
+    """Every worker is busy and the waiting line is full."""
+
+
+class QueueTimeout(Exception):
+    """A request waited and ran longer than its time limit."""
+
+
+class ModelQueue:
+    """``max_concurrency`` workers plus at most ``max_queue`` waiting jobs.
+
+    A job that times out while waiting is dropped; one that is already running cannot be interrupted from
+    outside (a stop event is passed to jobs that can check it) and keeps its worker until it ends, so the
+    queue never admits more work than the workers can hold.
+    """
+
+    def __init__(self, max_concurrency: int = 1, max_queue: int = 16):
+        self.max_concurrency, self.max_queue = max_concurrency, max_queue
+        self._executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="clinrl-model")
+        self._lock = threading.Lock()
+        self._pending = 0  # admitted and not finished (waiting + running)
+        self._running = 0
+        self.rejected = 0
+        self.timed_out = 0
+        self.completed = 0
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {"running": self._running, "waiting": self._pending - self._running, "workers": self.max_concurrency,
+                    "max_queue": self.max_queue, "rejected": self.rejected, "timed_out": self.timed_out,
+                    "completed": self.completed}  # fmt: skip
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        """Start ``fn(*args)`` on a worker, or raise :class:`QueueFull`."""
+        with self._lock:
+            if self._pending >= self.max_concurrency + self.max_queue:
+                self.rejected += 1
+                raise QueueFull
+            self._pending += 1
+
+        def job() -> Any:
+            with self._lock:
+                self._running += 1
+            try:
+                return fn(*args)
+            finally:
+                with self._lock:
+                    self._running -= 1
+                    self.completed += 1
+
+        def done(_: Future) -> None:
+            with self._lock:
+                self._pending -= 1
+
+        future = self._executor.submit(job)
+        future.add_done_callback(done)
+        return future
+
+    async def run(self, fn: Callable[..., Any], *args: Any, timeout: float, stop: threading.Event | None = None) -> Any:
+        """Await ``fn(*args)`` on a worker; :class:`QueueTimeout` after ``timeout`` seconds (``stop`` is set so a
+        job that checks it can end early)."""
+        future = self.submit(fn, *args)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        except asyncio.TimeoutError:
+            future.cancel()
+            if stop is not None:
+                stop.set()
+            with self._lock:
+                self.timed_out += 1
+            raise QueueTimeout from None
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

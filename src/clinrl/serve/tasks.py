@@ -1,0 +1,135 @@
+"""The two task endpoints' work, as plain functions (run on a model worker thread).
+
+- DRG coding: a hospital course (or a whole discharge summary, cut to its course by
+  :func:`clinrl.drg.course.extract_course`) → the study's prompt → one greedy completion → parsed and
+  matched exactly against MS-DRG v34 (:func:`clinrl.drg.rewards.match_answer`).
+- PRM scoring: a note (PRM-Clinic JSON, a rendered PRM string, or free text structured by rule) and its
+  dialogue → P(+) at every label slot and the note score (:class:`clinrl.prm.score.PRMScorer`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clinrl.errors import ClinrlError, DataError
+from clinrl.llm.backends import SamplingParams
+from clinrl.serve.errors import ApiError
+from clinrl.serve.schemas import DRGRequest, PRMRequest
+
+__all__ = ["code_drg", "drg_prompt", "drg_result", "resolve_note", "score_note"]
+
+
+# ------------------------------------------------------------------------------------------ DRG
+def drg_prompt(req: DRGRequest, tokenizer: Any, max_prompt_tokens: int | None) -> tuple[str, dict[str, Any]]:
+    """The rendered prompt and how the course was found (``course_source``, ``truncated``)."""
+    from clinrl.drg.course import extract_course
+    from clinrl.drg.prompts import render_prompt, truncate_course
+
+    course, source = req.text, "as_given"
+    if req.input in ("auto", "summary"):
+        found = extract_course(req.text)
+        if found is not None:
+            course, source = found.text, f"extracted:{found.rule}"
+        elif req.input == "summary":
+            raise ApiError(422, "no_course", "no Brief Hospital Course section found in the summary; "
+                                             "send the course itself with input='course'")  # fmt: skip
+    budget = req.max_prompt_tokens or max_prompt_tokens
+    truncated = False
+    if budget is not None and getattr(tokenizer, "is_fast", False):
+        cut = truncate_course(course, tokenizer, budget, system=req.system_prompt)
+        truncated, course = cut != course, cut
+    return render_prompt(course, tokenizer, system=req.system_prompt), {"course_source": source, "truncated": truncated}
+
+
+def drg_result(completion: str, ontology: Any) -> dict[str, Any]:
+    """Parsed completion → DRG fields (all None when the answer is not a v34 description) plus reasoning."""
+    from clinrl.drg.prompts import parse_completion
+    from clinrl.drg.rewards import match_answer
+
+    parsed = parse_completion(completion)
+    drg = match_answer(parsed.answer, ontology)
+    return {
+        "description": drg.description if drg else None,
+        "code": drg.code if drg else None,
+        "mdc": drg.mdc if drg else None,
+        "mdc_name": drg.mdc_name if drg else None,
+        "weight": drg.weight if drg else None,
+        "severity": drg.cc_mcc.label if drg else None,
+        "valid": drg is not None,
+        "format_ok": parsed.format_ok,
+        "answer": parsed.answer,
+        "reasoning": parsed.think,
+        "completion": completion,
+    }
+
+
+def code_drg(backend: Any, req: DRGRequest, max_prompt_tokens: int | None, max_new_tokens: int) -> dict[str, Any]:
+    """Prompt, generate once, parse and map (see the module docstring)."""
+    from clinrl.drg.ontology import load_ontology
+
+    prompt, info = drg_prompt(req, backend.tokenizer, max_prompt_tokens)
+    params = SamplingParams(n=1, temperature=req.temperature, top_p=req.top_p,
+                            max_new_tokens=min(req.max_tokens, max_new_tokens), seed=req.seed)  # fmt: skip
+    completion = backend.generate([prompt], params)[0][0]
+    return {**drg_result(completion, load_ontology()), **info}
+
+
+# ------------------------------------------------------------------------------------------ PRM
+def resolve_note(req: PRMRequest, tokens: Any) -> Any:
+    """The request's note as a :class:`clinrl.prm.notes.Note` (422 with the reason when it cannot be read)."""
+    from clinrl.prm.format import PROMPT, parse_prm_string
+    from clinrl.prm.notes import note_from_dict
+    from clinrl.prm.score import as_note
+
+    kind = req.format
+    if kind == "auto":
+        if isinstance(req.note, dict):
+            kind = "json"
+        else:
+            markers = (tokens.problem, tokens.step, tokens.note_completeness, tokens.end_of_note)
+            kind = "prm_string" if req.note.startswith(PROMPT) or any(m in req.note for m in markers) else "text"
+    try:
+        if kind == "json":
+            if not isinstance(req.note, dict):
+                raise ApiError(422, "invalid_note", "format 'json' needs the note as a JSON object")
+            raw = dict(req.note)
+            if req.dialogue is not None:
+                raw["Dialogue"] = req.dialogue
+            return note_from_dict(raw)
+        if not isinstance(req.note, str):
+            raise ApiError(422, "invalid_note", f"format {kind!r} needs the note as a string")
+        if kind == "prm_string":
+            return as_note(parse_prm_string(req.note, tokens), req.dialogue)
+        if not (req.dialogue or "").strip():
+            raise ApiError(422, "missing_dialogue", "a free-text note needs the dialogue ('dialogue' field)")
+        if not req.note.strip():
+            raise ApiError(422, "invalid_note", "the note is empty")
+        return as_note(req.note, req.dialogue)
+    except DataError as err:
+        raise ApiError(422, "invalid_note", f"note not readable as {kind}: {err}") from None
+
+
+def score_note(scorer: Any, req: PRMRequest) -> dict[str, Any]:
+    """Slot scores and note scores for one note (no note text in the answer)."""
+    from clinrl.prm.score import AGGREGATES
+
+    aggregate = req.aggregate or scorer.default_aggregate
+    if aggregate not in AGGREGATES:
+        raise ApiError(422, "invalid_aggregate", f"aggregate must be one of {', '.join(AGGREGATES)}")
+    note = resolve_note(req, scorer.tokens)
+    try:
+        scored = scorer.score_note(note)
+    except ClinrlError as err:
+        raise ApiError(422, "invalid_note", f"cannot score this note: {err}") from None
+    steps = [{**s.to_dict(), "where": s.where, "log_p": s.log_p} for s in scored.slots]
+    return {
+        "score": scored.score(aggregate),
+        "aggregate": aggregate,
+        "scores": {a: scored.score(a) for a in AGGREGATES},
+        "steps": steps,
+        "weakest": [s.where for s in scored.weakest(req.weakest)],
+        "n_problems": len(note.problems),
+        "n_steps": note.n_steps,
+        "head": scorer.head,
+        "objective": scorer.objective,
+    }

@@ -1,0 +1,52 @@
+import pytest
+import torch
+
+from clinrl.errors import ClinrlError
+from clinrl.llm.backends import SamplingParams, TransformersBackend, cut_at_stop, get_backend
+from clinrl.llm.tiny import TinyModelConfig, build_tiny_model
+from tests.helpers.tokenizers import make_tiny_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("tiny")
+    tok = make_tiny_tokenizer()
+    build_tiny_model(tok, TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
+                                          intermediate_size=64), out=out)
+    return out
+
+
+def test_cut_at_stop():
+    assert cut_at_stop("a</answer>b<x>", ["<x>", "</answer>"]) == "a"
+    assert cut_at_stop("abc", []) == "abc"
+    assert cut_at_stop("abc", [""]) == "abc"
+
+
+def test_sampling_params_validate():
+    with pytest.raises(ClinrlError, match="top_p"):
+        SamplingParams(top_p=0)
+    with pytest.raises(ClinrlError, match="n must"):
+        SamplingParams(n=0)
+
+
+def test_transformers_backend_shapes_and_determinism(tiny_dir):
+    backend = get_backend("transformers", model=str(tiny_dir), device="cpu", batch_size=2)
+    prompts = [[{"role": "user", "content": "heart failure"}], "plain text prompt", [{"role": "user", "content": "x"}]]
+    greedy = backend.generate(prompts, SamplingParams(n=2, max_new_tokens=5))
+    assert [len(g) for g in greedy] == [2, 2, 2]
+    assert all(g[0] == g[1] for g in greedy)  # greedy copies are identical
+    # batching must not change greedy results (left padding)
+    single = TransformersBackend(backend.model, backend.tokenizer, batch_size=1).generate(
+        prompts, SamplingParams(max_new_tokens=5))
+    assert [s[0] for s in single] == [g[0] for g in greedy]
+    sampled = backend.generate(prompts[:1], SamplingParams(n=3, temperature=1.0, max_new_tokens=6, seed=1))
+    again = backend.generate(prompts[:1], SamplingParams(n=3, temperature=1.0, max_new_tokens=6, seed=1))
+    assert sampled == again and len(sampled[0]) == 3
+
+
+def test_unknown_backend_and_missing_model(tmp_path):
+    with pytest.raises(ClinrlError, match="unknown backend"):
+        get_backend("nope")
+    with pytest.raises(ClinrlError, match="not found"):
+        get_backend("transformers", model=str(tmp_path / "missing"))
