@@ -1,8 +1,18 @@
+import threading
+import time
+
 import pytest
 import torch
 
 from clinrl.errors import ClinrlError
-from clinrl.llm.backends import SamplingParams, TransformersBackend, cut_at_stop, get_backend
+from clinrl.llm.backends import (
+    GenerationCancelled,
+    SamplingParams,
+    TransformersBackend,
+    cut_at_stop,
+    generate_cancellable,
+    get_backend,
+)
 from clinrl.llm.tiny import TinyModelConfig, build_tiny_model
 from tests.helpers.tokenizers import make_tiny_tokenizer
 
@@ -50,3 +60,42 @@ def test_unknown_backend_and_missing_model(tmp_path):
         get_backend("nope")
     with pytest.raises(ClinrlError, match="not found"):
         get_backend("transformers", model=str(tmp_path / "missing"))
+
+
+class SlowNoEOS:
+    """A logits processor that makes every token take ``delay`` seconds and never lets generation end early."""
+
+    def __init__(self, eos_id: int, delay: float = 0.03):
+        self.eos_id, self.delay = eos_id, delay
+
+    def __call__(self, input_ids, scores):
+        time.sleep(self.delay)
+        scores[:, self.eos_id] = -float("inf")
+        return scores
+
+
+def test_cancel_ends_generation_at_the_next_token(tiny_dir):
+    base = get_backend("transformers", model=str(tiny_dir), device="cpu")
+    slow = TransformersBackend(base.model, base.tokenizer,
+                               logits_processors=lambda tok: [SlowNoEOS(tok.eos_token_id)])  # fmt: skip
+    params = SamplingParams(max_new_tokens=400)  # ≥ 12 s if it ran to the end
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(GenerationCancelled):
+        generate_cancellable(slow, ["heart failure"], params, cancel)
+    assert time.monotonic() - started < 3.0
+    # not cancelled: runs to the end as before
+    assert len(generate_cancellable(slow, ["x"], params.with_(max_new_tokens=3), threading.Event())[0]) == 1
+
+
+def test_backends_without_cancel_run_unchanged():
+    class Plain:
+        name = "plain"
+
+        def generate(self, prompts, params):
+            return [["ok"] * params.n for _ in prompts]
+
+    cancel = threading.Event()
+    cancel.set()
+    assert generate_cancellable(Plain(), ["a", "b"], SamplingParams(n=2), cancel) == [["ok", "ok"], ["ok", "ok"]]

@@ -299,6 +299,32 @@ def test_full_queue_is_429_and_the_server_recovers(gated):
     assert chat(url).status_code == 200
 
 
+@pytest.fixture(scope="module")
+def slow_url(model_dirs):
+    """A model that takes 30 ms a token and never stops early, behind a 1-second time limit."""
+    from tests.llm.test_backends import SlowNoEOS
+
+    lm, _ = model_dirs
+    base = TransformersBackend.from_path(str(lm), device="cpu")
+    backend = TransformersBackend(base.model, base.tokenizer,
+                                  logits_processors=lambda tok: [SlowNoEOS(tok.eos_token_id)])  # fmt: skip
+    app = create_app(ServeSettings(timeout_s=1.0, model_name="tiny"), backend=backend, token=TOKEN)
+    with serve_app(app) as url:
+        yield url
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/v1/drg/code"])
+def test_a_timed_out_generation_frees_its_worker_at_once(slow_url, path):
+    body = {"messages": [{"role": "user", "content": "heart failure"}]} if "chat" in path else \
+        {"prompt": "heart failure"} if path == "/v1/completions" else {"text": SUMMARY}
+    r = httpx.post(f"{slow_url}{path}", json={**body, "max_tokens": 400, "temperature": 0}, headers=AUTH, timeout=60)
+    assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
+    timed_out = time.monotonic()
+    wait_for(slow_url, "running", 0)
+    assert time.monotonic() - timed_out < 3.0  # 400 tokens would take ≥ 12 s more
+    assert httpx.get(f"{slow_url}/healthz").json()["queue"]["timed_out"] >= 1
+
+
 def test_timeout_is_504_and_the_server_recovers(gated):
     backend, _, url = gated
     backend.gate.clear()

@@ -48,9 +48,7 @@ def run_drg(out: Path, cfg: DemoConfig, section: Section, console: Any) -> dict[
 
 
 def _sft(out: Path, ws: Any, cfg: DemoConfig) -> dict[str, Any]:
-    from transformers import AutoTokenizer
-
-    from clinrl.config import resolve_recipe
+    from clinrl.config import load_tokenizer, resolve_recipe
     from clinrl.drg.sft import load_sft_config, train_sft
     from clinrl.drg.tiny_setup import partly_trained_stop, sft_overrides, tiny_prompts
     from clinrl.io import write_json_atomic
@@ -60,7 +58,7 @@ def _sft(out: Path, ws: Any, cfg: DemoConfig) -> dict[str, Any]:
     if summary_file.is_file():
         return json.loads(summary_file.read_text())
     shutil.rmtree(sft_dir, ignore_errors=True)
-    tokenizer = AutoTokenizer.from_pretrained(ws.model)
+    tokenizer = load_tokenizer(ws.model)
     dev_prompts, dev_golds = tiny_prompts(ws.split / "rl.parquet", tokenizer, cfg.max_prompt_tokens, tail=cfg.sft_dev_cases)
     stop = partly_trained_stop(ws.model, dev_prompts, dev_golds, every=cfg.sft_eval_every, target=cfg.sft_target,
                                max_new_tokens=cfg.completion_tokens)

@@ -13,6 +13,8 @@ Backends register themselves in ``BACKENDS`` (name → factory); the OpenAI-comp
 
 from __future__ import annotations
 
+import inspect
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Protocol, Sequence, Union
 
@@ -24,8 +26,11 @@ __all__ = [
     "Prompt",
     "SamplingParams",
     "TransformersBackend",
+    "GenerationCancelled",
     "VLLMBackend",
     "cut_at_stop",
+    "generate_cancellable",
+    "stop_when",
     "get_backend",
     "register_backend",
 ]
@@ -65,6 +70,32 @@ class GenerationBackend(Protocol):
     name: str
 
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[str]]: ...
+
+
+class GenerationCancelled(ClinrlError):
+    """Generation was cancelled (its ``cancel`` event was set) before it finished."""
+
+
+def stop_when(should_stop: Callable[[], bool]) -> Any:
+    """A ``transformers`` stopping criterion that ends generation at the next token once ``should_stop()``."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class _StopWhen(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full((input_ids.shape[0],), bool(should_stop()), dtype=torch.bool, device=input_ids.device)
+
+    return _StopWhen()
+
+
+def generate_cancellable(
+    backend: GenerationBackend, prompts: Sequence[Prompt], params: SamplingParams, cancel: threading.Event | None
+) -> list[list[str]]:
+    """``backend.generate``, passing ``cancel`` to backends that can stop early (those whose ``generate``
+    takes it); others run to the end."""
+    if cancel is not None and "cancel" in inspect.signature(backend.generate).parameters:
+        return backend.generate(prompts, params, cancel=cancel)  # type: ignore[call-arg]
+    return backend.generate(prompts, params)
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
@@ -111,7 +142,11 @@ class TransformersBackend:
         m, tok = load_causal_lm(model, device=device, dtype=dtype)
         return cls(model=m, tokenizer=tok, **kwargs)
 
-    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[str]]:
+    def generate(
+        self, prompts: Sequence[Prompt], params: SamplingParams, *, cancel: threading.Event | None = None
+    ) -> list[list[str]]:
+        """``n`` completions per prompt. Setting ``cancel`` (from another thread) ends generation at the next
+        token and raises :class:`GenerationCancelled` (a server uses it to free a worker after a time-out)."""
         import torch
         from tqdm import tqdm
 
@@ -139,8 +174,14 @@ class TransformersBackend:
                 from transformers import LogitsProcessorList
 
                 kwargs["logits_processor"] = LogitsProcessorList(self.logits_processors(tok))
+            if cancel is not None:
+                from transformers import StoppingCriteriaList
+
+                kwargs["stopping_criteria"] = StoppingCriteriaList([stop_when(cancel.is_set)])
             with torch.no_grad():
                 ids = self.model.generate(**batch, **kwargs)
+            if cancel is not None and cancel.is_set():
+                raise GenerationCancelled("generation cancelled")
             decoded = tok.batch_decode(ids[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
             decoded = [cut_at_stop(t, params.stop) for t in decoded]
             per = params.n if sample else 1

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
 from clinrl.errors import ClinrlError
-from clinrl.llm.backends import Prompt, SamplingParams, render_prompt
+from clinrl.llm.backends import Prompt, SamplingParams, generate_cancellable, render_prompt
 from clinrl.serve.errors import ApiError, error_body
 from clinrl.serve.guard import Guard
 from clinrl.serve.queue import ModelQueue, QueueFull, QueueTimeout
@@ -111,9 +111,9 @@ def create_app(
     api.add_middleware(Guard, token=token, max_body_bytes=settings.max_body_bytes)
     _install_error_handlers(api)
 
-    async def run(fn: Any, *args: Any) -> Any:
+    async def run(fn: Any, *args: Any, stop: threading.Event | None = None) -> Any:
         try:
-            return await queue.run(fn, *args, timeout=settings.timeout_s)
+            return await queue.run(fn, *args, timeout=settings.timeout_s, stop=stop)
         except QueueFull:
             raise _busy() from None
         except QueueTimeout:
@@ -144,8 +144,8 @@ def create_app(
         except ClinrlError as err:
             raise ApiError(422, "invalid_request", str(err)) from None
 
-    def generate_job(prompt: Prompt, params: SamplingParams) -> tuple[list[str], int, list[int]]:
-        texts = backend.generate([prompt], params)[0]
+    def generate_job(prompt: Prompt, params: SamplingParams, stop: threading.Event) -> tuple[list[str], int, list[int]]:
+        texts = generate_cancellable(backend, [prompt], params, stop)[0]
         tokenizer = getattr(backend, "tokenizer", None)
         rendered = render_prompt(tokenizer, prompt) if tokenizer is not None else ""
         if settings.log_text:
@@ -155,7 +155,8 @@ def create_app(
     async def complete(kind: str, prompt: Prompt, params: SamplingParams) -> Any:
         req_id = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
-        texts, prompt_tokens, counts = await run(generate_job, prompt, params)
+        stop = threading.Event()  # set on time-out: generation ends at the next token and frees the worker
+        texts, prompt_tokens, counts = await run(generate_job, prompt, params, stop, stop=stop)
         choices = []
         for i, (text, k) in enumerate(zip(texts, counts)):
             reason = "length" if k >= params.max_new_tokens else "stop"
@@ -270,7 +271,9 @@ def create_app(
         need_backend()
         if req.max_tokens > settings.max_new_tokens:
             raise ApiError(422, "max_tokens_too_large", f"max_tokens is over this server's limit of {settings.max_new_tokens}")
-        result = await run(code_drg, backend, req, settings.drg_max_prompt_tokens, settings.max_new_tokens)
+        stop = threading.Event()
+        result = await run(code_drg, backend, req, settings.drg_max_prompt_tokens, settings.max_new_tokens, stop,
+                           stop=stop)  # fmt: skip
         if settings.log_text:
             log.info("drg completion: %s", result["completion"])
         return {"model": name, **result}

@@ -22,9 +22,9 @@ class QueueTimeout(Exception):
 class ModelQueue:
     """``max_concurrency`` workers plus at most ``max_queue`` waiting jobs.
 
-    A job that times out while waiting is dropped; one that is already running cannot be interrupted from
-    outside (a stop event is passed to jobs that can check it) and keeps its worker until it ends, so the
-    queue never admits more work than the workers can hold.
+    A job that times out while waiting is dropped; one that is already running keeps its worker until it
+    ends, so the queue never admits more work than the workers can hold. Jobs given the ``stop`` event (all
+    local generation) end at their next token once it is set; others run to the end.
     """
 
     def __init__(self, max_concurrency: int = 1, max_queue: int = 16):

@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from clinrl.llm.backends import Prompt, SamplingParams, cut_at_stop, render_prompt
+from clinrl.llm.backends import Prompt, SamplingParams, cut_at_stop, render_prompt, stop_when
 
 __all__ = ["StreamResult", "count_tokens", "stream_generate"]
 
@@ -88,14 +88,10 @@ def stream_generate(
         emit(text)
         return StreamResult(text=text, finish_reason="stop", prompt_tokens=0, completion_tokens=count_tokens(backend, text))
     import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
+    from transformers import StoppingCriteriaList
 
     model, tokenizer = backend.model, backend.tokenizer
-
-    class _Stop(StoppingCriteria):
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            done = stop_event.is_set() or time.monotonic() > deadline
-            return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+    cancelled = stop_when(lambda: stop_event.is_set() or time.monotonic() > deadline)
 
     rendered = render_prompt(tokenizer, prompt)
     device = next(model.parameters()).device
@@ -105,7 +101,7 @@ def stream_generate(
     streamer = _TextStreamer(tokenizer, params.stop, emit, stop_event)
     with torch.no_grad():
         model.generate(**batch, **_generation_kwargs(tokenizer, params), streamer=streamer,
-                       stopping_criteria=StoppingCriteriaList([_Stop()]))  # fmt: skip
+                       stopping_criteria=StoppingCriteriaList([cancelled]))  # fmt: skip
     n_new = len(streamer.ids)
     if streamer.hit_stop:
         reason = "stop"

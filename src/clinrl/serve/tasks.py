@@ -9,10 +9,11 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from clinrl.errors import ClinrlError, DataError
-from clinrl.llm.backends import SamplingParams
+from clinrl.llm.backends import SamplingParams, generate_cancellable
 from clinrl.serve.errors import ApiError
 from clinrl.serve.schemas import DRGRequest, PRMRequest
 
@@ -63,14 +64,17 @@ def drg_result(completion: str, ontology: Any) -> dict[str, Any]:
     }
 
 
-def code_drg(backend: Any, req: DRGRequest, max_prompt_tokens: int | None, max_new_tokens: int) -> dict[str, Any]:
-    """Prompt, generate once, parse and map (see the module docstring)."""
+def code_drg(
+    backend: Any, req: DRGRequest, max_prompt_tokens: int | None, max_new_tokens: int,
+    cancel: threading.Event | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Prompt, generate once, parse and map (see the module docstring); ``cancel`` ends generation early."""
     from clinrl.drg.ontology import load_ontology
 
     prompt, info = drg_prompt(req, backend.tokenizer, max_prompt_tokens)
     params = SamplingParams(n=1, temperature=req.temperature, top_p=req.top_p,
                             max_new_tokens=min(req.max_tokens, max_new_tokens), seed=req.seed)  # fmt: skip
-    completion = backend.generate([prompt], params)[0][0]
+    completion = generate_cancellable(backend, [prompt], params, cancel)[0][0]
     return {**drg_result(completion, load_ontology()), **info}
 
 
