@@ -1,3 +1,4 @@
+import json
 import os
 import stat
 
@@ -37,3 +38,15 @@ def test_cut_torn_line(tmp_path):
     assert cut_torn_line(path) is True and path.read_bytes() == b'{"a": 1}\n'
     path.write_bytes(b'{"only": ')
     assert cut_torn_line(path) is True and path.read_bytes() == b""
+
+
+def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
+    target = tmp_path / "flow.json"
+    dead = tmp_path / ".flow.json.4194399.abcd.tmp"  # above Linux's largest pid: no such process
+    live = tmp_path / f".flow.json.{os.getpid()}.efgh.tmp"  # a writer that is still running
+    other = tmp_path / ".other.json.4194399.abcd.tmp"  # another file's
+    for f in (dead, live, other):
+        f.write_text("partial")
+    write_json_atomic(target, {"a": 1})
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert not dead.exists() and live.exists() and other.exists()
