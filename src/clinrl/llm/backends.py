@@ -23,16 +23,16 @@ from clinrl.errors import ClinrlError
 __all__ = [
     "BACKENDS",
     "GenerationBackend",
+    "GenerationCancelled",
     "Prompt",
     "SamplingParams",
     "TransformersBackend",
-    "GenerationCancelled",
     "VLLMBackend",
     "cut_at_stop",
     "generate_cancellable",
-    "stop_when",
     "get_backend",
     "register_backend",
+    "stop_when",
 ]
 
 Message = dict[str, str]
