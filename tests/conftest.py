@@ -27,3 +27,19 @@ def prm_data(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def msdrg_dir(shared_dir: Path) -> Path:
     return shared_dir / "data" / "msdrg"
+
+
+@pytest.fixture(scope="module")
+def onto():
+    """The bundled MS-DRG v34 ontology."""
+    from clinrl.drg.ontology import load_ontology
+
+    return load_ontology()
+
+
+@pytest.fixture(scope="module")
+def rewards(onto):
+    """Every registered DRG reward, built once."""
+    from clinrl.drg.rewards import available_rewards, get_reward
+
+    return {name: get_reward(name, ontology=onto) for name in available_rewards()}

@@ -5,11 +5,6 @@ import pytest
 from clinrl.drg.ontology import CCMCC, load_ontology, normalize_description
 
 
-@pytest.fixture(scope="module")
-def onto():
-    return load_ontology()
-
-
 def test_sizes(onto):
     assert len(onto) == 757
     assert len(onto.principals) == 340

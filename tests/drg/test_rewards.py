@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clinrl.drg.ontology import load_ontology
 from clinrl.drg.rewards import (
     SCHEMES,
     UnknownRewardError,
@@ -83,16 +82,6 @@ EXPECTED_ACCURACY = {
     "dense": {EXACT: 2.0, INVALID: -1.5, SAME_PRINCIPAL: 1.5, SAME_CC: 0.5, NEITHER: -0.5, BAD_FORMAT: 0.0},
     "balanced": {EXACT: 2.0, INVALID: -1.5, SAME_PRINCIPAL: 1.0, SAME_CC: 1.0, NEITHER: -0.5, BAD_FORMAT: 0.0},
 }
-
-
-@pytest.fixture(scope="module")
-def onto():
-    return load_ontology()
-
-
-@pytest.fixture(scope="module")
-def rewards(onto):
-    return {name: get_reward(name, ontology=onto) for name in available_rewards()}
 
 
 @pytest.mark.parametrize("case_id, gold, completion, outcome", CASES, ids=[c[0] for c in CASES])

@@ -54,11 +54,6 @@ def synth(tmp_path_factory):
     return summary, notes, codes, manifest, courses
 
 
-@pytest.fixture(scope="module")
-def onto():
-    return load_ontology()
-
-
 def _hcfa_labels(codes: pd.DataFrame, onto) -> dict[str, object]:
     hcfa = codes[codes["drg_type"].str.strip() == "HCFA"]
     return {h: onto.to_v34(d) for h, d in zip(hcfa["hadm_id"], hcfa["description"])}

@@ -11,24 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clinrl.drg.ontology import load_ontology
 from clinrl.drg.prompts import parse_completion
-from clinrl.drg.rewards import available_rewards, get_reward
 
 HF = "HEART FAILURE AND SHOCK WITH MCC"
 HF_CC = "HEART FAILURE AND SHOCK WITH CC"
 PNA = "SIMPLE PNEUMONIA AND PLEURISY WITH MCC"
 ACCURACY = ["accuracy_strict", "accuracy_dense", "accuracy_balanced", "accuracy_weight_aware"]
-
-
-@pytest.fixture(scope="module")
-def onto():
-    return load_ontology()
-
-
-@pytest.fixture(scope="module")
-def rewards(onto):
-    return {name: get_reward(name, ontology=onto) for name in available_rewards()}
 
 
 def ok(answer: str, think: str = "Reasoning about the case.") -> str:
