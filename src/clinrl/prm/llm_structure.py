@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from clinrl.errors import ClinrlError
 from clinrl.prm.lexicon import content_words
-from clinrl.prm.llm_errors import extract_json
+from clinrl.prm.llm_errors import LLMRejectedError, extract_json
 from clinrl.prm.notes import Note, NoteSchemaError, note_from_dict
 from clinrl.prm.structure import FOLLOW_UP_HEADER, structure_note
 
@@ -40,12 +40,8 @@ STRUCTURE_PROMPT = (
 _ALLOWED_NEW = frozenset(content_words(f"{FOLLOW_UP_HEADER} Assessment and Plan"))
 
 
-class StructureRejected(ClinrlError):
+class StructureRejected(LLMRejectedError):
     """A model answer that does not give a usable structured note; ``reason`` says why."""
-
-    def __init__(self, reason: str, message: str = ""):
-        self.reason = reason
-        super().__init__(f"{reason}: {message}" if message else reason)
 
 
 @dataclass(frozen=True)
