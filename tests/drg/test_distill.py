@@ -216,15 +216,12 @@ def test_distill_against_clinrl_serve_with_tiny_model(data: Path, tmp_path: Path
 
     from clinrl.cli import main
     from clinrl.llm.backends import TransformersBackend
-    from clinrl.llm.tiny import TinyModelConfig, build_tiny_model
     from clinrl.serve import ServeSettings, create_app
+    from tests.helpers.models import build_smallest_lm
     from tests.helpers.servers import serve_app
-    from tests.helpers.tokenizers import make_tiny_tokenizer
 
     torch.set_num_threads(1)
-    lm = tmp_path / "lm"
-    build_tiny_model(make_tiny_tokenizer(), TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
-                                                            intermediate_size=64), out=lm)  # fmt: skip
+    lm = build_smallest_lm(tmp_path / "lm")
 
     class Counting:
         name = "counting"

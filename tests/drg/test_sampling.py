@@ -148,13 +148,9 @@ def test_sampling_config_validates():
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
-    from clinrl.llm.tiny import TinyModelConfig, build_tiny_model
-    from tests.helpers.tokenizers import make_tiny_tokenizer
+    from tests.helpers.models import build_smallest_lm
 
-    out = tmp_path_factory.mktemp("tiny_policy")
-    config = TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64)
-    build_tiny_model(make_tiny_tokenizer(), config, out=out)
-    return out
+    return build_smallest_lm(tmp_path_factory.mktemp("tiny_policy"))
 
 
 def _dataset(n: int = 4):

@@ -13,18 +13,13 @@ from clinrl.llm.backends import (
     generate_cancellable,
     get_backend,
 )
-from clinrl.llm.tiny import TinyModelConfig, build_tiny_model
-from tests.helpers.tokenizers import make_tiny_tokenizer
+from tests.helpers.models import build_smallest_lm
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("tiny")
-    tok = make_tiny_tokenizer()
-    build_tiny_model(tok, TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
-                                          intermediate_size=64), out=out)
-    return out
+    return build_smallest_lm(tmp_path_factory.mktemp("tiny"))
 
 
 def test_cut_at_stop():

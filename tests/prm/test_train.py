@@ -174,12 +174,12 @@ def test_classification_targets_at_structural_tokens(tok):
 # ------------------------------------------------------------------------------------ data and runs
 @pytest.fixture(scope="module")
 def tiny_causal(tmp_path_factory) -> Path:
-    from clinrl.llm.tiny import TinyModelConfig, build_tiny_model
+    from clinrl.llm.tiny import build_tiny_model
+    from tests.helpers.models import SMALLEST_LM
 
     out = tmp_path_factory.mktemp("tiny_causal")
     tokenizer = make_tiny_tokenizer()
-    cfg = TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64)
-    build_tiny_model(tokenizer, cfg, out=out)
+    build_tiny_model(tokenizer, SMALLEST_LM, out=out)
     return out
 
 

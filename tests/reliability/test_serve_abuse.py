@@ -13,24 +13,22 @@ import httpx
 import pytest
 import torch
 
-from clinrl.llm.tiny import TinyModelConfig, build_tiny_model
 from clinrl.serve import ServeSettings, create_app
+from tests.helpers.models import build_smallest_lm
 from tests.helpers.servers import serve_app
-from tests.helpers.tokenizers import make_tiny_tokenizer
 
 pytestmark = pytest.mark.slow
 
 TOKEN = "abuse-test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 LIMIT = 20_000
-TINY = TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     torch.set_num_threads(1)
     lm = tmp_path_factory.mktemp("lm")
-    build_tiny_model(make_tiny_tokenizer(), TINY, out=lm)
+    build_smallest_lm(lm)
     app = create_app(ServeSettings(model=str(lm), model_name="tiny", max_body_bytes=LIMIT, device="cpu",
                                    timeout_s=30), token=TOKEN)  # fmt: skip
     with serve_app(app) as url:

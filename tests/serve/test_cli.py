@@ -8,18 +8,14 @@ import pytest
 import torch
 
 from clinrl.cli import main
-from clinrl.llm.tiny import TinyModelConfig, build_tiny_model
+from tests.helpers.models import build_smallest_lm
 from tests.helpers.servers import serve_app
-from tests.helpers.tokenizers import make_tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
 def lm(tmp_path_factory):
     torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("lm")
-    build_tiny_model(make_tiny_tokenizer(), TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
-                                                            intermediate_size=64), out=out)  # fmt: skip
-    return out
+    return build_smallest_lm(tmp_path_factory.mktemp("lm"))
 
 
 @pytest.fixture

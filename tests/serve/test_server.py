@@ -16,12 +16,13 @@ import torch
 from clinrl.errors import ClinrlError
 from clinrl.llm.backends import SamplingParams, TransformersBackend
 from clinrl.llm.openai_client import OpenAIBackend
-from clinrl.llm.tiny import TinyModelConfig, build_tiny_model
+from clinrl.llm.tiny import build_tiny_model
 from clinrl.prm.format import SpecialTokens, render_prm_string
 from clinrl.prm.model import PRMMeta, save_prm
 from clinrl.prm.notes import note_to_dict
 from clinrl.prm.score import load_scorer
 from clinrl.serve import ServeSettings, check_bind, create_app
+from tests.helpers.models import SMALLEST_LM, build_smallest_lm
 from tests.helpers.servers import serve_app
 from tests.helpers.tokenizers import make_tiny_tokenizer
 from tests.prm.note_factory import make_gold
@@ -35,16 +36,15 @@ SUMMARY = (
     f"Patient {SECRET_TEXT} admitted with acute on chronic heart failure, diuresed with IV furosemide.\n\n"
     "Medications on Admission:\nfurosemide 40 mg daily\n"
 )
-TINY = TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64)
 
 
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
     torch.set_num_threads(1)
     lm = tmp_path_factory.mktemp("lm")
-    build_tiny_model(make_tiny_tokenizer(), TINY, out=lm)
+    build_smallest_lm(lm)
     tokenizer = make_tiny_tokenizer()
-    model = build_tiny_model(tokenizer, TINY)
+    model = build_tiny_model(tokenizer, SMALLEST_LM)
     tokens = SpecialTokens.new()
     tokens.add_to_tokenizer(tokenizer, model)
     prm = save_prm(tmp_path_factory.mktemp("prm"), model, tokenizer,

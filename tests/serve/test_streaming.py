@@ -71,14 +71,14 @@ def test_queue_admits_workers_plus_waiting_only():
 
 def test_stop_event_ends_a_real_generation_at_once():
     from clinrl.llm.backends import SamplingParams, TransformersBackend
-    from clinrl.llm.tiny import TinyModelConfig, build_tiny_model
+    from clinrl.llm.tiny import build_tiny_model
     from clinrl.serve.streaming import stream_generate
+    from tests.helpers.models import SMALLEST_LM
     from tests.helpers.tokenizers import make_tiny_tokenizer
 
     torch.set_num_threads(1)
     tok = make_tiny_tokenizer()
-    model = build_tiny_model(tok, TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
-                                                  intermediate_size=64))  # fmt: skip
+    model = build_tiny_model(tok, SMALLEST_LM)
     backend = TransformersBackend(model, tok)
     stop = threading.Event()
     pieces: list[str] = []
