@@ -50,3 +50,13 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
     write_json_atomic(target, {"a": 1})
     assert json.loads(target.read_text()) == {"a": 1}
     assert not dead.exists() and live.exists() and other.exists()
+
+
+def test_sweep_off_leaves_other_temporaries_alone(tmp_path):
+    target = tmp_path / "cache.json"
+    dead = tmp_path / ".cache.json.4194399.abcd.tmp"
+    dead.write_text("partial")
+    write_json_atomic(target, {"a": 1}, sweep=False)
+    assert json.loads(target.read_text()) == {"a": 1} and dead.exists()
+    write_json_atomic(target, {"a": 2})
+    assert not dead.exists()

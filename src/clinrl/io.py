@@ -12,8 +12,10 @@ from typing import Any, Iterator, Sequence
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds."""
+def atomic_path(path: str | Path, *, sweep: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds. With ``sweep``,
+    a success also removes killed writers' temporaries of ``path`` (a scan of its folder: turn it off for
+    many small files in one folder, e.g. a response cache)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
@@ -23,7 +25,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp_path, target)
-        remove_stale_temporaries(target)
+        if sweep:
+            remove_stale_temporaries(target)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -58,13 +61,13 @@ def _umask() -> int:
     return mask
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    with atomic_path(path) as tmp:
+def write_text_atomic(path: str | Path, text: str, *, sweep: bool = True) -> None:
+    with atomic_path(path, sweep=sweep) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_json_atomic(path: str | Path, obj: Any, *, indent: int | None = 2) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+def write_json_atomic(path: str | Path, obj: Any, *, indent: int | None = 2, sweep: bool = True) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n", sweep=sweep)
 
 
 def cut_torn_line(path: str | Path) -> bool:

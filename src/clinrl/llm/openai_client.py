@@ -248,7 +248,8 @@ class OpenAIBackend:
         if cached is not None:
             _texts(route, payload, f"{self.base_url}/{route}")  # never cache a malformed answer
             write_json_atomic(cached, {"v": CACHE_VERSION, "url": f"{self.base_url}/{route}", "model": self.model,
-                                       "response": payload}, indent=None)  # fmt: skip
+                                       "response": payload}, indent=None, sweep=False)  # fmt: skip
+            # sweep=False: one file per request, so a folder scan per write would grow with the cache
             with self._lock:
                 self.stats["cache_writes"] += 1
         return payload
