@@ -447,6 +447,7 @@ def train_and_save(
     point, loss, then ``late_fields()`` (values known only after training) and the seconds taken.
     Files are written by the main process only."""
     from clinrl.io import atomic_path, write_json_atomic
+    from clinrl.llm import vllm_colocate
 
     out = Path(config.output_dir)
     main = trainer.is_world_process_zero()
@@ -454,7 +455,11 @@ def train_and_save(
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "clinrl_recipe.json", config_to_dict(config))
     start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=checkpoint)
+    vllm_colocate.install_weight_sync(trainer)  # GRPO with colocated vLLM rollouts; no-op otherwise
+    try:
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+    finally:
+        vllm_colocate.shutdown(trainer)
     trainer.save_model(str(out))  # main process only (and gathers sharded weights)
     if main:
         tokenizer.save_pretrained(str(out))

@@ -55,6 +55,7 @@ class DRGGRPOConfig:
     resample_temperatures: list[float] = field(default_factory=lambda: [0.7, 0.8, 0.9, 1.0])
     curriculum: Literal["none", "drop_easy", "drop_hard", "drop_both", "easy_to_hard"] = "none"
     difficulty_file: str | None = None
+    vllm_engine: dict[str, Any] = field(default_factory=dict)  # extra vllm.LLM keywords (colocate mode)
     trl: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -162,12 +163,14 @@ def train_grpo(
     ``model`` (an instance) replaces ``cfg.model`` as the policy; ``callbacks`` are added to the trainer.
     """
     from clinrl.drg.kl import CosineKLCallback
+    from clinrl.llm import vllm_colocate
 
     checkpoint = resume_checkpoint(cfg.output_dir, resume)
     tokenizer = load_tokenizer(cfg.model)
     dataset, curriculum = build_rl_dataset(cfg, tokenizer)
     args = _trl_args(cfg)
-    trainer = _trainer(cfg, args, dataset, tokenizer, model)
+    with vllm_colocate.engine_options(cfg.vllm_engine if args.use_vllm else None):
+        trainer = _trainer(cfg, args, dataset, tokenizer, model)
     for callback in callbacks:
         trainer.add_callback(callback)
     kl = CosineKLCallback(args.beta).attach(trainer) if cfg.kl_schedule == "cosine" else None

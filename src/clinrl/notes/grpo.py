@@ -52,6 +52,7 @@ class NotesGRPOConfig:
     prm_batch_size: int = 8
     guards: GuardConfig = field(default_factory=GuardConfig)
     lora: LoraOptions = field(default_factory=LoraOptions)
+    vllm_engine: dict[str, Any] = field(default_factory=dict)  # extra vllm.LLM keywords (colocate mode)
     trl: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -124,16 +125,19 @@ def train_notes_grpo(
     from trl import GRPOTrainer
 
     from clinrl.io import write_json_atomic
+    from clinrl.llm import vllm_colocate
 
     checkpoint = resume_checkpoint(cfg.output_dir, resume)
     tokenizer = load_tokenizer(cfg.model)
     dataset, report = build_notes_dataset(cfg, tokenizer)
     rewards = build_rewards(cfg)
-    trainer = GRPOTrainer(
-        model=model if model is not None else cfg.model, reward_funcs=rewards, args=_trl_args(cfg),
-        train_dataset=dataset, processing_class=tokenizer, peft_config=cfg.lora.to_peft(),
-        callbacks=list(callbacks) or None,
-    )  # fmt: skip
+    args = _trl_args(cfg)
+    with vllm_colocate.engine_options(cfg.vllm_engine if args.use_vllm else None):
+        trainer = GRPOTrainer(
+            model=model if model is not None else cfg.model, reward_funcs=rewards, args=args,
+            train_dataset=dataset, processing_class=tokenizer, peft_config=cfg.lora.to_peft(),
+            callbacks=list(callbacks) or None,
+        )  # fmt: skip
     if trainer.is_world_process_zero():
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
         write_json_atomic(Path(cfg.output_dir) / SPLIT_FILE, report)
