@@ -217,3 +217,13 @@ def test_tagger_calls_only_equal_reward_wrong_groups_hard(tiny_model_dir, cases_
         101: "hard", 102: "mixed", 103: "hard", 104: "mixed", 105: "hard"
     }
     assert records[102]["n_correct"] == 0 and len(set(records[102]["rewards"])) > 1
+
+
+def test_large_ids_stay_distinct_keys():
+    # audit 2026-12-04 item 12: ids went through float(), so 2**53 and 2**53 + 1 were one key
+    import numpy as np
+
+    big = 2**53 + 1
+    assert diff._key(big) == big and diff._key(np.int64(big)) == big and diff._key(str(big)) == big
+    assert diff._key(big) != diff._key(big - 1)
+    assert diff._key(20_000_001.0) == 20_000_001

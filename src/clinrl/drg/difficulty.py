@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -60,6 +61,8 @@ def _key(value: Any) -> Any:
     """A hadm_id as a comparable key: integral numbers (and digit strings) as int, else the string."""
     if isinstance(value, bool):
         return str(value)
+    if isinstance(value, numbers.Integral):  # exact: float() would merge ids above 2**53
+        return int(value)
     if isinstance(value, str):
         return int(value) if value.strip().lstrip("-").isdigit() else value
     try:
