@@ -14,6 +14,7 @@ from clinrl.drg.evaluate import load_cases, run_eval
 from clinrl.drg.mimic import prepare
 from clinrl.drg.prompts import format_completion
 from clinrl.drg.split import SplitConfig, split_prepared
+from clinrl.errors import DataError
 from clinrl.llm.backends import SamplingParams
 from tests.drg.mimic_fixture import MimicFixture, build_fixture
 
@@ -102,3 +103,73 @@ def test_ids_beyond_float64_precision_are_rejected_and_counted(fixture: MimicFix
     both = pd.concat([pd.read_parquet(out / f"{side}.parquet") for side in ("train", "test")])
     assert not both["note_id"].isin(huge_notes).any()
     assert both["hadm_id"].between(0, 2**53 - 1).all()
+
+
+# --------------------------------------------------------------------------- item 11: one finished run
+
+
+def _prepare(fixture: MimicFixture, out: Path, **options) -> Path:
+    prepare(fixture.discharge, fixture.drgcodes, out, progress=False, **options)
+    return out
+
+
+def test_downstream_steps_refuse_outputs_of_an_unfinished_run(fixture: MimicFixture, tmp_path: Path, capsys) -> None:
+    from tests.reliability.cli import assert_clean_error
+
+    out = _prepare(fixture, tmp_path / "out")
+    (out / "flow.json").unlink()  # what a run killed before its last write leaves
+    assert_clean_error(["drg", "split", "--data", out / "train.parquet", "--out", tmp_path / "split"], capsys,
+                       "train.parquet", "unfinished")  # fmt: skip
+    with pytest.raises(DataError, match="unfinished"):
+        load_cases(out / "test.parquet")
+    assert not (tmp_path / "split").exists()
+
+
+def test_downstream_steps_refuse_a_mix_of_two_runs(fixture: MimicFixture, tmp_path: Path, capsys) -> None:
+    from tests.reliability.cli import assert_clean_error
+
+    first = _prepare(fixture, tmp_path / "first")
+    second = _prepare(fixture, tmp_path / "second", seed=7)
+    (second / "train.parquet").write_bytes((first / "train.parquet").read_bytes())  # another run's file
+    assert_clean_error(["drg", "split", "--data", second / "train.parquet", "--out", tmp_path / "split"], capsys,
+                       "train.parquet", "not from the")  # fmt: skip
+    with pytest.raises(DataError, match="not from the"):
+        load_cases(second / "train.parquet")
+    load_cases(second / "test.parquet")  # the run's own file is fine
+    split_prepared(first / "train.parquet", tmp_path / "ok", progress=False)  # and so is a whole run
+
+
+def test_a_rerun_replaces_every_output_and_removes_killed_runs_spill_folders(
+    fixture: MimicFixture, tmp_path: Path
+) -> None:
+    import os
+
+    out = _prepare(fixture, tmp_path / "out")
+    first_run = json.loads((out / "prepare_report.json").read_text())["run_id"]
+    dead = out / ".prepare-999999999-abc"  # a killed run's spill (no such process)
+    legacy = out / ".prepare-k3j4h5g6"  # older versions' name, without a pid
+    live = out / f".prepare-{os.getpid()}-live"  # a run still going: kept
+    for folder in (dead, legacy, live):
+        folder.mkdir()
+        (folder / "part-00000.parquet").write_bytes(b"course text")
+    _prepare(fixture, out)
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert report["run_id"] != first_run and report["stale_spill_folders_removed"] == 2
+    assert not dead.exists() and not legacy.exists() and live.exists()
+    from clinrl.drg.prepared import run_id_of
+
+    assert run_id_of(out / "train.parquet") == run_id_of(out / "test.parquet") == report["run_id"]
+
+
+def test_a_rerun_refused_at_its_inputs_leaves_the_finished_run_whole(fixture: MimicFixture, tmp_path: Path) -> None:
+    # (a rerun that fails part-way leaves nothing at all: test_prepare.py::test_failed_rerun_leaves_no_complete_looking_output)
+    out = _prepare(fixture, tmp_path / "out")
+    run = json.loads((out / "prepare_report.json").read_text())["run_id"]
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(b"note_id,subject_id,hadm_id,text\n" + b'1-DS-1,1,2,"caf\xe9"\n')
+    for discharge, drgcodes in ((fixture.discharge, tmp_path / "missing.csv.gz"), (broken, fixture.drgcodes)):
+        with pytest.raises(DataError):
+            prepare(discharge, drgcodes, out, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["flow.json", "prepare_report.json", "test.parquet", "train.parquet"]
+    assert json.loads((out / "prepare_report.json").read_text())["run_id"] == run
+    load_cases(out / "train.parquet")  # still one finished run

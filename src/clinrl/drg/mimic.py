@@ -26,16 +26,21 @@ note without a usable course never displaces one with a course. ``split_by="subj
 patient on one side; ``split_by="admission"`` is the study's per-row split.
 
 Memory stays bounded: notes are streamed in chunks, kept courses are spilled to parquet parts in a
-temporary folder inside ``out``, and only ids stay in memory. Outputs are written atomically;
-``flow.json`` comes last, so a folder without it is not a finished preparation.
+temporary folder inside ``out`` (``.prepare-<pid>-*``; a killed run's is removed by the next run), and
+only ids stay in memory. One run's outputs appear together or not at all (:mod:`clinrl.drg.prepared`):
+the previous run's outputs are removed first, each file is written atomically and tagged with the
+run's id, and ``flow.json`` comes last, so a folder without it is not a finished preparation and
+downstream steps refuse its files.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import resource
 import tempfile
 import time
+import uuid
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -63,6 +68,7 @@ from clinrl.drg.mimic_io import (
     resolve_hcfa_labels,
 )
 from clinrl.drg.ontology import Ontology, OntologyError, load_ontology
+from clinrl.drg.prepared import RUN_KEY, SPILL_PREFIX, remove_previous_outputs, remove_stale_spills
 from clinrl.errors import ClinrlError, DataError
 from clinrl.io import atomic_path, write_json_atomic
 
@@ -137,7 +143,9 @@ def prepare(
     check_columns(codes_src, DRGCODES_COLUMNS)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "flow.json").unlink(missing_ok=True)  # from here on the folder does not look finished
+    remove_previous_outputs(out)  # flow.json first: from here on the folder does not look finished
+    stale_spills = remove_stale_spills(out)
+    run_id = uuid.uuid4().hex
 
     timings: dict[str, float] = {}
     tick = time.perf_counter()
@@ -145,7 +153,7 @@ def prepare(
     labels = resolve_hcfa_labels(read_drgcodes(codes_src, code_issues), onto)
     timings["drgcodes_s"] = time.perf_counter() - tick
 
-    with tempfile.TemporaryDirectory(prefix=".prepare-", dir=out) as spill:
+    with tempfile.TemporaryDirectory(prefix=f"{SPILL_PREFIX}{os.getpid()}-", dir=out) as spill:
         tick = time.perf_counter()
         extracted = _extract(notes_src, Path(spill), chunksize, progress)
         timings["notes_s"] = time.perf_counter() - tick
@@ -162,6 +170,8 @@ def prepare(
             params=dict(split_by=split_by, test_size=test_size, min_class_count=min_class_count,
                         seed=seed, chunksize=chunksize),
         )  # fmt: skip
+        report["run_id"] = run_id
+        report["stale_spill_folders_removed"] = len(stale_spills)
         if flow["kept"] == 0:
             report["timings"] = _timings(timings, started, flow)
             write_json_atomic(out / "prepare_report.json", report)
@@ -170,7 +180,7 @@ def prepare(
                 path=notes_src.path,
             )
         tick = time.perf_counter()
-        _write_splits(extracted.parts, side, labels, onto, out)
+        _write_splits(extracted.parts, side, labels, onto, out, run_id)
         timings["write_s"] = time.perf_counter() - tick
 
     report["timings"] = _timings(timings, started, flow)
@@ -452,10 +462,14 @@ def _flow(counts: Counter, labelled: _Labelled, side: np.ndarray) -> dict[str, i
 # --- output ------------------------------------------------------------------------------------------
 
 
-def _write_splits(parts: list[Path], side: np.ndarray, labels: HcfaLabels, onto: Ontology, out: Path) -> None:
+def _write_splits(
+    parts: list[Path], side: np.ndarray, labels: HcfaLabels, onto: Ontology, out: Path, run_id: str
+) -> None:
+    """Write train/test parquet, tagged with ``run_id`` (checked by :mod:`clinrl.drg.prepared`)."""
     drg_columns = _drg_columns(onto)
+    schema = OUTPUT_SCHEMA.with_metadata({RUN_KEY: run_id.encode()})
     with atomic_path(out / "train.parquet") as train_tmp, atomic_path(out / "test.parquet") as test_tmp:
-        writers = [pq.ParquetWriter(p, OUTPUT_SCHEMA, compression="zstd") for p in (train_tmp, test_tmp)]
+        writers = [pq.ParquetWriter(p, schema, compression="zstd") for p in (train_tmp, test_tmp)]
         try:
             for part in parts:
                 spilled = pq.read_table(part).to_pandas()
