@@ -173,3 +173,38 @@ def test_a_rerun_refused_at_its_inputs_leaves_the_finished_run_whole(fixture: Mi
     assert sorted(p.name for p in out.iterdir()) == ["flow.json", "prepare_report.json", "test.parquet", "train.parquet"]
     assert json.loads((out / "prepare_report.json").read_text())["run_id"] == run
     load_cases(out / "train.parquet")  # still one finished run
+
+
+_KILLED_RUN = """
+import os, signal, sys
+import clinrl.drg.mimic as mimic
+
+def killed(*args, **kwargs):  # SIGKILL once the courses are spilled, before any output is written
+    os.kill(os.getpid(), signal.SIGKILL)
+
+mimic._label = killed
+mimic.prepare(sys.argv[1], sys.argv[2], sys.argv[3], progress=False, chunksize=20)
+"""
+
+
+def test_a_killed_run_leaves_nothing_usable_and_the_next_run_removes_its_spill(
+    fixture: MimicFixture, tmp_path: Path, capsys
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.reliability.cli import assert_clean_error
+
+    out = _prepare(fixture, tmp_path / "out")  # a finished run, then a rerun killed mid-way
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    argv = [sys.executable, "-c", _KILLED_RUN, fixture.discharge, fixture.drgcodes, out]
+    assert subprocess.run(argv, env=env).returncode == -signal.SIGKILL
+    spills = list(out.glob(".prepare-*"))
+    assert len(spills) == 1 and list(spills[0].glob("part-*.parquet"))  # course text left behind
+    assert not any((out / name).exists() for name in ("flow.json", "train.parquet", "test.parquet"))
+    assert_clean_error(["drg", "split", "--data", out / "train.parquet", "--out", tmp_path / "split"], capsys,
+                       "train.parquet", "not found")  # fmt: skip
+    _prepare(fixture, out)
+    assert not spills[0].exists() and not list(out.glob(".prepare-*"))
