@@ -227,3 +227,10 @@ def test_large_ids_stay_distinct_keys():
     assert diff._key(big) == big and diff._key(np.int64(big)) == big and diff._key(str(big)) == big
     assert diff._key(big) != diff._key(big - 1)
     assert diff._key(20_000_001.0) == 20_000_001
+
+
+def test_resuming_a_tag_file_of_the_old_hard_rule_is_refused(tiny_model_dir, cases_path, tmp_path):
+    out = tmp_path / "tags.jsonl"
+    out.write_text('{"hadm_id": 101, "difficulty": "hard", "n_correct": 0, "k": 2}\n')
+    with pytest.raises(ClinrlError, match="older rule"):
+        tag_dataset(tiny_model_dir, cases_path, out, DifficultyConfig(k=2), progress=False)

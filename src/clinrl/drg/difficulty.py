@@ -289,6 +289,8 @@ def tag_dataset(
         ks = {r.get("k") for r in previous}
         if ks - {config.k}:
             raise ClinrlError(f"{out} holds tags made with k={sorted(ks, key=str)}; use --k {ks.pop()} or a new --out")
+        if any("rewards" not in r for r in previous):  # written before "hard" needed zero reward variance
+            raise ClinrlError(f"{out} holds tags without rewards (an older rule for 'hard'); use a new --out")
         done = {_key(r["hadm_id"]) for r in previous}
     all_cases = read_cases(data)
     cases = [c for c in all_cases if c["hadm_id"] not in done]
