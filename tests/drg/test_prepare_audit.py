@@ -48,7 +48,8 @@ def test_prepare_keeps_the_latest_note_of_each_admission(fixture: MimicFixture, 
     assert len(several) == 2  # the fixture has two admissions with several notes
     both = pd.concat([pd.read_parquet(prepared / f"{side}.parquet") for side in ("train", "test")])
     assert not both["hadm_id"].duplicated().any()
-    latest = {n.hadm_id: n.note_id for n in fixture.notes if n.hadm_id in several and n.fate != "dropped_other_note_of_admission"}
+    other = "dropped_other_note_of_admission"
+    latest = {n.hadm_id: n.note_id for n in fixture.notes if n.hadm_id in several and n.fate != other}
     kept = both[both["hadm_id"].isin(several)].set_index("hadm_id")["note_id"].to_dict()
     assert kept == latest
     flow = json.loads((prepared / "flow.json").read_text())
@@ -162,7 +163,8 @@ def test_a_rerun_replaces_every_output_and_removes_killed_runs_spill_folders(
 
 
 def test_a_rerun_refused_at_its_inputs_leaves_the_finished_run_whole(fixture: MimicFixture, tmp_path: Path) -> None:
-    # (a rerun that fails part-way leaves nothing at all: test_prepare.py::test_failed_rerun_leaves_no_complete_looking_output)
+    # (a rerun that fails part-way leaves nothing at all:
+    # test_prepare.py::test_failed_rerun_leaves_no_complete_looking_output)
     out = _prepare(fixture, tmp_path / "out")
     run = json.loads((out / "prepare_report.json").read_text())["run_id"]
     broken = tmp_path / "broken.csv"
@@ -170,7 +172,8 @@ def test_a_rerun_refused_at_its_inputs_leaves_the_finished_run_whole(fixture: Mi
     for discharge, drgcodes in ((fixture.discharge, tmp_path / "missing.csv.gz"), (broken, fixture.drgcodes)):
         with pytest.raises(DataError):
             prepare(discharge, drgcodes, out, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["flow.json", "prepare_report.json", "test.parquet", "train.parquet"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["flow.json", "prepare_report.json", "test.parquet", "train.parquet"]
     assert json.loads((out / "prepare_report.json").read_text())["run_id"] == run
     load_cases(out / "train.parquet")  # still one finished run
 

@@ -71,7 +71,8 @@ def check_prepared_input(path: str | Path) -> None:
     if run is None and not (path.name in OUTPUTS and (folder / REPORT).exists()):
         return
     if not (folder / FLOW).is_file():
-        raise DataError(f"an output of an unfinished `clinrl drg prepare` run (no {FLOW} beside it); {_RERUN}", path=path)
+        unfinished = f"an output of an unfinished `clinrl drg prepare` run (no {FLOW} beside it)"
+        raise DataError(f"{unfinished}; {_RERUN}", path=path)
     if run is not None and _report_run_id(folder) != run:
         raise DataError(f"not from the `clinrl drg prepare` run whose {REPORT} sits beside it; {_RERUN}", path=path)
 
