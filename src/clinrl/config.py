@@ -487,6 +487,9 @@ def read_split(path: str | Path, columns: Sequence[str] = ("text", "solution"), 
     from clinrl.io import read_parquet_checked
 
     frame = read_parquet_checked(path, columns, made_by="clinrl drg split")
+    from clinrl.drg.prepared import check_prepared_input
+
+    check_prepared_input(path)  # training straight on a `drg prepare` output: one finished run only
     if frame.empty:
         raise DataError("no rows", path=path)
     return frame.head(limit).reset_index(drop=True) if limit else frame

@@ -94,6 +94,8 @@ class NoteSpec:
     course: str | None = None
     rule: str | None = None
     label: str | None = None  # class key (first raw description of the class)
+    note_seq: str = "1"
+    charttime: str = "2180-01-01 00:00:00"
 
 
 @dataclass
@@ -258,10 +260,14 @@ def build_fixture(
     subject, hadm = b.admission((good[5],))
     spaced = original.course.replace("\n", "  \n ").replace(" ; ", "\t;\t")
     b.note(subject, hadm, "dropped_duplicate_course", layout="brief_no_admission_meds", course=spaced)
-    if multi_note_admission:  # two different notes for one admission: both kept
+    if multi_note_admission:  # different notes of one admission: only the latest is kept
         subject, hadm = b.admission((good[5],))
-        b.note(subject, hadm, LABELLED, label=good[5])
-        b.note(subject, hadm, LABELLED, label=good[5], words=90)
+        b.note(subject, hadm, LABELLED, label=good[5]).note_seq = "3"  # latest by note_seq
+        b.note(subject, hadm, "dropped_other_note_of_admission", words=90).note_seq = "2"
+        b.note(subject, hadm, "dropped_other_note_of_admission", words=95).note_seq = ""  # unusable: ranks first
+        subject, hadm = b.admission((good[5],))
+        b.note(subject, hadm, LABELLED, label=good[5]).charttime = "2180-01-02 08:00:00"  # same seq, later
+        b.note(subject, hadm, "dropped_other_note_of_admission", words=92)
     b.rng.shuffle(b.notes)
     _move_after(b.notes, original)
 
@@ -293,8 +299,8 @@ def _move_after(notes: list[NoteSpec], original: NoteSpec) -> None:
 
 def _rows(notes: list[NoteSpec]) -> list[list[str]]:
     return [
-        [n.note_id, str(n.subject_id), "" if n.hadm_id is None else str(n.hadm_id), "DS", "1",
-         "2180-01-01 00:00:00", "2180-01-01 12:00:00", n.text]
+        [n.note_id, str(n.subject_id), "" if n.hadm_id is None else str(n.hadm_id), "DS", n.note_seq,
+         n.charttime, "2180-01-01 12:00:00", n.text]
         for n in notes
     ]  # fmt: skip
 

@@ -102,3 +102,25 @@ def test_any_course_body_is_recovered_verbatim_up_to_outer_white_space(lines: li
         assert found == Course(body.strip(), LAYOUTS[layout][1])
     else:
         assert found is None
+
+
+@pytest.mark.parametrize("header", ["___ on Admission:", "___  on Admission:"])
+def test_de_identified_admission_meds_header_ends_the_first_rule(header: str) -> None:
+    # MIMIC blanks "Medications" in some notes; the study's source stops rule 1 there too. Before the
+    # fix the note fell to rule 2 and the admission medication list ended up inside the course.
+    meds = ADMISSION_MEDS.replace("Medications on Admission:", header)
+    note = f"{PREAMBLE}Brief Hospital Course:\n{COURSE}\n \n{meds}{DISCHARGE_MEDS}{TAIL}"
+    assert extract_course(note) == Course(COURSE, "brief_to_admission_meds")
+
+
+def test_de_identified_disposition_header_ends_the_broad_rule() -> None:
+    tail = TAIL.replace("Discharge Disposition:", "___ Disposition:")
+    note = f"{PREAMBLE}HOSPITAL COURSE:\n{COURSE}\n \n{tail}"
+    assert extract_course(note) == Course(COURSE, "broad")
+
+
+def test_de_identified_headers_only_end_a_course_at_a_line_start() -> None:
+    body = f"{COURSE}\nDr. ___ on Admission day saw her; ___ Disposition was discussed.\n"
+    note = f"{PREAMBLE}HOSPITAL COURSE:\n{body}\nDischarge Condition:\nstable\n"
+    found = extract_course(note)
+    assert found is not None and found.text == body.strip()

@@ -26,9 +26,22 @@ torch.set_num_threads(1)
 
 
 def test_difficulty_of():
-    assert [difficulty_of(n, 4) for n in range(5)] == ["hard", "mixed", "mixed", "mixed", "easy"]
+    right, wrong = [2.0] * 4, [0.0] * 4
+    assert difficulty_of(right, [True] * 4) == "easy"
+    assert difficulty_of(wrong, [False] * 4) == "hard"
+    assert difficulty_of([2.0, 0.0, 0.0, 0.0], [True, False, False, False]) == "mixed"
     with pytest.raises(ValueError):
-        difficulty_of(5, 4)
+        difficulty_of([0.0] * 3, [False] * 4)
+    with pytest.raises(ValueError):
+        difficulty_of([], [])
+
+
+def test_a_wrong_group_with_reward_variance_is_mixed_not_hard():
+    # The study's "hard" is zero reward variance AND every sample wrong (audit 2026-12-04, item 3):
+    # this group has no exact match but still carries a GRPO signal.
+    rewards = [0, 0, 0, 0, 0, 0, -1.5, -2.0]
+    assert difficulty_of(rewards, [False] * 8) == "mixed"
+    assert difficulty_of([-2.0] * 8, [False] * 8) == "hard"
 
 
 # --------------------------------------------------------------------------- curricula
@@ -125,7 +138,10 @@ def test_tag_dataset_samples_with_a_real_model_and_resumes(tiny_model_dir, cases
     assert first["tagged_now"] == 3 and first["skipped_already_tagged"] == 0
     assert [r["hadm_id"] for r in _lines(out)] == [101, 102, 103]
     # a random-init model never writes a valid answer: every case is hard
-    assert all(r == {"hadm_id": r["hadm_id"], "difficulty": "hard", "n_correct": 0, "k": 2} for r in _lines(out))
+    assert all(
+        r == {"hadm_id": r["hadm_id"], "difficulty": "hard", "n_correct": 0, "k": 2, "rewards": [-2.0, -2.0]}
+        for r in _lines(out)
+    )
 
     with out.open("a") as fh:  # an interrupted write leaves a torn line; resuming must repair it
         fh.write('{"hadm_id": 104, "diff')
@@ -143,7 +159,8 @@ def test_tag_dataset_samples_with_a_real_model_and_resumes(tiny_model_dir, cases
 def test_tags_follow_the_strict_accuracy_of_each_sample(tiny_model_dir, cases_path, tmp_path, monkeypatch):
     golds = {c["hadm_id"]: c["solution"] for c in diff.read_cases(cases_path)}
     other = list(load_ontology())[10].description
-    # per case: how many of the 3 samples are exactly right (a near miss and a bad format never count)
+    # per case: how many of the 3 samples are exactly right (a near miss and a bad format never count);
+    # 102 has none right but its rewards differ (a bad format among valid answers): mixed, not hard
     right = {101: 3, 102: 0, 103: 1, 104: 2, 105: 3}
     order = iter(golds)
 
@@ -160,9 +177,9 @@ def test_tags_follow_the_strict_accuracy_of_each_sample(tiny_model_dir, cases_pa
     out = tmp_path / "tags.jsonl"
     summary = tag_dataset(tiny_model_dir, cases_path, out, DifficultyConfig(k=3, batch_size=2), progress=False)
     assert {r["hadm_id"]: (r["difficulty"], r["n_correct"]) for r in _lines(out)} == {
-        101: ("easy", 3), 102: ("hard", 0), 103: ("mixed", 1), 104: ("mixed", 2), 105: ("easy", 3)
+        101: ("easy", 3), 102: ("mixed", 0), 103: ("mixed", 1), 104: ("mixed", 2), 105: ("easy", 3)
     }
-    assert (summary["easy"], summary["mixed"], summary["hard"]) == (2, 2, 1)
+    assert (summary["easy"], summary["mixed"], summary["hard"]) == (2, 3, 0)
     assert load_difficulty(out)[103] == "mixed"
 
 
@@ -180,3 +197,40 @@ def test_difficulty_cli(tiny_model_dir, cases_path, tmp_path, capsys):
               "--out", str(out), "--k", "2", "--quiet"])
     assert exit_info.value.code == 2
     assert "nope.parquet" in capsys.readouterr().err
+
+
+def test_tagger_calls_only_equal_reward_wrong_groups_hard(tiny_model_dir, cases_path, tmp_path, monkeypatch):
+    golds = {c["hadm_id"]: c["solution"] for c in diff.read_cases(cases_path)}
+    drgs = list(load_ontology())
+    same_wrong = format_completion(drgs[10].description)
+    mixed_wrong = [same_wrong, format_completion("NOT A DRG"), "no tags at all"]
+    order = iter(golds)
+
+    def scripted(model, tokenizer, prompts, config):
+        return [[same_wrong] * 3 if next(order) % 2 else mixed_wrong for _ in prompts]
+
+    monkeypatch.setattr(diff, "_sample", scripted)
+    out = tmp_path / "tags.jsonl"
+    tag_dataset(tiny_model_dir, cases_path, out, DifficultyConfig(k=3, batch_size=2), progress=False)
+    records = {r["hadm_id"]: r for r in _lines(out)}
+    assert {h: r["difficulty"] for h, r in records.items()} == {
+        101: "hard", 102: "mixed", 103: "hard", 104: "mixed", 105: "hard"
+    }
+    assert records[102]["n_correct"] == 0 and len(set(records[102]["rewards"])) > 1
+
+
+def test_large_ids_stay_distinct_keys():
+    # audit 2026-12-04 item 12: ids went through float(), so 2**53 and 2**53 + 1 were one key
+    import numpy as np
+
+    big = 2**53 + 1
+    assert diff._key(big) == big and diff._key(np.int64(big)) == big and diff._key(str(big)) == big
+    assert diff._key(big) != diff._key(big - 1)
+    assert diff._key(20_000_001.0) == 20_000_001
+
+
+def test_resuming_a_tag_file_of_the_old_hard_rule_is_refused(tiny_model_dir, cases_path, tmp_path):
+    out = tmp_path / "tags.jsonl"
+    out.write_text('{"hadm_id": 101, "difficulty": "hard", "n_correct": 0, "k": 2}\n')
+    with pytest.raises(ClinrlError, match="older rule"):
+        tag_dataset(tiny_model_dir, cases_path, out, DifficultyConfig(k=2), progress=False)

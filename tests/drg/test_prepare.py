@@ -259,8 +259,8 @@ def test_failed_rerun_leaves_no_complete_looking_output(fixture: MimicFixture, t
         handle.write(b'9-DS-9,9,9,DS,1,,,"caf\xe9"\n')
     with pytest.raises(DataError, match="UTF-8"):
         prepare(broken, fixture.drgcodes, out, chunksize=100, progress=False)
-    assert not (out / "flow.json").exists()
-    assert sorted(p.name for p in out.iterdir()) == ["prepare_report.json", "test.parquet", "train.parquet"]
+    # audit 2026-12-04 item 11: the previous run's parquet files used to stay beside a new report
+    assert sorted(p.name for p in out.iterdir()) == []
 
 
 def test_unusable_msdrg_folder_is_a_data_error(fixture: MimicFixture, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from clinrl.cli import app
-from clinrl.config import RECIPES_DIR, list_recipes, load_recipe
+from clinrl.config import RECIPES_DIR, RecipeError, list_recipes, load_recipe
 from clinrl.drg.grpo import DRGGRPOConfig, load_grpo_config, train_grpo
 from clinrl.drg.sft import DRGSFTConfig, load_sft_config, train_sft
 from tests.drg.tiny_training import tiny_workspace
@@ -67,6 +67,15 @@ def test_best_and_final_are_the_study_configs():
     assert best.kl_schedule == "cosine" and final.curriculum == "drop_hard"
     assert load("no_kl").trl["beta"] == 0.0 and load("dr_grpo_advantage").trl["scale_rewards"] == "none"
     assert load("sft").trl["max_length"] == 12846 and load("sft_cold_start").trl["num_train_epochs"] == 9
+
+
+def test_dr_grpo_loss_recipe_divides_by_the_studys_constant():
+    # TRL 1.16 would divide by max_completion_length (10,240); the study's Dr. GRPO constant was 1,024
+    cfg = load("dr_grpo_loss")
+    assert cfg.trl["loss_type"] == "dr_grpo" and cfg.dr_grpo_normalizer == 1024
+    assert load("tiny/dr_grpo_loss").dr_grpo_normalizer == 1024
+    with pytest.raises(RecipeError, match="loss_type: dr_grpo"):
+        load("dapo_loss", {"dr_grpo_normalizer": 1024})
 
 
 @pytest.mark.parametrize("name", TINY)

@@ -168,6 +168,7 @@ def _trainer(model_dir, out_dir, reward, sampling=None, dataset=None, **override
     from clinrl.drg.sampling import ClinrlGRPOTrainer
 
     preserve_order = overrides.pop("preserve_order", False)
+    dr_grpo_normalizer = overrides.pop("dr_grpo_normalizer", None)
     args = dict(
         output_dir=str(out_dir), per_device_train_batch_size=4, num_generations=2, max_completion_length=6,
         max_steps=1, logging_steps=1, report_to="none", use_cpu=True, save_strategy="no", learning_rate=1e-5,
@@ -182,6 +183,7 @@ def _trainer(model_dir, out_dir, reward, sampling=None, dataset=None, **override
         train_dataset=dataset if dataset is not None else _dataset(),
         sampling=sampling,
         preserve_order=preserve_order,
+        dr_grpo_normalizer=dr_grpo_normalizer,
     )
 
 
@@ -284,3 +286,30 @@ def test_preserved_order_survives_the_trainer_sampler(tiny_model_dir, tmp_path):
     assert kept == [i for i in expected for _ in range(2)]  # each prompt G times, curriculum order intact
     shuffled = walk(_trainer(tiny_model_dir, tmp_path / "b", reward, dataset=ordered))
     assert sorted(shuffled) == sorted(kept) and shuffled != kept
+
+
+def test_dr_grpo_normalizer_divides_the_token_sum_by_the_constant(tiny_model_dir, tmp_path):
+    # TRL 1.16 divides the Dr. GRPO token sum by rows x max_completion_length; the study used 1,024.
+    reward = ScriptedReward([[1.0, 0.0, 2.0, -1.5]])
+    trainer = _trainer(
+        tiny_model_dir, tmp_path / "run", reward, loss_type="dr_grpo", max_completion_length=6, dr_grpo_normalizer=1024
+    )
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    data = _dataset(2)
+    batch = trainer._generate_and_score_completions([data[0], data[0], data[1], data[1]])
+    batch["advantages"] = torch.tensor([1.0, 0.5, -0.25, 2.0])  # constructed: a non-zero token sum
+    batch["completion_mask"][0, 3:] = 0  # a shorter completion: only its tokens count
+    # on-policy, beta 0: per-token loss = -advantage (ratio 1), so the token sum is -Σ advantage x length
+    token_sum = -(batch["advantages"] * batch["completion_mask"].sum(dim=1)).sum()
+    assert token_sum.abs().item() > 0
+    loss = trainer._compute_loss(trainer.model, batch)
+    assert loss.item() == pytest.approx(token_sum.item() / (4 * 1024), rel=1e-5)
+    assert trainer.max_completion_length == 6  # generation keeps its own cap
+    trainer.dr_grpo_normalizer = None
+    assert trainer._compute_loss(trainer.model, batch).item() == pytest.approx(token_sum.item() / (4 * 6), rel=1e-5)
+
+
+def test_dr_grpo_normalizer_needs_the_dr_grpo_loss(tiny_model_dir, tmp_path):
+    with pytest.raises(SamplingConfigError, match="dr_grpo"):
+        _trainer(tiny_model_dir, tmp_path / "run", ScriptedReward([[0.0] * 4]), dr_grpo_normalizer=1024)

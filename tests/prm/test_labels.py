@@ -310,3 +310,30 @@ def test_check_labels_strict_exit_status(prm_data, tmp_path):
     main(["prm", "synth-errors", "--gold", str(prm_data / "verification_dev_gold.json.gz"), "--out", str(synthetic),
           "--per-note", "1"])
     main(["prm", "check-labels", "--errors", str(synthetic), "--strict"])  # consistent: no exit
+
+
+def test_a_no_op_swap_gives_one_outcome_and_the_rendered_string_parses():
+    # audit 2026-12-04 item 5: relabel gave '+' everywhere but the outcome stayed '-' (a swap existed),
+    # so the PRM string contradicted itself and parse_prm_string refused it.
+    from clinrl.prm.format import SpecialTokens, parse_prm_string, render_prm_string
+
+    gold = make_gold([2, 1])
+    note = note_from_dict(note_to_dict(gold))
+    step = note.problems[0].steps[1]
+    note.swaps = [Swap("Step", "1", "2", "Hallucination", step.text, step.text)]
+    note.sample_no, note.total_error_no = 0, 1
+    relabel(note)
+    assert set(note.labels()) == {"+"} and note.outcome_label == "+"
+    tokens = SpecialTokens.llama3()
+    parsed = parse_prm_string(render_prm_string(note, tokens), tokens)
+    assert parsed.labels() == note.labels() and parsed.outcome_label == "+"
+
+    # the released data's noise (a no-op swap stored with '-') keeps '-' on both, consistently
+    step.label = "-"
+    assert note.outcome_label == "-"
+    assert parse_prm_string(render_prm_string(note, tokens), tokens).outcome_label == "-"
+
+    # a swap that changed the text is an error for both rules
+    note.swaps = [Swap("Step", "1", "2", "Hallucination", step.text, "Plan: start warfarin.")]
+    relabel(note)
+    assert step.label == "-" and note.outcome_label == "-"

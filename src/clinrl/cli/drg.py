@@ -168,7 +168,7 @@ def difficulty_command(
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    """Tag cases easy (all k samples correct), hard (none) or mixed, for GRPO curricula."""
+    """Tag cases easy (all k samples correct), hard (all wrong, equal rewards) or mixed, for GRPO curricula."""
 
     from clinrl.drg.difficulty import DifficultyConfig, tag_dataset
 

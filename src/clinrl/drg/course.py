@@ -3,7 +3,8 @@
 A cascade of rules, most conservative first; the first rule whose start and end headers match decides:
 
 1. ``brief_to_admission_meds`` — a "Brief Hospital Course" header up to the next
-   "Medications on Admission" header;
+   "Medications on Admission" header, or its de-identified forms "___ on Admission" and
+   "___  on Admission" (MIMIC's de-identification blanks the word "Medications" in some notes);
 2. ``brief_to_discharge_meds`` — the same header up to the next "Discharge Medications" header;
 3. ``broad`` — a broader start ("HOSPITAL COURSE" in capitals, "rief Hospital Course" anywhere, or a
    "Hospital Course" line) up to the next of many section headers (:data:`SECTION_HEADERS`).
@@ -94,11 +95,16 @@ def _earliest(*finders: Finder) -> Finder:
 
 
 # Section headers that can follow the hospital course in a discharge summary (regex fragments).
+# MIMIC's de-identified "Medications on Admission": "___ on Admission" with one or two spaces.
+_DEID_ADMISSION_MEDS = r"___ {1,2}on Admission"
+
 SECTION_HEADERS: tuple[str, ...] = (
     r"Medications on Admission",
+    _DEID_ADMISSION_MEDS,
     r"Discharge Medications",
     r"Discharge Diagnos[ie]s",
     r"Discharge Disposition",
+    r"___ Disposition",  # de-identified "Discharge Disposition"
     r"Condition on Discharge",
     r"Discharge Condition",
     r"Discharge Instructions",
@@ -123,7 +129,9 @@ class CourseRule(NamedTuple):
 
 
 COURSE_RULES: tuple[CourseRule, ...] = (
-    CourseRule("brief_to_admission_meds", _BRIEF_START, _section_end(r"Medications on Admission")),
+    CourseRule(
+        "brief_to_admission_meds", _BRIEF_START, _section_end(r"Medications on Admission", _DEID_ADMISSION_MEDS)
+    ),
     CourseRule("brief_to_discharge_meds", _BRIEF_START, _section_end(r"Discharge Medications")),
     CourseRule("broad", _BROAD_START, _section_end(*SECTION_HEADERS)),
 )

@@ -1,19 +1,26 @@
 """Difficulty tags and curricula (REFERENCE A: drop easy / hard / both, easy→hard).
 
-A case is *easy* when all ``k`` sampled completions are correct, *hard* when none is, else *mixed*;
-correct means the strict accuracy reward pays the exact-match score. :func:`tag_dataset` samples with
-``transformers`` ``generate`` (CPU or GPU, batched), writing one JSON line per case
-``{hadm_id, difficulty, n_correct, k}``; it appends and flushes per batch, so an interrupted run
-resumes where it stopped (cases already in the file are skipped). :func:`apply_curriculum` then
-filters or orders a training set by those tags.
+The study's definitions (REFERENCE A, "Enhancements ablated"): a case is *easy* when all ``k``
+sampled completions are correct, *hard* when all are wrong **and** the group's rewards have zero
+variance (GRPO learns nothing from it), else *mixed*. Correct means an exact match (the accuracy
+reward pays its exact-match score). The variance is that of the training reward of the baseline run
+the tags stand for: ``format`` + ``accuracy_<scheme>`` (dense by default, the ablations' baseline).
+A group with no exact match but unequal rewards — e.g. ``[0, 0, 0, 0, 0, 0, -1.5, -2.0]`` — still
+carries a learning signal, so it is *mixed*, and ``drop_hard`` keeps it.
+
+:func:`tag_dataset` samples with ``transformers`` ``generate`` (CPU or GPU, batched), writing one JSON
+line per case ``{hadm_id, difficulty, n_correct, k, rewards}``; it appends and flushes per batch, so
+an interrupted run resumes where it stopped (cases already in the file are skipped).
+:func:`apply_curriculum` then filters or orders a training set by those tags.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import numbers
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,17 +44,25 @@ __all__ = [
 DIFFICULTIES = ("easy", "mixed", "hard")
 
 
-def difficulty_of(n_correct: int, k: int) -> str:
-    """``easy`` (all k correct), ``hard`` (none) or ``mixed``."""
-    if not 0 <= n_correct <= k or k < 1:
-        raise ValueError(f"need 0 <= n_correct <= k and k >= 1, got n_correct={n_correct}, k={k}")
-    return "easy" if n_correct == k else "hard" if n_correct == 0 else "mixed"
+def difficulty_of(rewards: Sequence[float], correct: Sequence[bool]) -> str:
+    """The tag of one group of samples: ``rewards`` are their training rewards, ``correct`` whether
+    each is an exact match. ``easy`` when every sample is correct; ``hard`` when none is and every
+    reward is the same (zero variance); else ``mixed``."""
+    if len(rewards) != len(correct) or not rewards:
+        raise ValueError(f"need one reward per sample and at least one sample, got {len(rewards)} and {len(correct)}")
+    if all(correct):
+        return "easy"
+    if not any(correct) and max(rewards) == min(rewards):
+        return "hard"
+    return "mixed"
 
 
 def _key(value: Any) -> Any:
     """A hadm_id as a comparable key: integral numbers (and digit strings) as int, else the string."""
     if isinstance(value, bool):
         return str(value)
+    if isinstance(value, numbers.Integral):  # exact: float() would merge ids above 2**53
+        return int(value)
     if isinstance(value, str):
         return int(value) if value.strip().lstrip("-").isdigit() else value
     try:
@@ -185,7 +200,7 @@ class DifficultyConfig:
     max_prompt_tokens: int = 2048
     limit: int | None = None
     seed: int = 0
-    reward: str = "accuracy_strict"
+    reward: str = "accuracy_dense"  # with ``format``, the training reward whose group variance counts
 
     def validate(self) -> None:
         for name in ("k", "max_new_tokens", "batch_size", "max_prompt_tokens"):
@@ -274,13 +289,15 @@ def tag_dataset(
         ks = {r.get("k") for r in previous}
         if ks - {config.k}:
             raise ClinrlError(f"{out} holds tags made with k={sorted(ks, key=str)}; use --k {ks.pop()} or a new --out")
+        if any("rewards" not in r for r in previous):  # written before "hard" needed zero reward variance
+            raise ClinrlError(f"{out} holds tags without rewards (an older rule for 'hard'); use a new --out")
         done = {_key(r["hadm_id"]) for r in previous}
     all_cases = read_cases(data)
     cases = [c for c in all_cases if c["hadm_id"] not in done]
     skipped = len(all_cases) - len(cases)
     if config.limit is not None:
         cases = cases[: config.limit]
-    reward = get_reward(config.reward)
+    fmt, reward = get_reward("format"), get_reward(config.reward)
     torch.manual_seed(config.seed)
     model, tokenizer = _load_model(model_path) if cases else (None, None)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -297,10 +314,12 @@ def tag_dataset(
             samples = _sample(model, tokenizer, prompts, config)
             for case, completions in zip(batch, samples):
                 scores = reward(completions, [case["solution"]] * len(completions))
-                n_correct = sum(1 for s in scores if s >= EXACT)
-                tag = difficulty_of(n_correct, config.k)
+                rewards = [a + f for a, f in zip(scores, fmt(completions))]
+                correct = [s >= EXACT for s in scores]
+                tag = difficulty_of(rewards, correct)
                 new[tag] += 1
-                record = {"hadm_id": case["hadm_id"], "difficulty": tag, "n_correct": n_correct, "k": config.k}
+                record = {"hadm_id": case["hadm_id"], "difficulty": tag, "n_correct": sum(correct), "k": config.k,
+                          "rewards": rewards}  # fmt: skip
                 fh.write(json.dumps(record) + "\n")
             fh.flush()
             bar.update(len(batch))

@@ -62,6 +62,9 @@ def load_cases(data: Any, limit: int | None = None, *, require_id: bool = False)
             frame = pd.read_json(path, lines=True) if path.suffix in (".jsonl", ".json") else pd.read_parquet(path)
         except Exception as err:  # pandas/pyarrow raise several types for unreadable input
             raise DataError(f"cannot read ({type(err).__name__}: {err})", path=path) from None
+        from clinrl.drg.prepared import check_prepared_input
+
+        check_prepared_input(path)  # a `drg prepare` output must come from one finished run
     if limit is not None:
         frame = frame.head(limit)
     if "text" not in frame.columns:

@@ -7,6 +7,11 @@ advantage), β, G, lengths, vLLM — goes to ``GRPOConfig`` through the recipe's
 1.16's defaults differ from the study's TRL 0.15 (loss ``dapo`` not ``grpo``, β 0 not 0.04), so the
 recipes set those explicitly. TRL 1.16 has no prompt-length cap, so prompts are cut here (the course,
 never the instructions) to ``max_prompt_tokens``.
+
+Dr. GRPO loss: TRL 1.16 divides the token sum by ``max_completion_length`` (10,240 in the recipes);
+the study divided by the constant 1,024. ``dr_grpo_normalizer: 1024`` (top level of the recipe) makes
+:class:`~clinrl.drg.sampling.ClinrlGRPOTrainer` divide by that constant instead, generation length
+unchanged.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ class DRGGRPOConfig:
     resample_temperatures: list[float] = field(default_factory=lambda: [0.7, 0.8, 0.9, 1.0])
     curriculum: Literal["none", "drop_easy", "drop_hard", "drop_both", "easy_to_hard"] = "none"
     difficulty_file: str | None = None
+    dr_grpo_normalizer: int | None = None  # the Dr. GRPO loss constant (study: 1024); None = TRL's
     vllm_engine: dict[str, Any] = field(default_factory=dict)  # extra vllm.LLM keywords (colocate mode)
     trl: dict[str, Any] = field(default_factory=dict)
 
@@ -70,6 +76,10 @@ class DRGGRPOConfig:
             raise ValueError(f"curriculum {self.curriculum!r} needs difficulty_file (from `clinrl drg difficulty`)")
         if self.kl_schedule == "cosine" and not float(self.trl.get("beta", 0.0)) > 0:
             raise ValueError("kl_schedule cosine needs trl.beta > 0 (the schedule decays from it)")
+        if self.dr_grpo_normalizer is not None and self.trl.get("loss_type") != "dr_grpo":
+            raise ValueError("dr_grpo_normalizer needs trl.loss_type: dr_grpo (it sets that loss's constant)")
+        if self.dr_grpo_normalizer is not None and not self.dr_grpo_normalizer >= 1:
+            raise ValueError(f"dr_grpo_normalizer must be at least 1, got {self.dr_grpo_normalizer}")
         if self.max_resample_retries < 0:
             raise ValueError("max_resample_retries must be >= 0")
         for key in ("output_dir", "reward_weights"):
@@ -142,8 +152,8 @@ def _trainer(cfg: DRGGRPOConfig, args: Any, dataset: Any, tokenizer: Any, model:
     try:
         from clinrl.drg.sampling import ClinrlGRPOTrainer, SamplingConfig
     except ImportError:
-        if cfg.sampling_mode != "off":
-            raise ClinrlError(f"sampling_mode {cfg.sampling_mode!r} needs clinrl.drg.sampling, which is missing") from None
+        if cfg.sampling_mode != "off" or cfg.dr_grpo_normalizer is not None:
+            raise ClinrlError("sampling_mode and dr_grpo_normalizer need clinrl.drg.sampling, which is missing") from None
         from trl import GRPOTrainer
 
         return GRPOTrainer(**common)
@@ -152,7 +162,12 @@ def _trainer(cfg: DRGGRPOConfig, args: Any, dataset: Any, tokenizer: Any, model:
         sampling = SamplingConfig(
             mode=cfg.sampling_mode, max_retries=cfg.max_resample_retries, temperatures=list(cfg.resample_temperatures)
         )
-    return ClinrlGRPOTrainer(sampling=sampling, preserve_order=cfg.curriculum == "easy_to_hard", **common)
+    return ClinrlGRPOTrainer(
+        sampling=sampling,
+        preserve_order=cfg.curriculum == "easy_to_hard",
+        dr_grpo_normalizer=cfg.dr_grpo_normalizer,
+        **common,
+    )
 
 
 def train_grpo(

@@ -8,28 +8,39 @@ Steps, each counted in ``flow.json`` (``notes_read`` = ``kept`` + every ``droppe
 2. extract the hospital course (:mod:`clinrl.drg.course`) → ``dropped_no_course``;
 3. courses of ≤ 40 words → ``dropped_short_course``;
 4. duplicate course texts, compared with white space collapsed, first kept → ``dropped_duplicate_course``;
-5. join the admission's HCFA row → ``dropped_no_hcfa_drg`` (blank ``hadm_id``, APR-only admission, or
+5. one note per admission: of an admission's notes still kept, the latest — highest ``note_seq``, then
+   latest ``charttime``, then last in the file — stays, the others → ``dropped_other_note_of_admission``;
+6. join the admission's HCFA row → ``dropped_no_hcfa_drg`` (blank ``hadm_id``, APR-only admission, or
    admission absent from ``drgcodes``; the report says which);
-6. map the description to v34 → ``dropped_unmapped_drg`` (mapping table says NaN, description unknown,
+7. map the description to v34 → ``dropped_unmapped_drg`` (mapping table says NaN, description unknown,
    or the admission's HCFA rows disagree; see :func:`~clinrl.drg.mimic_io.resolve_hcfa_labels`);
-7. classes with fewer than ``min_class_count`` notes → ``dropped_rare_class``;
-8. stratified split (:func:`clinrl.drg.splitting.stratified_split`).
+8. classes with fewer than ``min_class_count`` notes → ``dropped_rare_class``;
+9. stratified split (:func:`clinrl.drg.splitting.stratified_split`).
 
-Several notes of one admission are all kept (as in the study) when their courses differ; they always
-land on the same side: ``split_by="subject"`` groups by patient, and ``split_by="admission"`` (the
-study's per-row split) groups by admission only when some admission has several notes.
+One note per admission (step 5) because the label is the admission's and every later step keys on
+``hadm_id`` (``drg split``, ``drg eval``, ``drg difficulty``, trace joins, curricula): several notes of
+one admission would be one case seen several times with one gold, and eval/difficulty refuse a
+repeated ``hadm_id``. The latest note is the admission's final discharge summary (an addendum
+or a rewrite supersedes the earlier one); only notes whose course survived steps 2-4 compete, so a later
+note without a usable course never displaces one with a course. ``split_by="subject"`` keeps each
+patient on one side; ``split_by="admission"`` is the study's per-row split.
 
 Memory stays bounded: notes are streamed in chunks, kept courses are spilled to parquet parts in a
-temporary folder inside ``out``, and only ids stay in memory. Outputs are written atomically;
-``flow.json`` comes last, so a folder without it is not a finished preparation.
+temporary folder inside ``out`` (``.prepare-<pid>-*``; a killed run's is removed by the next run), and
+only ids stay in memory. One run's outputs appear together or not at all (:mod:`clinrl.drg.prepared`):
+the previous run's outputs are removed first, each file is written atomically and tagged with the
+run's id, and ``flow.json`` comes last, so a folder without it is not a finished preparation and
+downstream steps refuse its files.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import resource
 import tempfile
 import time
+import uuid
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,6 +68,7 @@ from clinrl.drg.mimic_io import (
     resolve_hcfa_labels,
 )
 from clinrl.drg.ontology import Ontology, OntologyError, load_ontology
+from clinrl.drg.prepared import RUN_KEY, SPILL_PREFIX, remove_previous_outputs, remove_stale_spills
 from clinrl.errors import ClinrlError, DataError
 from clinrl.io import atomic_path, write_json_atomic
 
@@ -67,6 +79,7 @@ FLOW_KEYS = (
     "dropped_no_course",
     "dropped_short_course",
     "dropped_duplicate_course",
+    "dropped_other_note_of_admission",
     "dropped_no_hcfa_drg",
     "dropped_unmapped_drg",
     "dropped_rare_class",
@@ -98,7 +111,8 @@ OUTPUT_SCHEMA = pa.schema(
         ("course_words", pa.int64()),
     ]
 )
-_SPILL_COLUMNS = ("note_id", "subject_id", "hadm_id", "text", "course_rule", "course_words")
+_SPILL_COLUMNS = ("note_id", "subject_id", "hadm_id", "note_seq", "charttime", "text", "course_rule", "course_words")
+KEPT_NOTE_RULE = "the latest note of each admission: highest note_seq, then latest charttime, then last in the file"
 
 
 def prepare(
@@ -129,7 +143,9 @@ def prepare(
     check_columns(codes_src, DRGCODES_COLUMNS)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "flow.json").unlink(missing_ok=True)  # from here on the folder does not look finished
+    remove_previous_outputs(out)  # flow.json first: from here on the folder does not look finished
+    stale_spills = remove_stale_spills(out)
+    run_id = uuid.uuid4().hex
 
     timings: dict[str, float] = {}
     tick = time.perf_counter()
@@ -137,13 +153,14 @@ def prepare(
     labels = resolve_hcfa_labels(read_drgcodes(codes_src, code_issues), onto)
     timings["drgcodes_s"] = time.perf_counter() - tick
 
-    with tempfile.TemporaryDirectory(prefix=".prepare-", dir=out) as spill:
+    with tempfile.TemporaryDirectory(prefix=f"{SPILL_PREFIX}{os.getpid()}-", dir=out) as spill:
         tick = time.perf_counter()
         extracted = _extract(notes_src, Path(spill), chunksize, progress)
         timings["notes_s"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
-        labelled = _label(extracted.meta, labels, min_class_count)
+        other = _other_notes(extracted.meta)
+        labelled = _label(extracted.meta, labels, min_class_count, other)
         side, split_info = _split(extracted.meta, labelled, split_by, test_size, seed)
         timings["label_split_s"] = time.perf_counter() - tick
 
@@ -153,6 +170,8 @@ def prepare(
             params=dict(split_by=split_by, test_size=test_size, min_class_count=min_class_count,
                         seed=seed, chunksize=chunksize),
         )  # fmt: skip
+        report["run_id"] = run_id
+        report["stale_spill_folders_removed"] = len(stale_spills)
         if flow["kept"] == 0:
             report["timings"] = _timings(timings, started, flow)
             write_json_atomic(out / "prepare_report.json", report)
@@ -161,7 +180,7 @@ def prepare(
                 path=notes_src.path,
             )
         tick = time.perf_counter()
-        _write_splits(extracted.parts, side, labels, onto, out)
+        _write_splits(extracted.parts, side, labels, onto, out, run_id)
         timings["write_s"] = time.perf_counter() - tick
 
     report["timings"] = _timings(timings, started, flow)
@@ -219,13 +238,15 @@ def _extract(src: SourceFile, spill: Path, chunksize: int, progress: bool) -> _E
             part = spill / f"part-{len(result.parts):05d}.parquet"
             pq.write_table(pa.Table.from_pandas(kept, preserve_index=False), part, compression="lz4")
             result.parts.append(part)
-            metas.append(kept[["row", "subject_id", "hadm_id"]].assign(part=len(result.parts) - 1))
+            metas.append(
+                kept[["row", "subject_id", "hadm_id", "note_seq", "charttime"]].assign(part=len(result.parts) - 1)
+            )
     if result.counts["notes_read"] == 0:
         raise DataError("no usable note rows (only a header, or every row skipped)", path=src.path)
     result.meta = (
         pd.concat(metas, ignore_index=True)
         if metas
-        else pd.DataFrame({"row": [], "subject_id": [], "hadm_id": [], "part": []})
+        else pd.DataFrame({"row": [], "subject_id": [], "hadm_id": [], "note_seq": [], "charttime": [], "part": []})
     )
     return result
 
@@ -265,6 +286,8 @@ def _filter_chunk(chunk: pd.DataFrame, seen: set[bytes], result: _Extracted) -> 
             "note_id": chunk["note_id"].to_numpy()[keep],
             "subject_id": chunk["subject_id"].to_numpy()[keep],
             "hadm_id": chunk["hadm_id"].to_numpy()[keep],
+            "note_seq": chunk["note_seq"].to_numpy()[keep],
+            "charttime": chunk["charttime"].to_numpy()[keep],
             "text": texts,
             "course_rule": rules,
             "course_words": np.asarray(words, dtype=np.int64),
@@ -295,7 +318,27 @@ def _progress_bar(total_bytes: int, enabled: bool) -> Iterator[Callable[[int, in
         yield lambda done, records: bar.update(task, completed=done, records=records)
 
 
-# --- step 5-7: labels --------------------------------------------------------------------------------
+# --- step 5: one note per admission -------------------------------------------------------------------
+
+
+def _other_notes(meta: pd.DataFrame) -> np.ndarray:
+    """Per meta row: True for a note that is not its admission's latest (:data:`KEPT_NOTE_RULE`).
+    Notes with a blank ``hadm_id`` are never "other" (step 6 drops them)."""
+    order = pd.DataFrame(
+        {
+            "hadm": meta["hadm_id"].to_numpy(dtype=float),
+            "seq": np.nan_to_num(meta["note_seq"].to_numpy(dtype=float), nan=-np.inf),
+            "time": meta["charttime"].astype(str).to_numpy(),
+            "row": np.arange(len(meta)),
+        }
+    ).sort_values(["hadm", "seq", "time", "row"], kind="stable")
+    other = order["hadm"].duplicated(keep="last").to_numpy() & ~np.isnan(order["hadm"].to_numpy())
+    out = np.zeros(len(meta), dtype=bool)
+    out[order["row"].to_numpy()[other]] = True
+    return out
+
+
+# --- step 6-8: labels --------------------------------------------------------------------------------
 
 
 @dataclass
@@ -306,21 +349,23 @@ class _Labelled:
     details: dict
 
 
-def _label(meta: pd.DataFrame, labels: HcfaLabels, min_class_count: int) -> _Labelled:
+def _label(meta: pd.DataFrame, labels: HcfaLabels, min_class_count: int, other: np.ndarray) -> _Labelled:
+    """Steps 6-8 on the notes that survived step 5 (``other`` marks those that did not)."""
     hadm = meta["hadm_id"].to_numpy(dtype=float)
     blank = np.isnan(hadm)
     joined = labels.table.reindex(pd.Index(np.where(blank, -1, hadm).astype(np.int64)))
     status = joined["status"].to_numpy()
-    no_label = pd.isna(status)
+    missing = pd.isna(status)
+    no_label = missing & ~other
     apr_only = no_label & ~blank & np.isin(np.where(blank, -1, hadm).astype(np.int64), labels.apr_only)
 
-    unmapped = ~no_label & (status != "ok")
+    unmapped = ~missing & ~other & (status != "ok")
     raw = joined["raw_description"].to_numpy()
     by_status = {
         s: dict(Counter(raw[unmapped & (status == s)].tolist()).most_common())
         for s in ("unmappable", "unknown")
     }
-    drg = np.where(~no_label & ~unmapped, joined["drg"].to_numpy(dtype=float, na_value=-1), -1).astype(np.int64)
+    drg = np.where(~missing & ~other & ~unmapped, joined["drg"].to_numpy(dtype=float, na_value=-1), -1).astype(np.int64)
     labelled = drg >= 0
     class_sizes = pd.Series(drg[labelled]).value_counts()
     rare_classes = class_sizes[class_sizes < min_class_count]
@@ -330,8 +375,13 @@ def _label(meta: pd.DataFrame, labels: HcfaLabels, min_class_count: int) -> _Lab
     note_subject = meta["subject_id"].to_numpy(dtype=float)
     code_subject = joined["subject_id"].to_numpy(dtype=float)
     mismatch = labelled & ~np.isnan(code_subject) & (code_subject != note_subject)
-    kept_hadm = pd.Series(hadm[keep])
+    with_others = np.unique(hadm[other])
     details = {
+        "dropped_other_note_of_admission": {
+            "rule": KEPT_NOTE_RULE,
+            "admissions": int(len(with_others)),
+            "hadm_id_examples": [int(h) for h in with_others[:EXAMPLES_KEPT]],
+        },
         "dropped_no_hcfa_drg": {
             "blank_hadm_id": int(blank.sum()),
             "apr_only_admission": int(apr_only.sum()),
@@ -350,9 +400,9 @@ def _label(meta: pd.DataFrame, labels: HcfaLabels, min_class_count: int) -> _Lab
         },
         "kept_by_mapping": dict(Counter(joined["mapping"].to_numpy()[keep].tolist())),
         "subject_id_differs_from_drgcodes": int(mismatch.sum()),
-        "admissions_with_several_kept_notes": int(kept_hadm[kept_hadm.duplicated()].nunique()),
     }
     counts = {
+        "dropped_other_note_of_admission": int(other.sum()),
         "dropped_no_hcfa_drg": int(no_label.sum()),
         "dropped_unmapped_drg": int(unmapped.sum()),
         "dropped_rare_class": int(rare.sum()),
@@ -360,7 +410,7 @@ def _label(meta: pd.DataFrame, labels: HcfaLabels, min_class_count: int) -> _Lab
     return _Labelled(drg, keep, counts, details)
 
 
-# --- step 8: split -----------------------------------------------------------------------------------
+# --- step 9: split -----------------------------------------------------------------------------------
 
 
 def _split(
@@ -374,8 +424,6 @@ def _split(
     groups, grouped_by = None, "none (one row per admission)"
     if split_by == "subject":
         groups, grouped_by = meta["subject_id"].to_numpy()[rows], "subject_id"
-    elif pd.Series(meta["hadm_id"].to_numpy()[rows]).duplicated().any():
-        groups, grouped_by = meta["hadm_id"].to_numpy()[rows], "hadm_id (some admissions have several notes)"
     try:
         train, test = stratified_split(labels, test_size, seed, groups=groups)
     except ValueError as err:
@@ -414,10 +462,14 @@ def _flow(counts: Counter, labelled: _Labelled, side: np.ndarray) -> dict[str, i
 # --- output ------------------------------------------------------------------------------------------
 
 
-def _write_splits(parts: list[Path], side: np.ndarray, labels: HcfaLabels, onto: Ontology, out: Path) -> None:
+def _write_splits(
+    parts: list[Path], side: np.ndarray, labels: HcfaLabels, onto: Ontology, out: Path, run_id: str
+) -> None:
+    """Write train/test parquet, tagged with ``run_id`` (checked by :mod:`clinrl.drg.prepared`)."""
     drg_columns = _drg_columns(onto)
+    schema = OUTPUT_SCHEMA.with_metadata({RUN_KEY: run_id.encode()})
     with atomic_path(out / "train.parquet") as train_tmp, atomic_path(out / "test.parquet") as test_tmp:
-        writers = [pq.ParquetWriter(p, OUTPUT_SCHEMA, compression="zstd") for p in (train_tmp, test_tmp)]
+        writers = [pq.ParquetWriter(p, schema, compression="zstd") for p in (train_tmp, test_tmp)]
         try:
             for part in parts:
                 spilled = pq.read_table(part).to_pandas()

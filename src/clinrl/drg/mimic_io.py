@@ -23,7 +23,7 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Callable, Iterator, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -52,6 +52,7 @@ EXAMPLES_KEPT = 10  # how many example record numbers / ids a report keeps per r
 _GZIP_MAGIC = b"\x1f\x8b"
 _OTHER_COMPRESSIONS = {b"BZh": "bzip2", b"PK\x03\x04": "zip", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
 _SKIPPED_LINE = re.compile(r"Skipping line (\d+)")
+_TOO_LARGE = "{} above 2**53 - 1 (would lose precision)"
 
 
 @dataclass(frozen=True)
@@ -218,8 +219,26 @@ class ReadIssues:
         }
 
 
-def _int_ids(values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(ids as float64 with NaN for blanks, blank mask, malformed mask)`` for a column of strings."""
+MAX_ID = 2**53 - 1  # the largest id that float64 (how ids travel, NaN marking a blank) holds exactly
+
+
+class _Ids(NamedTuple):
+    """A parsed id column: ``ids`` as float64 (NaN where blank or unusable) and masks of the rows
+    that are blank, not a non-negative integer, or an integer above :data:`MAX_ID`."""
+
+    ids: np.ndarray
+    blank: np.ndarray
+    malformed: np.ndarray
+    too_large: np.ndarray
+
+
+def _int_ids(values: pd.Series) -> _Ids:
+    """Parse a column of id strings.
+
+    Ids above :data:`MAX_ID` are flagged, not parsed: float64 rounds them (all 17+ digit ids, and a
+    20-digit one also overflows int64), so two different admissions would share one key and a note
+    would silently get another admission's DRG. MIMIC-IV's ids have 8 digits.
+    """
     # Plain lists, not ``Series.str``: the cached accessor forms a reference cycle that keeps each
     # whole chunk alive until the garbage collector runs, which multiplies peak memory.
     text = np.array([str(v).strip() for v in values.tolist()], dtype=object)
@@ -227,7 +246,9 @@ def _int_ids(values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     number = np.asarray(pd.to_numeric(text, errors="coerce"), dtype=float)
     with np.errstate(invalid="ignore"):
         malformed = ~blank & (np.isnan(number) | (number != np.floor(number)) | (number < 0))
-    return np.where(blank, np.nan, number), blank, malformed
+        # rounding is monotone and 2**53 is exact, so every value above MAX_ID parses to >= 2**53
+        too_large = ~blank & ~malformed & (number > MAX_ID)
+    return _Ids(np.where(blank | too_large, np.nan, number), blank, malformed, too_large)
 
 
 def _record_numbers(offset: int, mask: np.ndarray) -> list[object]:
@@ -254,7 +275,8 @@ def iter_note_chunks(
     chunksize: int,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """Stream the discharge notes as DataFrames of ``note_id, subject_id, hadm_id, text``.
+    """Stream the discharge notes as DataFrames of ``note_id, subject_id, hadm_id, text, note_seq,
+    charttime`` (and ``note_type`` when the file has it).
 
     ``subject_id`` is int64 and ``hadm_id`` float64 (NaN where blank). Rows with a blank or non-integer
     ``subject_id``, a non-integer ``hadm_id`` or a blank ``note_id``, and lines with too many fields,
@@ -271,30 +293,43 @@ def iter_note_chunks(
             rejected = _parser_skips(caught, issues)
             if chunk is None:
                 break
-            subject, subject_blank, subject_bad = _int_ids(chunk["subject_id"])
-            hadm, _, hadm_bad = _int_ids(chunk["hadm_id"])
+            subject, hadm = _int_ids(chunk["subject_id"]), _int_ids(chunk["hadm_id"])
             note_blank = np.array([not str(v).strip() for v in chunk["note_id"].tolist()], dtype=bool)
             issues.add("blank note_id", _record_numbers(offset, note_blank))
-            subject_unusable = ~note_blank & (subject_blank | subject_bad)
+            subject_unusable = ~note_blank & (subject.blank | subject.malformed)
             issues.add("blank or non-integer subject_id", _record_numbers(offset, subject_unusable))
-            bad = note_blank | subject_blank | subject_bad
-            issues.add("non-integer hadm_id", _record_numbers(offset, ~bad & hadm_bad))
-            bad |= hadm_bad
+            bad = note_blank | subject.blank | subject.malformed
+            issues.add(_TOO_LARGE.format("subject_id"), _record_numbers(offset, ~bad & subject.too_large))
+            bad |= subject.too_large
+            issues.add("non-integer hadm_id", _record_numbers(offset, ~bad & hadm.malformed))
+            bad |= hadm.malformed
+            issues.add(_TOO_LARGE.format("hadm_id"), _record_numbers(offset, ~bad & hadm.too_large))
+            bad |= hadm.too_large
             good = ~bad
             out = pd.DataFrame(
                 {
                     "note_id": chunk["note_id"].to_numpy()[good],
-                    "subject_id": subject[good].astype(np.int64),
-                    "hadm_id": hadm[good],
+                    "subject_id": subject.ids[good].astype(np.int64),
+                    "hadm_id": hadm.ids[good],
                     "text": chunk["text"].to_numpy()[good],
                 }
             )
             if "note_type" in chunk:
                 out["note_type"] = chunk["note_type"].to_numpy()[good]
+            _add_note_order(out, chunk, good)
             offset += len(chunk) + rejected
             if on_progress is not None:
                 on_progress(tell(), offset)
             yield out
+
+
+def _add_note_order(out: pd.DataFrame, chunk: pd.DataFrame, good: np.ndarray) -> None:
+    """Add ``note_seq`` (float, NaN where absent or not a number) and ``charttime`` (text, "" where
+    absent): they only order the notes of one admission (which one is kept), so an unusable value
+    ranks first instead of skipping the note."""
+    seq = chunk["note_seq"].to_numpy()[good] if "note_seq" in chunk else np.full(int(good.sum()), "")
+    out["note_seq"] = np.asarray(pd.to_numeric(seq, errors="coerce"), dtype=float)
+    out["charttime"] = chunk["charttime"].to_numpy()[good] if "charttime" in chunk else ""
 
 
 def read_drgcodes(src: SourceFile, issues: ReadIssues) -> pd.DataFrame:
@@ -308,14 +343,16 @@ def read_drgcodes(src: SourceFile, issues: ReadIssues) -> pd.DataFrame:
             warnings.simplefilter("always", pd.errors.ParserWarning)
             table = pd.read_csv(stream, **_CSV_OPTIONS)
     _parser_skips(caught, issues)
-    hadm, blank, malformed = _int_ids(table["hadm_id"])
-    issues.add("blank hadm_id", _record_numbers(0, blank))
-    issues.add("non-integer hadm_id", _record_numbers(0, malformed))
-    good = ~(blank | malformed)
-    subject = _int_ids(table["subject_id"])[0] if "subject_id" in table else np.full(len(table), np.nan)
+    hadm = _int_ids(table["hadm_id"])
+    issues.add("blank hadm_id", _record_numbers(0, hadm.blank))
+    issues.add("non-integer hadm_id", _record_numbers(0, hadm.malformed))
+    issues.add(_TOO_LARGE.format("hadm_id"), _record_numbers(0, hadm.too_large))
+    good = ~(hadm.blank | hadm.malformed | hadm.too_large)
+    # an unusable subject_id here only weakens a cross-check (NaN), it never keys a join
+    subject = _int_ids(table["subject_id"]).ids if "subject_id" in table else np.full(len(table), np.nan)
     return pd.DataFrame(
         {
-            "hadm_id": hadm[good].astype(np.int64),
+            "hadm_id": hadm.ids[good].astype(np.int64),
             "subject_id": subject[good],
             "drg_type": table["drg_type"].str.strip().str.upper().to_numpy()[good],
             "drg_code": table["drg_code"].str.strip().to_numpy()[good],

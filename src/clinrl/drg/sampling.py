@@ -140,16 +140,35 @@ def _splice(target: dict[str, Any], new: dict[str, Any], rows: list[int], n: int
                 target[key][i] = values[j]
 
 
+def _check_dr_grpo_normalizer(value: int | None, loss_type: str) -> int | None:
+    """``value`` if usable: a positive integer, and only with ``loss_type: dr_grpo`` (elsewhere it
+    would silently do nothing)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SamplingConfigError(f"dr_grpo_normalizer must be a positive integer, got {value!r}")
+    if loss_type != "dr_grpo":
+        raise SamplingConfigError(f"dr_grpo_normalizer needs trl.loss_type dr_grpo, not {loss_type!r}")
+    return value
+
+
 class ClinrlGRPOTrainer(GRPOTrainer):
-    """``trl.GRPOTrainer`` with dynamic resampling / filtering (``sampling``) and an optional fixed
+    """``trl.GRPOTrainer`` with dynamic resampling / filtering (``sampling``), an optional fixed
     prompt order (``preserve_order=True``, e.g. an easy→hard curriculum; same as
     ``GRPOConfig(shuffle_dataset=False)``: TRL's RepeatSampler without shuffling, each prompt still
-    repeated ``num_generations`` times)."""
+    repeated ``num_generations`` times) and an optional Dr. GRPO loss constant (``dr_grpo_normalizer``,
+    the study's 1,024, instead of TRL's ``max_completion_length``)."""
 
     def __init__(
-        self, *args: Any, sampling: SamplingConfig | None = None, preserve_order: bool = False, **kwargs: Any
+        self,
+        *args: Any,
+        sampling: SamplingConfig | None = None,
+        preserve_order: bool = False,
+        dr_grpo_normalizer: int | None = None,
+        **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
+        self.dr_grpo_normalizer = _check_dr_grpo_normalizer(dr_grpo_normalizer, self.loss_type)
         self.sampling = sampling or SamplingConfig()
         if preserve_order:
             self.shuffle_dataset = False
@@ -176,6 +195,23 @@ class ClinrlGRPOTrainer(GRPOTrainer):
             )
 
     # ------------------------------------------------------------------ hooks
+
+    def _compute_loss(self, model: Any, inputs: dict[str, Any]) -> torch.Tensor:
+        """TRL's loss; with ``dr_grpo_normalizer`` the ``dr_grpo`` token sum is divided by that constant.
+
+        TRL 1.16 divides the Dr. GRPO token sum by ``batch rows × self.max_completion_length`` and reads
+        that attribute nowhere else in the loss, so it is swapped for the constant while the loss is
+        computed and restored at once: generation keeps its length cap, and the loss stays TRL's own
+        code (masking, KL, importance weights and the accumulation scaling unchanged).
+        """
+        if self.dr_grpo_normalizer is None:
+            return super()._compute_loss(model, inputs)
+        generation_length = self.max_completion_length
+        self.max_completion_length = self.dr_grpo_normalizer
+        try:
+            return super()._compute_loss(model, inputs)
+        finally:
+            self.max_completion_length = generation_length
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         self._clinrl_inputs = inputs

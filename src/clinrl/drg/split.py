@@ -59,8 +59,13 @@ class SplitConfig:
 
 
 def read_prepared(path: str | Path) -> pd.DataFrame:
-    """Read a prepared parquet and check its required columns (clear errors for user mistakes)."""
-    return read_parquet_checked(path, REQUIRED_COLUMNS, made_by="clinrl drg prepare")
+    """Read a prepared parquet and check its required columns (clear errors for user mistakes) and,
+    for a ``drg prepare`` output, that it belongs to one finished run."""
+    from clinrl.drg.prepared import check_prepared_input
+
+    frame = read_parquet_checked(path, REQUIRED_COLUMNS, made_by="clinrl drg prepare")
+    check_prepared_input(path)
+    return frame
 
 
 def add_solution(frame: pd.DataFrame, ontology: Ontology, path: object = None) -> pd.DataFrame:
@@ -146,9 +151,8 @@ def split_prepared(
     config.validate()
     onto = ontology if isinstance(ontology, Ontology) else load_ontology(ontology)
     out = Path(out)
-    with tqdm(total=4, desc="drg split", unit="step", disable=not progress) as bar:
-        frame = add_solution(read_prepared(data), onto, path=data)
-        bar.update()
+    frame = add_solution(read_prepared(data), onto, path=data)  # before the bar: an input error is one line
+    with tqdm(total=3, desc="drg split", unit="step", disable=not progress) as bar:
         sft, rl, report = split_frame(frame, config)
         bar.update()
         _write_parquet(sft, out / "sft.parquet")

@@ -87,7 +87,7 @@ class _Edits:
         edits = cls()
         for swap in note.swaps:
             key = (swap.problem_no, swap.step_no or "")
-            if swap.new == swap.original and not count_noop_swaps:
+            if not swap.landed and not count_noop_swaps:
                 edits.noop.add(key)
             elif swap.level == "Step":
                 edits.step_swaps.add(key)

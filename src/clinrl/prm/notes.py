@@ -94,6 +94,12 @@ class Swap:
     original: str
     new: str
 
+    @property
+    def landed(self) -> bool:
+        """Whether the swap changed the text. A no-op swap (``New_content == Original_content``, five in
+        the released dev set) is no error: no step label and no outcome label counts it."""
+        return self.new != self.original
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"Error_level": self.level, "Problem_no": self.problem_no}
         if self.step_no is not None:
@@ -145,8 +151,14 @@ class Note:
 
     @property
     def outcome_label(self) -> Label:
-        """The end-of-note (ORM) label: '+' for an error-free note, '-' when anything is wrong."""
-        if self.swaps or self.removals or "-" in self.labels():
+        """The end-of-note (ORM) label: '+' for an error-free note, '-' when anything is wrong.
+
+        The same rule as the step labels (:mod:`clinrl.prm.labels`): an edit counts when it landed — a
+        removal, or a swap that changed the text — or when a stored label says '-'. A no-op swap alone
+        leaves every recomputed label '+', so the outcome is '+' too; otherwise the rendered string would
+        contradict itself and fail to parse (audit 2026-12-04, item 5).
+        """
+        if self.removals or any(swap.landed for swap in self.swaps) or "-" in self.labels():
             return "-"
         return "+"
 
