@@ -14,6 +14,7 @@ Backends register themselves in ``BACKENDS`` (name → factory); the OpenAI-comp
 from __future__ import annotations
 
 import inspect
+import math
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Protocol, Sequence, Union
@@ -38,10 +39,18 @@ __all__ = [
 Message = dict[str, str]
 Prompt = Union[str, Sequence[Message]]
 
+MIN_TEMPERATURE = 1e-5  # below it, logits / temperature overflow to inf and sampling fails: treated as greedy
+SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.manual_seed accepts
+
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to sample. ``temperature == 0`` means greedy (then ``n`` copies are identical)."""
+    """How to sample. ``temperature == 0`` means greedy (then ``n`` copies are identical).
+
+    Every value a caller can pass is checked here, once for all backends: a temperature below
+    ``MIN_TEMPERATURE`` (say 1e-300) is greedy, as the limit of sampling says and as vLLM does (divided by
+    it, the logits overflow and sampling fails); non-finite numbers and seeds that torch cannot take are a
+    ClinrlError."""
 
     n: int = 1
     temperature: float = 0.0
@@ -53,10 +62,14 @@ class SamplingParams:
     def __post_init__(self) -> None:
         if self.n < 1:
             raise ClinrlError(f"n must be ≥ 1, got {self.n}")
-        if self.temperature < 0:
-            raise ClinrlError(f"temperature must be ≥ 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise ClinrlError(f"temperature must be a finite number ≥ 0, got {self.temperature}")
+        if 0 < self.temperature < MIN_TEMPERATURE:
+            object.__setattr__(self, "temperature", 0.0)
+        if not 0 < self.top_p <= 1:  # also False for NaN
             raise ClinrlError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.seed is not None and not SEED_RANGE[0] <= self.seed <= SEED_RANGE[1]:
+            raise ClinrlError("seed must be an integer from -2**63 to 2**64 - 1")
         if self.max_new_tokens < 1:
             raise ClinrlError(f"max_new_tokens must be ≥ 1, got {self.max_new_tokens}")
 
@@ -170,6 +183,8 @@ class TransformersBackend:
         for start in tqdm(starts, desc="generate", disable=not self.progress, leave=False):
             batch = tok(texts[start : start + self.batch_size], return_tensors="pt", padding=True,
                         add_special_tokens=False).to(device)
+            if batch["input_ids"].shape[1] == 0 or not bool(batch["attention_mask"].sum(dim=1).all()):
+                raise ClinrlError("a prompt is empty (no tokens): a model needs at least one token to continue")
             if self.logits_processors is not None:
                 from transformers import LogitsProcessorList
 
@@ -177,6 +192,8 @@ class TransformersBackend:
             if cancel is not None:
                 from transformers import StoppingCriteriaList
 
+                if cancel.is_set():  # before the forward pass over the prompt, which nothing can interrupt
+                    raise GenerationCancelled("generation cancelled")
                 kwargs["stopping_criteria"] = StoppingCriteriaList([stop_when(cancel.is_set)])
             with torch.no_grad():
                 ids = self.model.generate(**batch, **kwargs)

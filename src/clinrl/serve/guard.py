@@ -1,4 +1,5 @@
-"""The outer ASGI layer: bearer-token check, request-size limit and a one-line request log (no bodies).
+"""The outer ASGI layer: bearer-token check, request-size limit and a one-line request log (no bodies, and
+the path without its query string, where a careless client may put its token).
 
 It runs before FastAPI sees a request: an unauthenticated request is answered 401 without its body being
 read; a body over the limit (by ``Content-Length`` or as it streams in) is answered 413.
@@ -12,6 +13,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 from clinrl.serve.errors import error_bytes
+from clinrl.serve.settings import check_token
 
 __all__ = ["Guard", "OPEN_PATHS"]
 
@@ -36,7 +38,8 @@ class Guard:
     """Wrap ``app`` with auth (``token`` None: no auth), the ``max_body_bytes`` limit and the request log."""
 
     def __init__(self, app: Any, *, token: str | None, max_body_bytes: int):
-        self.app, self.token, self.max_body_bytes = app, token, max_body_bytes
+        self.app, self.max_body_bytes = app, max_body_bytes
+        self.token = check_token(token) if token is not None else None
 
     def _authorized(self, scope: Scope) -> bool:
         if self.token is None or scope.get("path") in OPEN_PATHS:
