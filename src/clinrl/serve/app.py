@@ -30,7 +30,7 @@ from clinrl.serve.guard import Guard
 from clinrl.serve.limits import PromptLimits
 from clinrl.serve.queue import ClientGone, ModelQueue, QueueFull, QueueTimeout
 from clinrl.serve.schemas import ChatRequest, CompletionRequest, DRGRequest, PRMRequest
-from clinrl.serve.settings import ServeSettings, read_token
+from clinrl.serve.settings import ServeSettings, check_token, read_token
 from clinrl.serve.streaming import count_tokens, stream_generate
 from clinrl.serve.tasks import DRGBudget, code_drg, score_note
 
@@ -105,6 +105,8 @@ def create_app(
         scorer = load_scorer(settings.prm)
     if token is _FROM_ENV:
         token = read_token(settings.token_env)
+    elif token is not None:
+        check_token(token)
     queue = ModelQueue(settings.max_concurrency, settings.max_queue)
     limits = PromptLimits(getattr(backend, "tokenizer", None), max_prompt_tokens=settings.max_prompt_tokens,
                           max_stop_strings=settings.max_stop_strings, max_stop_chars=settings.max_stop_chars)  # fmt: skip

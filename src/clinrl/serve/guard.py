@@ -13,7 +13,6 @@ import time
 from typing import Any, Awaitable, Callable
 
 from clinrl.serve.errors import error_bytes
-from clinrl.serve.settings import check_token
 
 __all__ = ["Guard", "OPEN_PATHS"]
 
@@ -38,8 +37,7 @@ class Guard:
     """Wrap ``app`` with auth (``token`` None: no auth), the ``max_body_bytes`` limit and the request log."""
 
     def __init__(self, app: Any, *, token: str | None, max_body_bytes: int):
-        self.app, self.max_body_bytes = app, max_body_bytes
-        self.token = check_token(token) if token is not None else None
+        self.app, self.token, self.max_body_bytes = app, token, max_body_bytes
 
     def _authorized(self, scope: Scope) -> bool:
         if self.token is None or scope.get("path") in OPEN_PATHS:
