@@ -33,6 +33,7 @@ __all__ = [
     "generate_cancellable",
     "get_backend",
     "register_backend",
+    "stop_on_text",
     "stop_when",
 ]
 
@@ -99,6 +100,29 @@ def stop_when(should_stop: Callable[[], bool]) -> Any:
             return torch.full((input_ids.shape[0],), bool(should_stop()), dtype=torch.bool, device=input_ids.device)
 
     return _StopWhen()
+
+
+def stop_on_text(tokenizer: Any, stop: Sequence[str], prompt_len: int) -> Any:
+    """A ``transformers`` stopping criterion: a row ends once its generated text contains a stop string.
+
+    It decodes only the last tokens that could hold one (a character is at most 4 bytes and a token at least
+    one), so it costs nothing up front. ``transformers``' own ``stop_strings`` first walks the whole
+    vocabulary for every stop string in Python (seconds for a 150k vocabulary and a few long strings, again
+    for every new set of strings) and then does per-token work that grows with the longest string; a server
+    cannot interrupt either. The text is still cut with :func:`cut_at_stop` afterwards."""
+    import torch
+    from transformers import StoppingCriteria
+
+    stops = [s for s in stop if s]
+    window = 4 * max((len(s) for s in stops), default=0) + 4
+
+    class _StopOnText(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            tails = tokenizer.batch_decode(input_ids[:, max(prompt_len, input_ids.shape[1] - window) :],
+                                           skip_special_tokens=True)  # fmt: skip
+            return torch.tensor([any(s in t for s in stops) for t in tails], dtype=torch.bool, device=input_ids.device)
+
+    return _StopOnText()
 
 
 def generate_cancellable(
@@ -175,8 +199,6 @@ class TransformersBackend:
                           num_return_sequences=params.n)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if params.stop:
-            kwargs.update(stop_strings=list(params.stop), tokenizer=tok)
         out: list[list[str]] = []
         device = next(self.model.parameters()).device
         starts = range(0, len(texts), self.batch_size)
@@ -189,12 +211,9 @@ class TransformersBackend:
                 from transformers import LogitsProcessorList
 
                 kwargs["logits_processor"] = LogitsProcessorList(self.logits_processors(tok))
-            if cancel is not None:
-                from transformers import StoppingCriteriaList
-
-                if cancel.is_set():  # before the forward pass over the prompt, which nothing can interrupt
-                    raise GenerationCancelled("generation cancelled")
-                kwargs["stopping_criteria"] = StoppingCriteriaList([stop_when(cancel.is_set)])
+            if cancel is not None and cancel.is_set():  # before the forward pass over the prompt: it cannot stop
+                raise GenerationCancelled("generation cancelled")
+            kwargs["stopping_criteria"] = self._stopping(params, int(batch["input_ids"].shape[1]), cancel)
             with torch.no_grad():
                 ids = self.model.generate(**batch, **kwargs)
             if cancel is not None and cancel.is_set():
@@ -206,6 +225,15 @@ class TransformersBackend:
                 group = decoded[i : i + per]
                 out.append(group if sample else group * params.n)
         return out
+
+    def _stopping(self, params: SamplingParams, prompt_len: int, cancel: threading.Event | None) -> Any:
+        """Stop strings (:func:`stop_on_text`) and the cancel event, as ``transformers`` stopping criteria."""
+        from transformers import StoppingCriteriaList
+
+        criteria = [stop_on_text(self.tokenizer, params.stop, prompt_len)] if any(params.stop) else []
+        if cancel is not None:
+            criteria.append(stop_when(cancel.is_set))
+        return StoppingCriteriaList(criteria)
 
 
 @dataclass
