@@ -297,9 +297,11 @@ def create_app(
             raise ApiError(422, "max_tokens_too_large", f"max_tokens is over this server's limit of {settings.max_new_tokens}")
         cap = settings.drg_max_prompt_tokens
         if req.max_prompt_tokens is not None and req.max_prompt_tokens > cap:
-            raise ApiError(422, "max_prompt_tokens_too_large", f"max_prompt_tokens is over this server's limit of {cap}")
+            raise ApiError(422, "max_prompt_tokens_too_large",
+                           f"max_prompt_tokens is over this server's limit of {cap}")  # fmt: skip
         stop = threading.Event()
-        budget = DRGBudget(req.max_prompt_tokens or cap, limits.max_chars((req.max_prompt_tokens or cap) + 16))
+        tokens = req.max_prompt_tokens or cap
+        budget = DRGBudget(tokens, limits.max_chars(tokens + 16))  # +16: tokens merged across the character cut stay clear of the kept head
         result = await run(code_drg, backend, req, budget, settings.max_new_tokens, stop, request=request, stop=stop)
         if settings.log_text:
             log.info("drg completion: %s", result["completion"])

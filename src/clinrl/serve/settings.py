@@ -48,7 +48,8 @@ class ServeSettings:
             raise ClinrlError("max_body_bytes and max_concurrency must be ≥ 1 and max_queue ≥ 0")
         if self.timeout_s <= 0 or self.max_new_tokens < 1 or self.max_n < 1:
             raise ClinrlError("timeout_s, max_new_tokens and max_n must be positive")
-        if min(self.max_prompt_tokens, self.drg_max_prompt_tokens, self.max_stop_chars) < 1 or self.max_stop_strings < 0:
+        caps = (self.max_prompt_tokens, self.drg_max_prompt_tokens, self.max_stop_chars)
+        if min(caps) < 1 or self.max_stop_strings < 0:
             raise ClinrlError("max_prompt_tokens, drg_max_prompt_tokens and max_stop_chars must be ≥ 1 and "
                               "max_stop_strings ≥ 0")  # fmt: skip
 
