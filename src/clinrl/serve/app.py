@@ -301,7 +301,7 @@ def create_app(
                            f"max_prompt_tokens is over this server's limit of {cap}")  # fmt: skip
         stop = threading.Event()
         tokens = req.max_prompt_tokens or cap
-        budget = DRGBudget(tokens, limits.max_chars(tokens + 16))  # +16: tokens merged across the character cut stay clear of the kept head
+        budget = DRGBudget(tokens, limits.max_chars(tokens + 16))  # +16: slack at the character cut
         result = await run(code_drg, backend, req, budget, settings.max_new_tokens, stop, request=request, stop=stop)
         if settings.log_text:
             log.info("drg completion: %s", result["completion"])
