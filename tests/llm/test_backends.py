@@ -94,3 +94,25 @@ def test_backends_without_cancel_run_unchanged():
     cancel = threading.Event()
     cancel.set()
     assert generate_cancellable(Plain(), ["a", "b"], SamplingParams(n=2), cancel) == [["ok", "ok"], ["ok", "ok"]]
+
+
+def test_stop_strings_end_generation_without_a_vocabulary_walk(tiny_dir, monkeypatch):
+    """Issue 16 item 6: transformers' ``stop_strings`` walks the whole vocabulary per stop string before the
+    first token (a 200 KB stop string held a server worker 10 s); ours decodes only the last tokens."""
+    from transformers.generation import stopping_criteria
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("transformers' StopStringCriteria was built")
+
+    monkeypatch.setattr(stopping_criteria.StopStringCriteria, "__init__", refuse)
+    base = get_backend("transformers", model=str(tiny_dir), device="cpu")
+    slow = TransformersBackend(base.model, base.tokenizer,
+                               logits_processors=lambda tok: [SlowNoEOS(tok.eos_token_id)])  # fmt: skip
+    [[free]] = slow.generate(["heart failure"], SamplingParams(max_new_tokens=12))
+    stop = free[4:7]
+    started = time.monotonic()
+    cut = slow.generate(["heart failure"], SamplingParams(max_new_tokens=300, stop=(stop, "x" * 256)))  # ≥ 9 s in full
+    assert cut == [[cut_at_stop(free, [stop])]] and time.monotonic() - started < 4.0
+    sampled = slow.generate(["heart failure", "sepsis"], SamplingParams(n=2, temperature=1.0, max_new_tokens=40,
+                                                                         stop=("e",)))  # fmt: skip
+    assert all("e" not in text for group in sampled for text in group)

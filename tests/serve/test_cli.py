@@ -3,6 +3,10 @@ token warns, and the app it would run serves for real (uvicorn.run is replaced b
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+
 import httpx
 import pytest
 import torch
@@ -56,3 +60,68 @@ def test_public_address_without_token_exits_2_before_loading(tmp_path, captured,
     with pytest.raises(SystemExit) as exit_:
         main(["serve", "--model", str(tmp_path / "missing"), "--host", "0.0.0.0"])
     assert exit_.value.code == 2 and "refusing to listen on 0.0.0.0" in capsys.readouterr().err and not captured
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.name}: {record.getMessage()}")
+
+
+def test_a_token_in_the_query_string_is_never_logged(lm, captured, monkeypatch, capfd):
+    """Issue 16 item 8: uvicorn's access log printed the URL with its query, token included."""
+    import uvicorn
+
+    token = "query-string-secret-0123"
+    monkeypatch.setenv("CLINRL_SERVE_TOKEN", token)
+    main(["serve", "--model", str(lm), "--device", "cpu", "--port", "8124"])
+    [call] = captured
+    app, options = call.pop("app"), {**call, "port": 0}
+    server = uvicorn.Server(uvicorn.Config(app, **options))  # exactly what `clinrl serve` runs, on a free port
+    records = _Records()
+    # uvicorn writes its own lines to stdout/stderr (capfd); a handler on uvicorn.access would switch it on
+    loggers = [logging.getLogger(n) for n in ("uvicorn.error", "clinrl")]
+    for logger in loggers:
+        logger.addHandler(records)
+    monkeypatch.setattr(loggers[-1], "level", logging.INFO)  # as `clinrl serve` sets it (basicConfig), not pytest
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            assert thread.is_alive()
+            time.sleep(0.01)
+        url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        auth = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(f"{url}/v1/models?access_token={token}", headers=auth).status_code == 200
+        assert httpx.get(f"{url}/v1/models?api_key={token}").status_code == 401
+        assert httpx.get(f"{url}/healthz?token={token}").status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(20)
+        for logger in loggers:
+            logger.removeHandler(records)
+    logged = "\n".join([*records.lines, *capfd.readouterr()])
+    assert "GET /v1/models -> 200" in logged and "GET /v1/models -> 401" in logged  # the request log is there
+    assert token not in logged
+
+
+@pytest.mark.parametrize("token", ["tök\u00e9n-secret", "two words", "tab\tsecret", "bell\x07secret"])
+def test_a_token_no_client_can_send_is_refused_at_start_up(tmp_path, captured, monkeypatch, capsys, token):
+    """Issue 16 item 8: a UTF-8 token could never match a request, and start-up did not say so."""
+    monkeypatch.setenv("CLINRL_SERVE_TOKEN", token)
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--model", str(tmp_path / "missing")])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and not captured and len(err.splitlines()) == 1
+    assert "$CLINRL_SERVE_TOKEN" in err and "printable ASCII" in err and token not in err
+
+
+def test_create_app_refuses_such_a_token_too():
+    from clinrl.errors import ClinrlError
+    from clinrl.serve import create_app
+
+    with pytest.raises(ClinrlError, match="printable ASCII"):
+        create_app(token="tök\u00e9n")

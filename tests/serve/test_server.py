@@ -11,18 +11,14 @@ import time
 
 import httpx
 import pytest
-import torch
 
 from clinrl.errors import ClinrlError
 from clinrl.llm.backends import SamplingParams, TransformersBackend
 from clinrl.llm.openai_client import OpenAIBackend
-from clinrl.llm.tiny import build_tiny_model
-from clinrl.prm.format import SpecialTokens, render_prm_string
-from clinrl.prm.model import PRMMeta, save_prm
+from clinrl.prm.format import render_prm_string
 from clinrl.prm.notes import note_to_dict
 from clinrl.prm.score import load_scorer
 from clinrl.serve import ServeSettings, check_bind, create_app
-from tests.helpers.models import SMALLEST_LM, build_smallest_lm
 from tests.helpers.servers import serve_app
 from tests.helpers.tokenizers import make_tiny_tokenizer
 from tests.prm.note_factory import make_gold
@@ -36,20 +32,6 @@ SUMMARY = (
     f"Patient {SECRET_TEXT} admitted with acute on chronic heart failure, diuresed with IV furosemide.\n\n"
     "Medications on Admission:\nfurosemide 40 mg daily\n"
 )
-
-
-@pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory):
-    torch.set_num_threads(1)
-    lm = tmp_path_factory.mktemp("lm")
-    build_smallest_lm(lm)
-    tokenizer = make_tiny_tokenizer()
-    model = build_tiny_model(tokenizer, SMALLEST_LM)
-    tokens = SpecialTokens.new()
-    tokens.add_to_tokenizer(tokenizer, model)
-    prm = save_prm(tmp_path_factory.mktemp("prm"), model, tokenizer,
-                   PRMMeta("causal-lm", "prm", tokens, "special_token", False, 2048, None, "tiny"))  # fmt: skip
-    return lm, prm
 
 
 @pytest.fixture(scope="module")

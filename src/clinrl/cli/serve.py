@@ -22,6 +22,10 @@ def serve_command(
     timeout_s: float = typer.Option(300.0, "--timeout-s", min=0.001, help="Per-request limit, waiting included (504)."),
     max_concurrency: int = typer.Option(1, "--max-concurrency", min=1, help="Model calls run at the same time."),
     max_new_tokens: int = typer.Option(2048, "--max-new-tokens", min=1, help="Largest max_tokens a request may ask."),
+    max_prompt_tokens: int = typer.Option(8192, "--max-prompt-tokens", min=1, help="Longest chat/completion prompt (413 above)."),
+    drg_max_prompt_tokens: int = typer.Option(4096, "--drg-max-prompt-tokens", min=1, help="DRG prompt budget (course cut to fit)."),
+    max_stop_strings: int = typer.Option(8, "--max-stop-strings", min=0, help="Most stop strings per request (422 above)."),
+    max_stop_chars: int = typer.Option(256, "--max-stop-chars", min=1, help="Longest stop string (422 above)."),
     model_name: Optional[str] = typer.Option(None, "--model-name", help="Model id in responses (default: folder name)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: torch's)."),
@@ -31,12 +35,14 @@ def serve_command(
     import uvicorn
 
     from clinrl.serve import ServeSettings, check_bind, create_app
-    from clinrl.serve.settings import read_token
+    from clinrl.serve.settings import read_token, uvicorn_options
 
     settings = ServeSettings(
         model=str(model), prm=str(prm) if prm else None, host=host, port=port, token_env=token_env,
         max_body_bytes=max_body_bytes, max_queue=max_queue, timeout_s=timeout_s, max_concurrency=max_concurrency,
-        max_new_tokens=max_new_tokens, model_name=model_name, device=device, log_text=log_text,
+        max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens, drg_max_prompt_tokens=drg_max_prompt_tokens,
+        max_stop_strings=max_stop_strings, max_stop_chars=max_stop_chars, model_name=model_name, device=device,
+        log_text=log_text,
     )  # fmt: skip
     token = read_token(token_env)
     warning = check_bind(host, token, token_env)  # before loading anything
@@ -49,4 +55,4 @@ def serve_command(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app = create_app(settings, token=token)
     typer.echo(f"serving {settings.served_name} on http://{host}:{port} (docs/serving.md)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=True)
+    uvicorn.run(app, **uvicorn_options(host, port))

@@ -14,6 +14,7 @@ Backends register themselves in ``BACKENDS`` (name → factory); the OpenAI-comp
 from __future__ import annotations
 
 import inspect
+import math
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Protocol, Sequence, Union
@@ -32,16 +33,25 @@ __all__ = [
     "generate_cancellable",
     "get_backend",
     "register_backend",
+    "stop_on_text",
     "stop_when",
 ]
 
 Message = dict[str, str]
 Prompt = Union[str, Sequence[Message]]
 
+MIN_TEMPERATURE = 1e-5  # below it, logits / temperature overflow to inf and sampling fails: treated as greedy
+SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.manual_seed accepts
+
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to sample. ``temperature == 0`` means greedy (then ``n`` copies are identical)."""
+    """How to sample. ``temperature == 0`` means greedy (then ``n`` copies are identical).
+
+    Every value a caller can pass is checked here, once for all backends: a temperature below
+    ``MIN_TEMPERATURE`` (say 1e-300) is greedy, as the limit of sampling says and as vLLM does (divided by
+    it, the logits overflow and sampling fails); non-finite numbers and seeds that torch cannot take are a
+    ClinrlError."""
 
     n: int = 1
     temperature: float = 0.0
@@ -53,10 +63,14 @@ class SamplingParams:
     def __post_init__(self) -> None:
         if self.n < 1:
             raise ClinrlError(f"n must be ≥ 1, got {self.n}")
-        if self.temperature < 0:
-            raise ClinrlError(f"temperature must be ≥ 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise ClinrlError(f"temperature must be a finite number ≥ 0, got {self.temperature}")
+        if 0 < self.temperature < MIN_TEMPERATURE:
+            object.__setattr__(self, "temperature", 0.0)
+        if not 0 < self.top_p <= 1:  # also False for NaN
             raise ClinrlError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.seed is not None and not SEED_RANGE[0] <= self.seed <= SEED_RANGE[1]:
+            raise ClinrlError("seed must be an integer from -2**63 to 2**64 - 1")
         if self.max_new_tokens < 1:
             raise ClinrlError(f"max_new_tokens must be ≥ 1, got {self.max_new_tokens}")
 
@@ -86,6 +100,29 @@ def stop_when(should_stop: Callable[[], bool]) -> Any:
             return torch.full((input_ids.shape[0],), bool(should_stop()), dtype=torch.bool, device=input_ids.device)
 
     return _StopWhen()
+
+
+def stop_on_text(tokenizer: Any, stop: Sequence[str], prompt_len: int) -> Any:
+    """A ``transformers`` stopping criterion: a row ends once its generated text contains a stop string.
+
+    It decodes only the last tokens that could hold one (a character is at most 4 bytes and a token at least
+    one), so it costs nothing up front. ``transformers``' own ``stop_strings`` first walks the whole
+    vocabulary for every stop string in Python (seconds for a 150k vocabulary and a few long strings, again
+    for every new set of strings) and then does per-token work that grows with the longest string; a server
+    cannot interrupt either. The text is still cut with :func:`cut_at_stop` afterwards."""
+    import torch
+    from transformers import StoppingCriteria
+
+    stops = [s for s in stop if s]
+    window = 4 * max((len(s) for s in stops), default=0) + 4
+
+    class _StopOnText(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            tails = tokenizer.batch_decode(input_ids[:, max(prompt_len, input_ids.shape[1] - window) :],
+                                           skip_special_tokens=True)  # fmt: skip
+            return torch.tensor([any(s in t for s in stops) for t in tails], dtype=torch.bool, device=input_ids.device)
+
+    return _StopOnText()
 
 
 def generate_cancellable(
@@ -162,22 +199,21 @@ class TransformersBackend:
                           num_return_sequences=params.n)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if params.stop:
-            kwargs.update(stop_strings=list(params.stop), tokenizer=tok)
         out: list[list[str]] = []
         device = next(self.model.parameters()).device
         starts = range(0, len(texts), self.batch_size)
         for start in tqdm(starts, desc="generate", disable=not self.progress, leave=False):
             batch = tok(texts[start : start + self.batch_size], return_tensors="pt", padding=True,
                         add_special_tokens=False).to(device)
+            if batch["input_ids"].shape[1] == 0 or not bool(batch["attention_mask"].sum(dim=1).all()):
+                raise ClinrlError("a prompt is empty (no tokens): a model needs at least one token to continue")
             if self.logits_processors is not None:
                 from transformers import LogitsProcessorList
 
                 kwargs["logits_processor"] = LogitsProcessorList(self.logits_processors(tok))
-            if cancel is not None:
-                from transformers import StoppingCriteriaList
-
-                kwargs["stopping_criteria"] = StoppingCriteriaList([stop_when(cancel.is_set)])
+            if cancel is not None and cancel.is_set():  # before the forward pass over the prompt: it cannot stop
+                raise GenerationCancelled("generation cancelled")
+            kwargs["stopping_criteria"] = self._stopping(params, int(batch["input_ids"].shape[1]), cancel)
             with torch.no_grad():
                 ids = self.model.generate(**batch, **kwargs)
             if cancel is not None and cancel.is_set():
@@ -189,6 +225,15 @@ class TransformersBackend:
                 group = decoded[i : i + per]
                 out.append(group if sample else group * params.n)
         return out
+
+    def _stopping(self, params: SamplingParams, prompt_len: int, cancel: threading.Event | None) -> Any:
+        """Stop strings (:func:`stop_on_text`) and the cancel event, as ``transformers`` stopping criteria."""
+        from transformers import StoppingCriteriaList
+
+        criteria = [stop_on_text(self.tokenizer, params.stop, prompt_len)] if any(params.stop) else []
+        if cancel is not None:
+            criteria.append(stop_when(cancel.is_set))
+        return StoppingCriteriaList(criteria)
 
 
 @dataclass

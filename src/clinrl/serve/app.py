@@ -2,6 +2,9 @@
 
 Every model call goes through one :class:`~clinrl.serve.queue.ModelQueue` (one call at a time by default),
 so the event loop stays free to answer health checks, reject a full queue (429) or time a request out (504).
+A prompt is measured against the server's caps (:mod:`~clinrl.serve.limits`) on a separate preparation
+thread before it may take a model worker; a request whose client hangs up, streamed or not, gives its
+worker back (or its place in the queue) within a fraction of a second.
 Errors are JSON ``{"error": {"message", "type", "code"}}``; the server's own log never shows request or
 response text unless ``log_text`` is on.
 """
@@ -14,18 +17,22 @@ import logging
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
+
+from starlette.requests import Request  # at module level: FastAPI resolves the endpoints' annotations here
 
 from clinrl.errors import ClinrlError
 from clinrl.llm.backends import Prompt, SamplingParams, generate_cancellable, render_prompt
 from clinrl.serve.errors import ApiError, error_body
 from clinrl.serve.guard import Guard
-from clinrl.serve.queue import ModelQueue, QueueFull, QueueTimeout
+from clinrl.serve.limits import PromptLimits
+from clinrl.serve.queue import ClientGone, ModelQueue, QueueFull, QueueTimeout
 from clinrl.serve.schemas import ChatRequest, CompletionRequest, DRGRequest, PRMRequest
-from clinrl.serve.settings import ServeSettings, read_token
+from clinrl.serve.settings import ServeSettings, check_token, read_token
 from clinrl.serve.streaming import count_tokens, stream_generate
-from clinrl.serve.tasks import code_drg, score_note
+from clinrl.serve.tasks import DRGBudget, code_drg, score_note
 
 __all__ = ["create_app"]
 
@@ -98,26 +105,40 @@ def create_app(
         scorer = load_scorer(settings.prm)
     if token is _FROM_ENV:
         token = read_token(settings.token_env)
+    elif token is not None:
+        check_token(token)
     queue = ModelQueue(settings.max_concurrency, settings.max_queue)
+    limits = PromptLimits(getattr(backend, "tokenizer", None), max_prompt_tokens=settings.max_prompt_tokens,
+                          max_stop_strings=settings.max_stop_strings, max_stop_chars=settings.max_stop_chars)  # fmt: skip
+    prep = ThreadPoolExecutor(max_workers=2, thread_name_prefix="clinrl-prep")  # tokenising, never the model
     name = settings.served_name
 
     @asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
         yield
         queue.shutdown()
+        prep.shutdown(wait=False, cancel_futures=True)
 
     api = FastAPI(title="clinrl", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan)
     api.state.settings, api.state.backend, api.state.scorer, api.state.queue = settings, backend, scorer, queue
     api.add_middleware(Guard, token=token, max_body_bytes=settings.max_body_bytes)
     _install_error_handlers(api)
 
-    async def run(fn: Any, *args: Any, stop: threading.Event | None = None) -> Any:
+    async def run(fn: Any, *args: Any, request: Any, stop: threading.Event | None = None) -> Any:
+        """``fn(*args)`` on a model worker, given up (``stop`` set) on time-out or when the client hangs up."""
         try:
-            return await queue.run(fn, *args, timeout=settings.timeout_s, stop=stop)
+            return await queue.run(fn, *args, timeout=settings.timeout_s, stop=stop, gone=request.is_disconnected)
         except QueueFull:
             raise _busy() from None
         except QueueTimeout:
             raise ApiError(504, "timeout", f"the request took longer than {settings.timeout_s:g} s") from None
+        except ClientGone:
+            raise ApiError(499, "client_closed", "the client closed the connection") from None
+
+    async def prepare(prompt: Prompt) -> int:
+        """The prompt's token count, or 413/400 (see :class:`PromptLimits`), measured off the event loop."""
+        limits.precheck(prompt)
+        return await asyncio.get_running_loop().run_in_executor(prep, limits.count, prompt)
 
     def _busy() -> ApiError:
         stats = queue.stats()
@@ -138,25 +159,26 @@ def create_app(
             raise ApiError(422, "n_too_large", f"n is over this server's limit of {settings.max_n}")
         if req.stream and req.n > 1:
             raise ApiError(422, "stream_n", "streaming supports n=1 only")
+        limits.check_stop(req.stop_strings())
         try:
             return SamplingParams(n=req.n, temperature=req.temperature, top_p=req.top_p, max_new_tokens=max_tokens,
                                   stop=req.stop_strings(), seed=req.seed)  # fmt: skip
         except ClinrlError as err:
             raise ApiError(422, "invalid_request", str(err)) from None
 
-    def generate_job(prompt: Prompt, params: SamplingParams, stop: threading.Event) -> tuple[list[str], int, list[int]]:
+    def generate_job(prompt: Prompt, params: SamplingParams, stop: threading.Event) -> tuple[list[str], list[int]]:
         texts = generate_cancellable(backend, [prompt], params, stop)[0]
-        tokenizer = getattr(backend, "tokenizer", None)
-        rendered = render_prompt(tokenizer, prompt) if tokenizer is not None else ""
         if settings.log_text:
-            log.info("prompt: %s\ncompletions: %s", rendered or prompt, texts)
-        return texts, count_tokens(backend, rendered), [count_tokens(backend, t) for t in texts]
+            tokenizer = getattr(backend, "tokenizer", None)
+            log.info("prompt: %s\ncompletions: %s", render_prompt(tokenizer, prompt) if tokenizer else prompt, texts)
+        return texts, [count_tokens(backend, t) for t in texts]
 
-    async def complete(kind: str, prompt: Prompt, params: SamplingParams) -> Any:
+    async def complete(kind: str, prompt: Prompt, params: SamplingParams, request: Any) -> Any:
         req_id = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
-        stop = threading.Event()  # set on time-out: generation ends at the next token and frees the worker
-        texts, prompt_tokens, counts = await run(generate_job, prompt, params, stop, stop=stop)
+        prompt_tokens = await prepare(prompt)
+        stop = threading.Event()  # set on time-out or hang-up: generation ends at the next token
+        texts, counts = await run(generate_job, prompt, params, stop, request=request, stop=stop)
         choices = []
         for i, (text, k) in enumerate(zip(texts, counts)):
             reason = "length" if k >= params.max_new_tokens else "stop"
@@ -167,7 +189,8 @@ def create_app(
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": sum(counts),
                           "total_tokens": prompt_tokens + sum(counts)}}  # fmt: skip
 
-    def stream(kind: str, prompt: Prompt, params: SamplingParams) -> Any:
+    async def stream(kind: str, prompt: Prompt, params: SamplingParams) -> Any:
+        await prepare(prompt)  # 413/400 as a plain answer, before the stream starts
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue = asyncio.Queue()
         stop = threading.Event()
@@ -237,6 +260,7 @@ def create_app(
                 yield "data: [DONE]\n\n"
             finally:
                 stop.set()  # client gone or done: end generation at the next token
+                future.cancel()  # and give up its place if it is still waiting
 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
@@ -252,36 +276,41 @@ def create_app(
         return {"object": "list", "data": data}
 
     @api.post("/v1/chat/completions")
-    async def chat_completions(req: ChatRequest) -> Any:
+    async def chat_completions(req: ChatRequest, request: Request) -> Any:
         params = sampling(req)
         messages = [{"role": m.role, "content": m.text()} for m in req.messages]
         if req.stream:
-            return stream("chat", messages, params)
-        return await complete("chat", messages, params)
+            return await stream("chat", messages, params)
+        return await complete("chat", messages, params, request)
 
     @api.post("/v1/completions")
-    async def completions(req: CompletionRequest) -> Any:
+    async def completions(req: CompletionRequest, request: Request) -> Any:
         params = sampling(req)
         if req.stream:
-            return stream("text", req.prompt, params)
-        return await complete("text", req.prompt, params)
+            return await stream("text", req.prompt, params)
+        return await complete("text", req.prompt, params, request)
 
     @api.post("/v1/drg/code")
-    async def drg_code(req: DRGRequest) -> dict[str, Any]:
+    async def drg_code(req: DRGRequest, request: Request) -> dict[str, Any]:
         need_backend()
         if req.max_tokens > settings.max_new_tokens:
             raise ApiError(422, "max_tokens_too_large", f"max_tokens is over this server's limit of {settings.max_new_tokens}")
+        cap = settings.drg_max_prompt_tokens
+        if req.max_prompt_tokens is not None and req.max_prompt_tokens > cap:
+            raise ApiError(422, "max_prompt_tokens_too_large",
+                           f"max_prompt_tokens is over this server's limit of {cap}")  # fmt: skip
         stop = threading.Event()
-        result = await run(code_drg, backend, req, settings.drg_max_prompt_tokens, settings.max_new_tokens, stop,
-                           stop=stop)  # fmt: skip
+        tokens = req.max_prompt_tokens or cap
+        budget = DRGBudget(tokens, limits.max_chars(tokens + 16))  # +16: slack at the character cut
+        result = await run(code_drg, backend, req, budget, settings.max_new_tokens, stop, request=request, stop=stop)
         if settings.log_text:
             log.info("drg completion: %s", result["completion"])
         return {"model": name, **result}
 
     @api.post("/v1/prm/score")
-    async def prm_score(req: PRMRequest) -> dict[str, Any]:
+    async def prm_score(req: PRMRequest, request: Request) -> dict[str, Any]:
         if scorer is None:
             raise ApiError(503, "no_prm", "no PRM loaded: start the server with --prm PATH")
-        return await run(score_note, scorer, req)
+        return await run(score_note, scorer, req, request=request)
 
     return api

@@ -1,4 +1,5 @@
-"""The outer ASGI layer: bearer-token check, request-size limit and a one-line request log (no bodies).
+"""The outer ASGI layer: bearer-token check, request-size limit and a one-line request log (no bodies, and
+the path without its query string, where a careless client may put its token).
 
 It runs before FastAPI sees a request: an unauthenticated request is answered 401 without its body being
 read; a body over the limit (by ``Content-Length`` or as it streams in) is answered 413.

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
-__all__ = ["ModelQueue", "QueueFull", "QueueTimeout"]
+__all__ = ["ClientGone", "ModelQueue", "QueueFull", "QueueTimeout"]
 
 
 class QueueFull(Exception):
@@ -19,12 +19,16 @@ class QueueTimeout(Exception):
     """A request waited and ran longer than its time limit."""
 
 
+class ClientGone(Exception):
+    """The client closed its connection before its answer was ready."""
+
+
 class ModelQueue:
     """``max_concurrency`` workers plus at most ``max_queue`` waiting jobs.
 
-    A job that times out while waiting is dropped; one that is already running keeps its worker until it
-    ends, so the queue never admits more work than the workers can hold. Jobs given the ``stop`` event (all
-    local generation) end at their next token once it is set; others run to the end.
+    A job that times out, or whose client goes away, while waiting is dropped; one that is already running
+    keeps its worker until it ends, so the queue never admits more work than the workers can hold. Jobs given
+    the ``stop`` event (all local generation) end at their next token once it is set; others run to the end.
     """
 
     def __init__(self, max_concurrency: int = 1, max_queue: int = 16):
@@ -35,13 +39,14 @@ class ModelQueue:
         self._running = 0
         self.rejected = 0
         self.timed_out = 0
+        self.abandoned = 0
         self.completed = 0
 
     def stats(self) -> dict[str, int]:
         with self._lock:
             return {"running": self._running, "waiting": self._pending - self._running, "workers": self.max_concurrency,
                     "max_queue": self.max_queue, "rejected": self.rejected, "timed_out": self.timed_out,
-                    "completed": self.completed}  # fmt: skip
+                    "abandoned": self.abandoned, "completed": self.completed}  # fmt: skip
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         """Start ``fn(*args)`` on a worker, or raise :class:`QueueFull`."""
@@ -69,19 +74,37 @@ class ModelQueue:
         future.add_done_callback(done)
         return future
 
-    async def run(self, fn: Callable[..., Any], *args: Any, timeout: float, stop: threading.Event | None = None) -> Any:
-        """Await ``fn(*args)`` on a worker; :class:`QueueTimeout` after ``timeout`` seconds (``stop`` is set so a
-        job that checks it can end early)."""
+    async def run(
+        self, fn: Callable[..., Any], *args: Any, timeout: float, stop: threading.Event | None = None,
+        gone: Callable[[], Awaitable[bool]] | None = None, poll_s: float = 0.1,
+    ) -> Any:  # fmt: skip
+        """Await ``fn(*args)`` on a worker. After ``timeout`` seconds: :class:`QueueTimeout`; when ``gone()``
+        (asked every ``poll_s`` seconds) says the client left: :class:`ClientGone`. Either way the job is
+        dropped if still waiting and ``stop`` is set so a running job that checks it ends at once."""
         future = self.submit(fn, *args)
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
-        except asyncio.TimeoutError:
-            future.cancel()
-            if stop is not None:
-                stop.set()
-            with self._lock:
-                self.timed_out += 1
-            raise QueueTimeout from None
+        waiter = asyncio.wrap_future(future)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                self._abandon(future, waiter, stop, "timed_out")
+                raise QueueTimeout
+            done, _ = await asyncio.wait({waiter}, timeout=remaining if gone is None else min(remaining, poll_s))
+            if done:
+                return waiter.result()
+            if gone is not None and await gone():
+                self._abandon(future, waiter, stop, "abandoned")
+                raise ClientGone
+
+    def _abandon(self, future: Future, waiter: asyncio.Future, stop: threading.Event | None, counter: str) -> None:
+        """Drop a waiting job, or tell a running one to stop; count why."""
+        if stop is not None:
+            stop.set()
+        future.cancel()  # False (and harmless) once running
+        waiter.cancel()  # its result, or GenerationCancelled, is no longer wanted
+        with self._lock:
+            setattr(self, counter, getattr(self, counter) + 1)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

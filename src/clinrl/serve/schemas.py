@@ -6,6 +6,8 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from clinrl.llm.backends import SEED_RANGE
+
 __all__ = ["ChatMessage", "ChatRequest", "CompletionRequest", "DRGRequest", "PRMRequest"]
 
 
@@ -28,8 +30,13 @@ def _check_unicode(value: Any) -> None:
             stack.extend(item)
 
 
+SEED_MIN, SEED_MAX = SEED_RANGE  # what torch.manual_seed takes
+
+
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    """``allow_inf_nan=False``: JSON has no NaN or infinity, but Python's parser reads ``NaN`` and ``1e999``."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     @field_validator("*", mode="after")
     @classmethod
@@ -58,7 +65,7 @@ class _Sampling(_Body):
     max_tokens: Optional[int] = Field(None, ge=1)
     max_completion_tokens: Optional[int] = Field(None, ge=1)
     stop: Union[str, list[str], None] = None
-    seed: Optional[int] = None
+    seed: Optional[int] = Field(None, ge=SEED_MIN, le=SEED_MAX)
     stream: bool = False
 
     def stop_strings(self) -> tuple[str, ...]:
@@ -84,7 +91,7 @@ class DRGRequest(_Body):
     max_tokens: int = Field(1024, ge=1)
     temperature: float = Field(0.0, ge=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: Optional[int] = 0
+    seed: Optional[int] = Field(0, ge=SEED_MIN, le=SEED_MAX)
     max_prompt_tokens: Optional[int] = Field(None, ge=1)
     system_prompt: bool = True
 

@@ -9,14 +9,20 @@ from pathlib import Path
 
 from clinrl.errors import ClinrlError
 
-__all__ = ["ServeSettings", "check_bind", "is_loopback", "read_token"]
+__all__ = ["ServeSettings", "check_bind", "check_token", "is_loopback", "read_token", "uvicorn_options"]
 
 
 @dataclass
 class ServeSettings:
     """Everything ``clinrl serve`` can set. ``max_queue`` counts requests waiting for a model slot beyond
     the ``max_concurrency`` running ones; ``timeout_s`` covers waiting plus running; ``log_text`` lets the
-    server's own log show prompts and outputs (off: no note text in logs)."""
+    server's own log show prompts and outputs (off: no note text in logs).
+
+    Caps no request can raise: ``max_prompt_tokens`` (a chat or completion prompt, rendered; longer ones are
+    refused with 413 before they reach a worker, because one forward pass over the prompt cannot be stopped
+    and its cost grows faster than its length), ``drg_max_prompt_tokens`` (a DRG prompt: the course is cut
+    to fit; a request may ask for less, never more), and ``max_stop_strings`` / ``max_stop_chars`` (the stop
+    strings are matched at every generated token, so their size multiplies the per-token cost)."""
 
     model: str | None = None
     prm: str | None = None
@@ -29,7 +35,10 @@ class ServeSettings:
     max_concurrency: int = 1
     max_new_tokens: int = 2048
     max_n: int = 16
-    drg_max_prompt_tokens: int | None = 4096
+    max_prompt_tokens: int = 8192
+    drg_max_prompt_tokens: int = 4096
+    max_stop_strings: int = 8
+    max_stop_chars: int = 256
     model_name: str | None = None
     device: str | None = None
     log_text: bool = False
@@ -39,6 +48,10 @@ class ServeSettings:
             raise ClinrlError("max_body_bytes and max_concurrency must be ≥ 1 and max_queue ≥ 0")
         if self.timeout_s <= 0 or self.max_new_tokens < 1 or self.max_n < 1:
             raise ClinrlError("timeout_s, max_new_tokens and max_n must be positive")
+        caps = (self.max_prompt_tokens, self.drg_max_prompt_tokens, self.max_stop_chars)
+        if min(caps) < 1 or self.max_stop_strings < 0:
+            raise ClinrlError("max_prompt_tokens, drg_max_prompt_tokens and max_stop_chars must be ≥ 1 and "
+                              "max_stop_strings ≥ 0")  # fmt: skip
 
     @property
     def served_name(self) -> str:
@@ -57,9 +70,29 @@ def is_loopback(host: str) -> bool:
 
 
 def read_token(env: str) -> str | None:
-    """The bearer token from environment variable ``env`` (None when unset or blank)."""
+    """The bearer token from environment variable ``env`` (None when unset or blank); see :func:`check_token`."""
     value = os.environ.get(env, "").strip()
-    return value or None
+    return check_token(value, f"${env}") if value else None
+
+
+def check_token(token: str, where: str = "the token") -> str:
+    """``token`` unchanged if a client can send it, else ClinrlError (the message never shows the token).
+
+    HTTP header values are ASCII in practice (RFC 9110 treats other bytes as opaque), and bearer tokens are
+    ASCII by their grammar (RFC 6750), so a token with non-ASCII, white-space or control characters could
+    never match any request: the server would refuse every call. Refusing it at start-up says why."""
+    if not (token.isascii() and token.isprintable()) or any(c.isspace() for c in token):
+        raise ClinrlError(f"{where} holds characters a client cannot send in an Authorization header "
+                          "(non-ASCII, white space or control characters); use printable ASCII, "
+                          "e.g. the output of `openssl rand -hex 32`")  # fmt: skip
+    return token
+
+
+def uvicorn_options(host: str, port: int) -> dict[str, object]:
+    """Keyword arguments for ``uvicorn.run``. uvicorn's access log is off: it prints the path *with* its
+    query string, so a client that puts its token (or note text) in the URL would have it logged. The
+    server's own one-line request log (:class:`~clinrl.serve.guard.Guard`) shows the path without it."""
+    return {"host": host, "port": port, "log_level": "info", "access_log": False}
 
 
 def check_bind(host: str, token: str | None, token_env: str = "CLINRL_SERVE_TOKEN") -> str | None:

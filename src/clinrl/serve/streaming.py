@@ -8,6 +8,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from clinrl.errors import ClinrlError
 from clinrl.llm.backends import Prompt, SamplingParams, cut_at_stop, render_prompt, stop_when
 
 __all__ = ["StreamResult", "count_tokens", "stream_generate"]
@@ -71,9 +72,7 @@ def _generation_kwargs(tokenizer: Any, params: SamplingParams) -> dict[str, Any]
         kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
     else:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    if params.stop:
-        kwargs.update(stop_strings=list(params.stop), tokenizer=tokenizer)
-    return kwargs
+    return kwargs  # stop strings: the streamer finds them and sets the stop event (no transformers stop_strings)
 
 
 def stream_generate(
@@ -96,6 +95,8 @@ def stream_generate(
     rendered = render_prompt(tokenizer, prompt)
     device = next(model.parameters()).device
     batch = tokenizer([rendered], return_tensors="pt", add_special_tokens=False).to(device)
+    if batch["input_ids"].shape[1] == 0:
+        raise ClinrlError("the prompt is empty (no tokens): a model needs at least one token to continue")
     if params.seed is not None:
         torch.manual_seed(params.seed)
     streamer = _TextStreamer(tokenizer, params.stop, emit, stop_event)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from clinrl.errors import ClinrlError, DataError
@@ -17,12 +18,24 @@ from clinrl.llm.backends import SamplingParams, generate_cancellable
 from clinrl.serve.errors import ApiError
 from clinrl.serve.schemas import DRGRequest, PRMRequest
 
-__all__ = ["code_drg", "drg_prompt", "drg_result", "resolve_note", "score_note"]
+__all__ = ["DRGBudget", "code_drg", "drg_prompt", "drg_result", "resolve_note", "score_note"]
 
 
 # ------------------------------------------------------------------------------------------ DRG
-def drg_prompt(req: DRGRequest, tokenizer: Any, max_prompt_tokens: int | None) -> tuple[str, dict[str, Any]]:
-    """The rendered prompt and how the course was found (``course_source``, ``truncated``)."""
+@dataclass(frozen=True)
+class DRGBudget:
+    """How large a DRG prompt may be: ``max_prompt_tokens`` (the course is cut to fit), and ``max_course_chars``,
+    more characters than the kept head of the course can span (None: unknown). A longer course is cut to it
+    before tokenising, so a 1 MB note costs no more than one that just fits; the head that is kept is the
+    same either way."""
+
+    max_prompt_tokens: int
+    max_course_chars: int | None = None
+
+
+def drg_prompt(req: DRGRequest, tokenizer: Any, budget: DRGBudget) -> tuple[str, dict[str, Any]]:
+    """The rendered prompt and how the course was found (``course_source``, ``truncated``); 413 when the
+    prompt cannot be cut to the budget (a tokenizer without offsets)."""
     from clinrl.drg.course import extract_course
     from clinrl.drg.prompts import render_prompt, truncate_course
 
@@ -34,12 +47,18 @@ def drg_prompt(req: DRGRequest, tokenizer: Any, max_prompt_tokens: int | None) -
         elif req.input == "summary":
             raise ApiError(422, "no_course", "no Brief Hospital Course section found in the summary; "
                                              "send the course itself with input='course'")  # fmt: skip
-    budget = req.max_prompt_tokens or max_prompt_tokens
     truncated = False
-    if budget is not None and getattr(tokenizer, "is_fast", False):
-        cut = truncate_course(course, tokenizer, budget, system=req.system_prompt)
-        truncated, course = cut != course, cut
-    return render_prompt(course, tokenizer, system=req.system_prompt), {"course_source": source, "truncated": truncated}
+    if budget.max_course_chars is not None and len(course) > budget.max_course_chars:
+        course, truncated = course[: budget.max_course_chars], True
+    if getattr(tokenizer, "is_fast", False):
+        cut = truncate_course(course, tokenizer, budget.max_prompt_tokens, system=req.system_prompt)
+        truncated, course = truncated or cut != course, cut
+    prompt = render_prompt(course, tokenizer, system=req.system_prompt)
+    n = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    if n > budget.max_prompt_tokens:
+        raise ApiError(413, "prompt_too_long", f"the DRG prompt has {n} tokens, over the limit of "
+                                               f"{budget.max_prompt_tokens}, and this tokenizer cannot cut it")  # fmt: skip
+    return prompt, {"course_source": source, "truncated": truncated}
 
 
 def drg_result(completion: str, ontology: Any) -> dict[str, Any]:
@@ -65,13 +84,12 @@ def drg_result(completion: str, ontology: Any) -> dict[str, Any]:
 
 
 def code_drg(
-    backend: Any, req: DRGRequest, max_prompt_tokens: int | None, max_new_tokens: int,
-    cancel: threading.Event | None = None,
+    backend: Any, req: DRGRequest, budget: DRGBudget, max_new_tokens: int, cancel: threading.Event | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Prompt, generate once, parse and map (see the module docstring); ``cancel`` ends generation early."""
     from clinrl.drg.ontology import load_ontology
 
-    prompt, info = drg_prompt(req, backend.tokenizer, max_prompt_tokens)
+    prompt, info = drg_prompt(req, backend.tokenizer, budget)
     params = SamplingParams(n=1, temperature=req.temperature, top_p=req.top_p,
                             max_new_tokens=min(req.max_tokens, max_new_tokens), seed=req.seed)  # fmt: skip
     completion = generate_cancellable(backend, [prompt], params, cancel)[0][0]
