@@ -226,11 +226,16 @@ def distill_cot_command(
 # --------------------------------------------------------------------------- evaluation, inference, analysis
 
 
-def _generation_backend(kind: str, model: Path, batch_size: int):
+def _generation_backend(kind: str, model: Path, batch_size: int, vllm: dict | None = None):
+    """A local backend; ``vllm``: the vLLM engine options of the command line (None values left out)."""
     from clinrl.llm.backends import get_backend
 
     if kind == "transformers":
         return get_backend("transformers", model=str(model), batch_size=batch_size)
+    options = {k: v for k, v in (vllm or {}).items() if v is not None}
+    engine = {k: options.pop(k) for k in ("dtype", "enforce_eager") if k in options}
+    if kind == "vllm":
+        return get_backend("vllm", model=str(model), engine=engine, **options)
     return get_backend(kind, model=str(model))
 
 
@@ -254,18 +259,46 @@ def eval_command(
     sft_examples: Optional[int] = typer.Option(
         None, "--sft-examples", help="Record the model's number of SFT examples (for `clinrl drg scaling`)."
     ),
+    shard: Optional[str] = typer.Option(
+        None, "--shard", help="i/N: run only shard i of N (merge the N folders with `clinrl drg eval-merge`)."
+    ),
+    tensor_parallel_size: Optional[int] = typer.Option(None, "--tensor-parallel-size", help="vLLM: GPUs per model."),
+    gpu_memory_utilization: Optional[float] = typer.Option(
+        None, "--gpu-memory-utilization", help="vLLM: memory share for weights + KV cache (CPU: of system memory)."
+    ),
+    max_model_len: Optional[int] = typer.Option(None, "--max-model-len", help="vLLM: context length of the engine."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="vLLM: auto, float32, bfloat16, float16."),
+    enforce_eager: bool = typer.Option(False, "--enforce-eager", help="vLLM: no graph capture/compilation."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Sample n completions per test case (resumable) and score them: Pass@1/Pass@k/Maj@k and more."""
-    from clinrl.drg.evaluate import run_eval
+    from clinrl.drg.evaluate import parse_shard, run_eval
     from clinrl.llm.backends import SamplingParams
 
+    part = parse_shard(shard) if shard is not None else None
     params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
     meta = {"model": str(model), **({"sft_examples": sft_examples} if sft_examples is not None else {})}
+    vllm = {"tensor_parallel_size": tensor_parallel_size, "gpu_memory_utilization": gpu_memory_utilization,
+            "max_model_len": max_model_len, "dtype": dtype, "enforce_eager": enforce_eager or None,
+            "progress": not quiet}
     metrics = run_eval(
-        _generation_backend(backend, model, batch_size), data, params, out, limit=limit, constrained=constrained,
-        batch_size=batch_size, progress=not quiet, max_prompt_tokens=max_prompt_tokens, meta=meta,
+        _generation_backend(backend, model, batch_size, vllm), data, params, out, limit=limit,
+        constrained=constrained, batch_size=batch_size, progress=not quiet, max_prompt_tokens=max_prompt_tokens,
+        meta=meta, shard=part,
     )
+    typer.echo((out / "summary.md").read_text(encoding="utf-8"), err=True)
+    typer.echo(json.dumps(_headline(metrics)))
+
+
+@app.command("eval-merge")
+def eval_merge_command(
+    parts: list[Path] = typer.Argument(..., help="The folders of `drg eval --shard i/N` runs, every i of one N."),
+    out: Path = typer.Option(..., "--out", help="Folder for the merged generations, metrics and plots."),
+) -> None:
+    """Join sharded evaluation runs into the files and metrics of one run."""
+    from clinrl.drg.evaluate import merge_shards
+
+    metrics = merge_shards(parts, out)
     typer.echo((out / "summary.md").read_text(encoding="utf-8"), err=True)
     typer.echo(json.dumps(_headline(metrics)))
 

