@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from clinrl.drg.metrics import TARGETS, score_generations
-from clinrl.errors import ClinrlError, DataError
+from clinrl.errors import ClinrlError, DataError, check_limit
 from clinrl.io import cut_torn_line, write_json_atomic, write_text_atomic
 from clinrl.llm.backends import GenerationBackend, SamplingParams
 
@@ -51,6 +51,7 @@ def load_cases(data: Any, limit: int | None = None, *, require_id: bool = False)
     from clinrl.drg.ontology import load_ontology
     from clinrl.drg.split import add_solution
 
+    check_limit(limit)
     path = None
     if isinstance(data, pd.DataFrame):
         frame = data
@@ -127,6 +128,14 @@ def constrain_backend(backend: Any, ontology: Any = None) -> Callable[[], None]:
     raise ClinrlError(f"the {getattr(backend, 'name', type(backend).__name__)} backend cannot constrain answers")
 
 
+def start_backend(backend: Any) -> None:
+    """Start a backend that starts lazily (vLLM's engine) so that a missing extra or model fails before
+    ``eval_config.json`` is written: a config left by a run that never generated would refuse the rerun."""
+    start = getattr(backend, "start", None)
+    if callable(start):
+        start()
+
+
 def _check_config(out: Path, config: dict[str, Any]) -> None:
     path = out / "eval_config.json"
     if path.is_file() and (out / GENERATIONS).is_file():
@@ -161,9 +170,10 @@ def run_eval(
 
     if batch_size < 1:
         raise ClinrlError(f"batch_size must be ≥ 1, got {batch_size}")
+    cases = load_cases(data, limit)
+    start_backend(backend)  # before anything is written: a backend that cannot start leaves no run behind
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cases = load_cases(data, limit)
     budget = prompt_budget(backend, params, max_prompt_tokens)
     config = {
         "n": params.n, "temperature": params.temperature, "top_p": params.top_p,

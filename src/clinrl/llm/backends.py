@@ -204,13 +204,20 @@ class VLLMBackend:
     name: str = field(default="vllm", init=False)
     _llm: Any = field(default=None, init=False, repr=False)
 
+    def start(self) -> None:
+        """Start the engine now (it starts on first use otherwise): a missing vLLM or model folder fails
+        here, so a caller can start the backend before it writes anything about its run."""
+        self._engine()
+
     def _engine(self) -> Any:
         if self._llm is None:
             try:
                 from vllm import LLM
-            except ImportError as exc:
-                raise ClinrlError("the vllm backend needs the optional extra: pip install 'clinrl[vllm]'") from exc
-            self._llm = LLM(model=self.model, tensor_parallel_size=self.tensor_parallel_size,
+            except ImportError:
+                raise ClinrlError("the vllm backend needs the optional extra: pip install 'clinrl[vllm]'") from None
+            from clinrl.llm.hub import resolve_model
+
+            self._llm = LLM(model=resolve_model(self.model), tensor_parallel_size=self.tensor_parallel_size,
                             gpu_memory_utilization=self.gpu_memory_utilization, max_model_len=self.max_model_len)
         return self._llm
 
