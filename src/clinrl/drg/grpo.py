@@ -25,7 +25,7 @@ from clinrl.config import (
     resume_checkpoint,
     train_and_save,
 )
-from clinrl.errors import ClinrlError
+from clinrl.errors import ClinrlError, limit_problem
 
 __all__ = ["CURRICULA", "SAMPLING_MODES", "DRGGRPOConfig", "build_rewards", "build_rl_dataset", "load_grpo_config", "train_grpo"]
 
@@ -69,6 +69,8 @@ class DRGGRPOConfig:
             raise ValueError(f"curriculum {self.curriculum!r} needs difficulty_file (from `clinrl drg difficulty`)")
         if self.kl_schedule == "cosine" and not float(self.trl.get("beta", 0.0)) > 0:
             raise ValueError("kl_schedule cosine needs trl.beta > 0 (the schedule decays from it)")
+        if limit_problem(self.limit):
+            raise ValueError(limit_problem(self.limit))
         if self.max_resample_retries < 0:
             raise ValueError("max_resample_retries must be >= 0")
         for key in ("output_dir", "reward_weights"):
