@@ -333,7 +333,49 @@ def _check_trl(trl_class: type, value: Any, source: object) -> dict[str, Any]:
         if key not in fields:
             raise _fail(f"trl.{key}", source, f"not a {trl_class.__name__} argument")
         out[key] = coerce(item, hints.get(key, Any), f"trl.{key}", source)
+    _check_trl_values(out, source)
     return out
+
+
+# TRL/transformers accept these values and fail only once the model is loaded (the optimiser is built at
+# the first step, trackers when the trainer starts): checked here, at recipe load, instead.
+_TRL_RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "learning_rate": ("> 0", lambda v: v > 0),
+    "weight_decay": (">= 0", lambda v: v >= 0),
+    "max_grad_norm": (">= 0", lambda v: v >= 0),
+    "warmup_ratio": ("in [0, 1]", lambda v: 0 <= v <= 1),
+    "adam_beta1": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "adam_beta2": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "adam_epsilon": (">= 0", lambda v: v >= 0),
+}
+
+
+def _check_trl_values(trl: Mapping[str, Any], source: object) -> None:
+    """Refuse ``trl:`` values that would only fail after the model has loaded: out-of-range optimiser
+    settings (:data:`_TRL_RANGES`) and ``report_to`` trackers that are unknown or not installed."""
+    for key, (rule, ok) in _TRL_RANGES.items():
+        value = trl.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not ok(value):
+            raise _fail(f"trl.{key}", source, f"must be {rule}, got {value!r}")
+    if "report_to" in trl:
+        _check_report_to(trl["report_to"], source)
+
+
+def _check_report_to(report_to: Any, source: object) -> None:
+    """Every tracker named in ``report_to`` is one transformers knows and one that is installed."""
+    from transformers.integrations import get_available_reporting_integrations
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    installed = set(get_available_reporting_integrations())
+    for name in names:
+        if name in ("none", "all"):
+            continue
+        if name not in INTEGRATION_TO_CALLBACK:
+            raise _fail("trl.report_to", source, f"unknown tracker {name!r}; known: {', '.join(INTEGRATION_TO_CALLBACK)}")
+        if name not in installed:
+            raise _fail("trl.report_to", source, f"tracker {name!r} is not installed (pip install {name}), "
+                        "or set report_to: none")  # fmt: skip
 
 
 def build_config(
@@ -414,13 +456,15 @@ def checkpoint_complete(folder: str | Path) -> bool:
 
 def load_tokenizer(name: str | Path) -> Any:
     """``AutoTokenizer.from_pretrained(name)`` with a pad token; a name that cannot be loaded (no such
-    folder, not cached and no network) is a :class:`ClinrlError`, not a traceback."""
+    folder, a hub name not in the local cache while the hub is off) is a :class:`ClinrlError`, not a
+    traceback. Offline unless ``CLINRL_ALLOW_HUB=1`` (:mod:`clinrl.llm.hub`)."""
     from transformers import AutoTokenizer
 
-    if str(name).startswith((".", "/", "~")) and not Path(name).expanduser().exists():
-        raise ClinrlError(f"model folder not found: {name}")
+    from clinrl.llm.hub import local_files_only, resolve_model
+
+    source = resolve_model(name)  # a missing folder fails here, before any hub request
     try:
-        return ensure_pad_token(AutoTokenizer.from_pretrained(str(name)))
+        return ensure_pad_token(AutoTokenizer.from_pretrained(source, local_files_only=local_files_only()))
     except (OSError, ValueError) as err:  # ValueError: a folder without tokenizer files
         first = " ".join(str(err).split())[:200]
         raise ClinrlError(f"cannot load the tokenizer of model {str(name)!r} ({type(err).__name__}: {first})") from None
@@ -483,16 +527,17 @@ def train_and_save(
 
 def read_split(path: str | Path, columns: Sequence[str] = ("text", "solution"), limit: int | None = None):
     """A split parquet (from ``clinrl drg split``) as a DataFrame, checked for ``columns``; first ``limit`` rows."""
-    from clinrl.errors import DataError
+    from clinrl.errors import DataError, check_limit
     from clinrl.io import read_parquet_checked
 
+    check_limit(limit)
     frame = read_parquet_checked(path, columns, made_by="clinrl drg split")
     from clinrl.drg.prepared import check_prepared_input
 
     check_prepared_input(path)  # training straight on a `drg prepare` output: one finished run only
     if frame.empty:
         raise DataError("no rows", path=path)
-    return frame.head(limit).reset_index(drop=True) if limit else frame
+    return frame.head(limit).reset_index(drop=True) if limit is not None else frame
 
 
 def finish_distributed() -> None:

@@ -104,3 +104,22 @@ def read_parquet_checked(path: str | Path, columns: Sequence[str], *, made_by: s
     if missing:
         raise DataError(f"missing column(s) {', '.join(missing)}; is this a `{made_by}` output?", path=path)
     return frame
+
+
+def read_text_file(path: str | Path, *, field: str | None = None) -> str:
+    """A UTF-8 text file's content; a missing file, a folder, undecodable bytes or an unreadable file is a
+    one-line :class:`~clinrl.errors.DataError` naming the file (and ``field``, e.g. the CLI option) and
+    never echoing the content (it is often patient text)."""
+    from clinrl.errors import DataError
+
+    path = Path(path)
+    if path.is_dir():
+        raise DataError("is a folder, not a text file", path=path, field=field)
+    if not path.exists():
+        raise DataError("file not found", path=path, field=field)
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"not UTF-8 text (bad byte at offset {err.start})", path=path, field=field) from None
+    except OSError as err:
+        raise DataError(f"not readable ({type(err).__name__}: {err.strerror or 'error'})", path=path, field=field) from None

@@ -107,7 +107,8 @@ def test_limit_retry_failures_and_variant_guard(data: Path, tmp_path: Path):
     assert report["attempted_now"] == 4 and report["missing_total"] == N - 4
     retry = ScriptedTeacher()
     retry.seen.update({1: 1})  # course 1 now answers validly
-    report = distill_cot(retry, data, out, DistillConfig(limit=0, retry_failures=True), progress=False)
+    with pytest.raises(ClinrlError, match="limit must be at least 1"):  # 0 is not "none": refused
+        distill_cot(retry, data, out, DistillConfig(limit=0, retry_failures=True), progress=False)
     assert retry.prompts == 0
     report = distill_cot(retry, data, out, DistillConfig(limit=3, retry_failures=True, max_attempts=1), progress=False)
     assert report["attempted_now"] == 3 and report["skipped_already_done"] == 1  # course 0 valid, 1-3 redone

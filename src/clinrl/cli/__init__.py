@@ -16,7 +16,7 @@ from clinrl.cli.drg import app as drg_app
 from clinrl.cli.notes import app as notes_app
 from clinrl.cli.prm import app as prm_app
 from clinrl.cli.serve import serve_command
-from clinrl.errors import ClinrlError
+from clinrl.errors import ClinrlError, one_line
 
 app = typer.Typer(
     name="clinrl",
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(code, int) and code != 0:
             sys.exit(code)
     except ClinrlError as err:
-        typer.secho(f"error: {' '.join(str(err).splitlines())}", err=True, fg="red")  # always one line
+        typer.secho(f"error: {one_line(err)}", err=True, fg="red")  # always one line, capped
         sys.exit(2)
     except SystemExit:
         raise

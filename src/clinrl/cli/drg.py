@@ -164,7 +164,7 @@ def difficulty_command(
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Tokens generated per completion at most."),
     max_prompt_tokens: int = typer.Option(2048, "--max-prompt-tokens", help="Courses are cut to fit this prompt size."),
     batch_size: int = typer.Option(4, "--batch-size", help="Cases per generate call (batch-size × k sequences)."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Tag at most this many new cases in this run."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Tag at most this many new cases in this run (≥ 1)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
@@ -188,7 +188,7 @@ def distill_cot_command(
     data: Path = typer.Option(..., "--data", help="Cases (parquet/JSONL): hadm_id, text, solution or description."),
     out: Path = typer.Option(..., "--out", help="Traces JSONL (valid rows; an existing file is resumed)."),
     variant: str = typer.Option("explain", "--variant", help="explain (the study's prompt) or differential."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Attempt at most this many new cases now."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Attempt at most this many new cases now (≥ 1)."),
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="Requests in flight at once."),
     temperature: float = typer.Option(0.7, "--temperature", min=0.0, help="Sampling temperature (study: 0.7)."),
     max_tokens: int = typer.Option(2048, "--max-tokens", min=1, help="Tokens per answer at most (study: 2048)."),
@@ -196,6 +196,7 @@ def distill_cot_command(
     retry_failures: bool = typer.Option(False, "--retry-failures", help="Also redo cases that failed before."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampling and of the differential candidates."),
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds per request."),
+    request_retries: int = typer.Option(5, "--request-retries", help="Retries of a failed request (backoff 1, 2, 4 … s)."),
     api_key_env: str = typer.Option("CLINRL_API_KEY", "--api-key-env", help="Environment variable holding the key."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="On-disk response cache of the client."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
@@ -212,13 +213,16 @@ def distill_cot_command(
     extra = {"cache_dir": str(cache_dir)} if cache_dir is not None else {}
     backend = get_backend(
         "openai", endpoint=endpoint, model=model, max_concurrency=concurrency, timeout_s=timeout,
-        api_key_env=api_key_env, **extra,
+        max_retries=request_retries, api_key_env=api_key_env, **extra,
     )  # fmt: skip
     report = distill_cot(backend, data, out, config, progress=not quiet)
     keys = ("cases", "skipped_already_done", "attempted_now", "written_now", "failed_now", "request_errors",
             "requests", "torn_lines_truncated", "valid_total", "failed_total", "missing_total")  # fmt: skip
     summary = {key: report[key] for key in keys}
     summary["failed_now_by_reason"] = report["failed_now_by_reason"]
+    if report["request_errors"]:  # some requests failed (all failing is an error): say why
+        typer.secho(f"warning: {report['request_errors']} cases got no answer, left for the next run "
+                    f"(last error: {report['last_request_error']})", err=True, fg="yellow")
     typer.echo(f"-> {out} (failures: {sidecar_paths(out)[0].name}, report: {sidecar_paths(out)[1].name})", err=True)
     typer.echo(json.dumps(summary))
 
@@ -253,7 +257,7 @@ def eval_command(
     ),
     backend: str = typer.Option("transformers", "--backend", help="transformers or vllm."),
     batch_size: int = typer.Option(8, "--batch-size", help="Cases per generate call (and per flush to disk)."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N cases."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N cases (≥ 1)."),
     constrained: bool = typer.Option(False, "--constrained", help="Answers restricted to v34 descriptions."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
     sft_examples: Optional[int] = typer.Option(
@@ -273,8 +277,10 @@ def eval_command(
 ) -> None:
     """Sample n completions per test case (resumable) and score them: Pass@1/Pass@k/Maj@k and more."""
     from clinrl.drg.evaluate import parse_shard, run_eval
+    from clinrl.errors import check_limit
     from clinrl.llm.backends import SamplingParams
 
+    check_limit(limit)  # before the model loads
     part = parse_shard(shard) if shard is not None else None
     params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
     meta = {"model": str(model), **({"sft_examples": sft_examples} if sft_examples is not None else {})}

@@ -171,7 +171,8 @@ def structure_command(
     api_key_env: str = typer.Option("CLINRL_API_KEY", "--api-key-env", help="openai: env variable with the key."),
 ) -> None:
     """Split free-text notes into problems and steps: by rule, or by a model with validation and a rule fallback."""
-    from clinrl.errors import ClinrlError, DataError
+    from clinrl.errors import ClinrlError
+    from clinrl.io import read_text_file
     from clinrl.prm.notes import save_notes
     from clinrl.prm.structure import structure_note
 
@@ -179,13 +180,8 @@ def structure_command(
         raise ClinrlError(f"--backend must be rule or openai, got {backend!r}")
     if backend == "openai" and (not endpoint or not model):
         raise ClinrlError("--backend openai needs --endpoint URL and --model NAME (note text is sent there)")
-    texts = []
-    for path in notes:
-        try:
-            texts.append(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as err:
-            raise DataError(f"not readable as text: {err}", path=path) from None
-    dialog = dialogue.read_text(encoding="utf-8") if dialogue is not None else ""
+    texts = [read_text_file(path) for path in notes]
+    dialog = read_text_file(dialogue, field="--dialogue") if dialogue is not None else ""
     if backend == "rule":
         structured = [structure_note(t, dialogue=dialog) for t in texts]
         summary = {"notes": len(structured), "by_rule": len(structured)}
@@ -276,11 +272,11 @@ def score_command(
 ) -> None:
     """Score notes with a PRM: P(+) at every label slot and note scores (sum_log, min, mean, last)."""
     from clinrl.errors import ClinrlError
-    from clinrl.io import write_json_atomic
+    from clinrl.io import read_text_file, write_json_atomic
     from clinrl.prm.select import read_candidates
 
     candidates, names = read_candidates([notes])
-    dialog = dialogue.read_text(encoding="utf-8") if dialogue is not None else None
+    dialog = read_text_file(dialogue, field="--dialogue") if dialogue is not None else None
     if dialog is None and any(isinstance(n, str) for n in candidates):
         raise ClinrlError("a free-text note needs --dialogue")
     scorer = _load_scorer(model, probability, context, batch_size, not no_fast)
@@ -313,12 +309,12 @@ def best_of_n_command(
     """Rank candidate notes for one dialogue with a PRM (each note scored on its own)."""
     from rich.console import Console
 
-    from clinrl.io import write_json_atomic
+    from clinrl.io import read_text_file, write_json_atomic
     from clinrl.prm.select import best_of_n, ranking_table, read_candidates
 
     candidates, names = read_candidates(notes)
+    dialog = read_text_file(dialogue, field="--dialogue")  # before the model loads
     scorer = _load_scorer(model, probability, context, batch_size)
-    dialog = dialogue.read_text(encoding="utf-8")
     ranking = best_of_n(dialog, candidates, scorer, aggregate, names=names, weakest=weakest)
     Console().print(ranking_table(ranking, show_text=show_text))
     if json_out is not None:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from clinrl.errors import ClinrlError, DataError
+from clinrl.errors import ClinrlError, DataError, check_limit
 
 __all__ = [
     "CURRICULA",
@@ -210,8 +210,7 @@ class DifficultyConfig:
             raise ClinrlError(f"temperature must be positive, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ClinrlError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.limit is not None and self.limit < 0:
-            raise ClinrlError(f"limit must be >= 0, got {self.limit}")
+        check_limit(self.limit)
 
 
 def read_cases(path: str | Path) -> list[dict[str, Any]]:

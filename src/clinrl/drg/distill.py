@@ -33,7 +33,8 @@ Resumable: cases whose ``hadm_id`` is already in either JSONL are skipped (``ret
 the failed ones). Every line is appended with flush + fsync as soon as its case is settled; a torn last
 line left by a killed run is cut off on the next start and counted. A chunk whose request fails (the
 endpoint is down) is counted as ``request_errors`` and left for the next run; several chunks failing in a
-row stop the run with a :class:`~clinrl.errors.ClinrlError`.
+row stop the run with a :class:`~clinrl.errors.ClinrlError`, and so does a run in which every request
+failed (the report's ``last_request_error`` names the cause: the endpoint and the error, never the prompt).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from typing import Any, Callable, Sequence
 from clinrl.drg.ontology import DRG, Ontology, load_ontology
 from clinrl.drg.prompts import SYSTEM_PROMPT, build_user_prompt, parse_completion
 from clinrl.drg.rewards import match_answer
-from clinrl.errors import ClinrlError, DataError
+from clinrl.errors import ClinrlError, DataError, check_limit
 from clinrl.io import cut_torn_line, write_json_atomic
 
 __all__ = [
@@ -181,8 +182,7 @@ class DistillConfig:
                 raise ClinrlError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.temperature < 0:
             raise ClinrlError(f"temperature must be >= 0, got {self.temperature}")
-        if self.limit is not None and self.limit < 0:
-            raise ClinrlError(f"limit must be >= 0, got {self.limit}")
+        check_limit(self.limit)
 
 
 def sidecar_paths(out: str | Path) -> tuple[Path, Path]:
@@ -274,6 +274,7 @@ def distill_cot(
     valid_out, failed_out = _Appender(out), _Appender(failures_path)
     failed_chunks_in_row = 0
     interrupted = False
+    last_error: str | None = None
     try:
         with tqdm(total=len(todo), desc="distill-cot", unit="case", disable=not progress) as bar:
             for start in range(0, len(todo), config.chunk_size):
@@ -285,18 +286,20 @@ def distill_cot(
                     raise
                 except Exception as err:  # the endpoint failed even after the client's retries
                     counts["request_errors"] += len(chunk)
+                    last_error = _cause(err)
                     failed_chunks_in_row += 1
                     bar.update(len(chunk))
                     if failed_chunks_in_row >= config.max_failed_chunks:
                         raise ClinrlError(
-                            f"{failed_chunks_in_row} chunks in a row failed ({type(err).__name__}: {err}); "
+                            f"{failed_chunks_in_row} chunks in a row failed ({last_error}); "
                             f"rows done so far are saved in {out}, run again to resume"
-                        ) from err
+                        ) from None
                     continue
                 failed_chunks_in_row = 0
                 for job in jobs:
                     if job.reason == REQUEST_ERROR:
                         counts["request_errors"] += 1
+                        last_error = job.error or last_error
                     elif job.reason is None:
                         valid_out.write(job.record(config, valid=True))
                         counts["written"] += 1
@@ -315,8 +318,20 @@ def distill_cot(
         valid_out.close()
         failed_out.close()
         report = _report(out, data, config, cases, skipped, todo, counts, reasons, attempt_reasons, torn, interrupted)
+        report["last_request_error"] = last_error
         write_json_atomic(report_path, report)
+    if todo and counts["request_errors"] == len(todo):
+        raise ClinrlError(
+            f"every request failed ({len(todo)} cases; last: {last_error}); nothing new was written to {out}; "
+            "run again once the endpoint answers"
+        )
     return report
+
+
+def _cause(err: BaseException) -> str:
+    """A request failure on one line, cut to 300 characters: the client's errors name the endpoint and the
+    HTTP status or transport error, never the prompt; the cap bounds what any other backend says."""
+    return " ".join(f"{type(err).__name__}: {err}".split())[:300]
 
 
 @dataclass
@@ -332,6 +347,7 @@ class _Job:
     reasoning: str | None = None
     answer: str | None = None
     answer_first: bool = False
+    error: str | None = None  # the cause of a request error
 
     @classmethod
     def of(cls, case: dict[str, Any], onto: Ontology, config: DistillConfig) -> "_Job":
@@ -382,7 +398,7 @@ def _run_chunk(
         still = []
         for job, texts in zip(pending, outputs):
             if isinstance(texts, BaseException):  # left for the next run, like a failed chunk
-                job.reason = REQUEST_ERROR
+                job.reason, job.error = REQUEST_ERROR, _cause(texts)
                 continue
             job.attempts += 1
             job.reason, job.reasoning, job.answer = check_answer(texts[0] if texts else "", job.gold, onto)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from clinrl.drg.metrics import TARGETS, score_generations
-from clinrl.errors import ClinrlError, DataError
+from clinrl.errors import ClinrlError, DataError, check_limit
 from clinrl.io import cut_torn_line, write_json_atomic, write_text_atomic
 from clinrl.llm.backends import GenerationBackend, SamplingParams
 
@@ -63,6 +63,7 @@ def load_cases(data: Any, limit: int | None = None, *, require_id: bool = False)
     from clinrl.drg.ontology import load_ontology
     from clinrl.drg.split import add_solution
 
+    check_limit(limit)
     path = None
     if isinstance(data, pd.DataFrame):
         frame = data
@@ -166,6 +167,14 @@ def shard_batches(n_cases: int, batch_size: int, shard: tuple[int, int] | None =
     return batches[len(batches) * index // count : len(batches) * (index + 1) // count]
 
 
+def start_backend(backend: Any) -> None:
+    """Start a backend that starts lazily (vLLM's engine) so that a missing extra or model fails before
+    ``eval_config.json`` is written: a config left by a run that never generated would refuse the rerun."""
+    start = getattr(backend, "start", None)
+    if callable(start):
+        start()
+
+
 def _check_config(out: Path, config: dict[str, Any]) -> None:
     path = out / "eval_config.json"
     if path.is_file() and (out / GENERATIONS).is_file():
@@ -203,8 +212,9 @@ def run_eval(
 
     if batch_size < 1:
         raise ClinrlError(f"batch_size must be ≥ 1, got {batch_size}")
-    out = Path(out_dir)
     all_cases = load_cases(data, limit)
+    start_backend(backend)  # before anything is written: a backend that cannot start leaves no run behind
+    out = Path(out_dir)
     batches = shard_batches(len(all_cases), batch_size, shard)
     cases = [all_cases[i] for batch in batches for i in batch]
     budget = prompt_budget(backend, params, max_prompt_tokens)

@@ -30,7 +30,7 @@ from clinrl.config import (
     resume_checkpoint,
     train_and_save,
 )
-from clinrl.errors import ClinrlError
+from clinrl.errors import ClinrlError, limit_problem
 
 __all__ = ["CURRICULA", "SAMPLING_MODES", "DRGGRPOConfig", "build_rewards", "build_rl_dataset", "load_grpo_config", "train_grpo"]
 
@@ -80,6 +80,8 @@ class DRGGRPOConfig:
             raise ValueError("dr_grpo_normalizer needs trl.loss_type: dr_grpo (it sets that loss's constant)")
         if self.dr_grpo_normalizer is not None and not self.dr_grpo_normalizer >= 1:
             raise ValueError(f"dr_grpo_normalizer must be at least 1, got {self.dr_grpo_normalizer}")
+        if limit_problem(self.limit):
+            raise ValueError(limit_problem(self.limit))
         if self.max_resample_retries < 0:
             raise ValueError("max_resample_retries must be >= 0")
         for key in ("output_dir", "reward_weights"):

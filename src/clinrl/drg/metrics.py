@@ -188,13 +188,29 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def _checked_ks(ks: Sequence[int] | None, n: int, path: object) -> list[int]:
+    """The sorted distinct ks to report: :func:`default_ks` of ``n`` when none are given; a given k below 1
+    or above ``n`` raises (pass@k needs k of the n samples, so it would be left out without a word)."""
+    if not ks:
+        return sorted(set(default_ks(n)))
+    bad = sorted({k for k in ks if not 1 <= k <= n})
+    if bad:
+        raise DataError(
+            f"k={', '.join(map(str, bad))} is outside 1..{n}: the file has n={n} completions per case "
+            f"(the fewest of any case); use k from 1 to {n}",
+            path=path,
+        )
+    return sorted(set(ks))
+
+
 def score_generations(
     records: Iterable[Mapping[str, Any]] | str | Path,
     ontology: Ontology | None = None,
     ks: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """All metrics (module docstring) for ``records`` or a ``generations.jsonl`` path: the content of
-    ``metrics.json``. ``ks`` defaults to :func:`default_ks` of n; ks above n are dropped."""
+    ``metrics.json``. ``ks`` defaults to :func:`default_ks` of n (the fewest completions of any case); a
+    k given outside 1..n is a :class:`DataError` naming n, not a silently empty ``pass@k``."""
     path: object = None
     if isinstance(records, (str, Path)):
         path = records
@@ -209,7 +225,7 @@ def score_generations(
     if not cases:
         raise DataError("no cases to score", path=path)
     n = min(len(samples) for _, samples in cases)
-    ks = sorted({k for k in (ks or default_ks(n)) if 1 <= k <= n})
+    ks = _checked_ks(ks, n, path)
     metrics: dict[str, Any] = {
         "metrics_version": METRICS_VERSION,
         "n_cases": len(cases),

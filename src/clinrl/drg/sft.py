@@ -27,7 +27,7 @@ from clinrl.config import (
     resume_checkpoint,
     train_and_save,
 )
-from clinrl.errors import DataError
+from clinrl.errors import DataError, limit_problem
 
 __all__ = ["DRGSFTConfig", "build_sft_dataset", "count_too_long", "load_sft_config", "read_traces", "train_sft"]
 
@@ -56,6 +56,8 @@ class DRGSFTConfig:
     def __post_init__(self) -> None:
         if "output_dir" in self.trl:
             raise ValueError("set output_dir at the top level of the recipe, not under trl")
+        if limit_problem(self.limit):
+            raise ValueError(limit_problem(self.limit))
         if self.trl.get("max_length", 0) is None:
             raise ValueError("trl.max_length must be a number: without a cap TRL cannot report cut rows")
 

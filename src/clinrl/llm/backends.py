@@ -281,6 +281,11 @@ class VLLMBackend:
         except (OSError, ValueError):
             return None
 
+    def start(self) -> None:
+        """Start the engine now (it starts on first use otherwise): a missing vLLM or model folder fails
+        here, so a caller can start the backend before it writes anything about its run."""
+        self._engine()
+
     def _engine(self) -> Any:
         if self._llm is None:
             try:
@@ -289,12 +294,14 @@ class VLLMBackend:
                 raise ClinrlError(
                     "the vllm backend needs vLLM: pip install 'clinrl[vllm]' (GPU) or see `make venv-engines` (CPU)"
                 ) from None
+            from clinrl.llm.hub import resolve_model
+
             memory = self.gpu_memory_utilization
             if memory is None:
                 import torch
 
                 memory = 0.85 if torch.cuda.is_available() else 0.1
-            self._llm = LLM(model=self.model, tensor_parallel_size=self.tensor_parallel_size,
+            self._llm = LLM(model=resolve_model(self.model), tensor_parallel_size=self.tensor_parallel_size,
                             gpu_memory_utilization=memory, max_model_len=self.max_model_len, **self.engine)
         return self._llm
 

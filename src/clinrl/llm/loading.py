@@ -1,7 +1,9 @@
 """Load a causal LM and its tokenizer from a local folder (or a hub name already in the local cache).
 
 One place decides device and dtype: CUDA → bfloat16 on the GPU, otherwise float32 on the CPU. Nothing is
-downloaded unless the caller passes a hub name that is not cached and the machine can reach the hub.
+downloaded unless the user opted in with ``CLINRL_ALLOW_HUB=1`` (:mod:`clinrl.llm.hub`). Weights that
+cannot be read (a truncated or corrupt ``model.safetensors``/``pytorch_model.bin``) are a one-line
+:class:`ClinrlError`, never a traceback: :func:`weight_load_errors` lists what the readers raise.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 
 from clinrl.errors import ClinrlError
 
-__all__ = ["default_device", "load_causal_lm"]
+__all__ = ["default_device", "load_causal_lm", "weight_load_errors"]
 
 
 def default_device() -> str:
@@ -21,11 +23,30 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def weight_load_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions ``from_pretrained`` raises for unreadable files: ``OSError``/``ValueError`` (missing or
+    malformed files), safetensors' ``SafetensorError`` (a cut or corrupt header or body), and for pickled
+    ``.bin`` weights ``UnpicklingError``/``EOFError``. Bugs (``TypeError``, CUDA errors) stay uncaught."""
+    import pickle
+
+    errors: list[type[BaseException]] = [OSError, ValueError, EOFError, pickle.UnpicklingError]
+    try:
+        from safetensors import SafetensorError
+
+        errors.append(SafetensorError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
 def load_causal_lm(path: str | Path, *, device: str | None = None, dtype: str = "auto") -> tuple[Any, Any]:
     """Return ``(model, tokenizer)`` in eval mode; the tokenizer gets a pad token if it has none.
 
     ``dtype``: ``"auto"`` (bfloat16 on CUDA, float32 on CPU), ``"float32"``, ``"bfloat16"`` or ``"float16"``.
     """
+    from clinrl.llm.hub import local_files_only, resolve_model
+
+    source = resolve_model(path)  # a missing folder fails here, before any hub request (or heavy import)
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -38,10 +59,11 @@ def load_causal_lm(path: str | Path, *, device: str | None = None, dtype: str = 
         torch_dtype = getattr(torch, dtype, None)
         if not isinstance(torch_dtype, torch.dtype):
             raise ClinrlError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
-    tokenizer = load_tokenizer(path)  # a clear error for a missing folder or an uncached hub name
+    tokenizer = load_tokenizer(source)
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
-    except (OSError, ValueError) as exc:
-        raise ClinrlError(f"{path}: cannot load a causal LM ({exc.__class__.__name__}: {str(exc)[:200]})") from exc
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=local_files_only())
+    except weight_load_errors() as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise ClinrlError(f"{path}: cannot load a causal LM ({exc.__class__.__name__}: {detail})") from None
     model.to(device).eval()
     return model, tokenizer

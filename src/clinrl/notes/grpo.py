@@ -23,6 +23,7 @@ from clinrl.config import (
     resume_checkpoint,
     train_and_save,
 )
+from clinrl.errors import limit_problem
 from clinrl.notes.rewards import REWARDS, GuardConfig, build_reward
 from clinrl.prm.score import AGGREGATES, ScoreConfig
 
@@ -65,6 +66,8 @@ class NotesGRPOConfig:
             raise ValueError(f"reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards")
         if self.aggregate is not None and self.aggregate not in AGGREGATES:
             raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
+        if limit_problem(self.limit):
+            raise ValueError(limit_problem(self.limit))
         if not 0 < self.held_out_fraction < 1:
             raise ValueError(f"held_out_fraction must be in (0, 1), got {self.held_out_fraction}")
         for key in ("output_dir", "reward_weights"):
@@ -88,7 +91,7 @@ def build_notes_dataset(cfg: NotesGRPOConfig, tokenizer: Any) -> tuple[Any, dict
 
     cases, skipped = load_dialogues(cfg.data)
     split = split_dialogues(cases, cfg.held_out_fraction, cfg.split_seed, skipped)
-    train = split.train[: cfg.limit] if cfg.limit else split.train
+    train = split.train[: cfg.limit] if cfg.limit is not None else split.train
     rows, cut = rl_rows(train, tokenizer, cfg.max_dialogue_tokens)
     report = {
         **split.report, "rows": len(rows), "dialogues_cut": cut,

@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Mapping, Protocol, Sequence, TypeVar
 
-from clinrl.errors import ClinrlError, DataError
+from clinrl.errors import ClinrlError, DataError, shown_id
 from clinrl.prm.edits import RewriteContext, TextPool, rewrite
 from clinrl.prm.labels import clone_problem, number_key, relabel
 from clinrl.prm.notes import ERROR_TYPES, Note, Removal, Swap
@@ -148,7 +148,7 @@ def choose_swap_targets(gold: Note, config: SynthConfig, rng: random.Random) -> 
     if available < config.min_swaps:
         raise NoteTooSmallError(
             f"has {available} headers and steps, fewer than min_swaps={config.min_swaps}",
-            row=f"case {gold.case_id!r}",
+            row=f"case {shown_id(gold.case_id)}",
         )
     n = _weighted(rng, config.swap_count_weights, range(config.min_swaps, min(config.max_swaps, available) + 1))
     targets: list[SwapTarget] = []
@@ -210,7 +210,7 @@ class RuleBasedSynthesizer:
 
 # ------------------------------------------------------------------------------------ applying
 def _invalid(gold: Note, message: str) -> DataError:
-    return DataError(f"invalid edit plan: {message}", row=f"case {gold.case_id!r}")
+    return DataError(f"invalid edit plan: {message}", row=f"case {shown_id(gold.case_id)}")
 
 
 def apply_plan(gold: Note, plan: EditPlan, *, sample_no: int) -> Note:

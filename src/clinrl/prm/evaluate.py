@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from clinrl.errors import ClinrlError, DataError
+from clinrl.errors import ClinrlError, DataError, shown_id
 from clinrl.prm.baselines import RULES
 from clinrl.prm.notes import Note
 
@@ -84,7 +84,7 @@ def group_cases(gold: Sequence[Note], errors: Sequence[Note]) -> tuple[list[Case
     dropped = {"errors_without_gold": 0, "gold_without_errors": 0}
     for i, g in enumerate(gold):
         if g.case_id in seen:
-            raise DataError(f"duplicate gold case {g.case_id!r}", row=i, field="Case_id")
+            raise DataError(f"duplicate gold case {shown_id(g.case_id)}", row=i, field="Case_id")
         seen.add(g.case_id)
         samples = sorted(by_case.get(g.case_id, []), key=lambda n: n.sample_no if n.sample_no is not None else -1)
         if not samples:
@@ -383,7 +383,7 @@ def load_preference_cases(
     preferred = {}
     for i, row in enumerate(labels, start=2):
         if row["Case_id"] in preferred:
-            raise DataError(f"duplicate case {row['Case_id']!r}", path=labels_path, row=i, field="Case_id")
+            raise DataError(f"duplicate case {shown_id(row['Case_id'])}", path=labels_path, row=i, field="Case_id")
         preferred[row["Case_id"]] = row["Preferred_note"]
     grouped: dict[str, list[tuple[str, Note]]] = {}
     for i, row in enumerate(rows, start=2):
@@ -400,8 +400,8 @@ def load_preference_cases(
         names = [name for name, _ in items]
         if preferred[case_id] not in names:
             raise DataError(
-                f"preferred note {preferred[case_id]!r} is not among the case's samples {names}",
-                path=labels_path, field="Preferred_note", row=case_id,
+                f"preferred note {shown_id(preferred[case_id])} is not among the case's {len(names)} samples",
+                path=labels_path, field="Preferred_note", row=shown_id(case_id),
             )  # fmt: skip
         cases.append(Case(case_id, "preference", [n for _, n in items], names.index(preferred[case_id])))
     dropped = {

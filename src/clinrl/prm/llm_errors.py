@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Mapping, Sequence
 
-from clinrl.errors import ClinrlError, DataError
+from clinrl.errors import ClinrlError, DataError, describe_value, shown_id
 from clinrl.prm.errors import (
     EditPlan,
     NoteTooSmallError,
@@ -219,7 +219,7 @@ def parse_swaps(
     try:
         return _parse_swaps(answer, gold, error_type, targets, token_pattern)
     except _Invalid as bad:
-        raise LLMRejectedError(bad.reason, str(bad), row=f"case {gold.case_id!r}") from None
+        raise LLMRejectedError(bad.reason, str(bad), row=f"case {shown_id(gold.case_id)}") from None
 
 
 @lru_cache(maxsize=1)
@@ -253,7 +253,7 @@ def _parse_swaps(answer, gold, error_type, targets, token_pattern) -> list[Swap]
         if (level == "Step") != (step_no is not None) or (step_raw not in (None, "") and step_no is None):
             raise _Invalid("schema", f"Step_no does not fit Error_level {level!r}")
         if item.get("Error_type") != error_type:
-            raise _Invalid("wrong_error_type", f"asked for {error_type!r}, got {item.get('Error_type')!r}")
+            raise _Invalid("wrong_error_type", f"asked for {error_type!r}, got {describe_value(item.get('Error_type'))}")
         key = (problem_no, step_no)
         if key not in positions:
             raise _Invalid("unknown_target", f"the note has no {level.lower()} at {key}")
@@ -331,7 +331,7 @@ class LLMErrorSynthesizer:
         draft = self.draft(gold, rng)
         self.fill([draft])
         if draft.reason is not None:
-            raise LLMRejectedError(draft.reason, row=f"case {gold.case_id!r}")
+            raise LLMRejectedError(draft.reason, row=f"case {shown_id(gold.case_id)}")
         return draft.plan()
 
     # -------------------------------------------------------------- batched use

@@ -30,6 +30,7 @@ from typing import Any, Literal, Sequence
 
 from clinrl.errors import ClinrlError, DataError
 from clinrl.io import write_json_atomic
+from clinrl.llm.loading import weight_load_errors
 from clinrl.prm.encode import HEADS, EncodeSettings, Window, encode_causal, encode_windows
 from clinrl.prm.format import SpecialTokens, TokenIds
 from clinrl.prm.notes import Note
@@ -164,10 +165,14 @@ def load_prm(path: str | Path, *, device: str | None = None, dtype: Any = None) 
     except (OSError, json.JSONDecodeError) as err:
         raise DataError(f"unreadable: {err}", path=meta_path) from None
     meta = PRMMeta.from_dict(raw, meta_path)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
     auto = AutoModelForCausalLM if meta.head == "causal-lm" else AutoModelForTokenClassification
     kwargs = {"dtype": dtype} if dtype is not None else {}
-    model = auto.from_pretrained(folder, **kwargs)
+    try:  # a local folder: never a hub request
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        model = auto.from_pretrained(folder, local_files_only=True, **kwargs)
+    except weight_load_errors() as err:  # e.g. a truncated model.safetensors
+        detail = " ".join(str(err).split())[:200]
+        raise DataError(f"cannot load the PRM ({type(err).__name__}: {detail})", path=folder) from None
     if device is not None:
         model.to(device)
     model.eval()

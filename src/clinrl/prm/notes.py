@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
-from clinrl.errors import DataError
+from clinrl.errors import DataError, describe_value, shown_id
 from clinrl.io import atomic_path
 
 __all__ = [
@@ -206,7 +206,7 @@ class _Ctx:
         self.path, self.index = path, index
         case = raw.get("Case_id") if isinstance(raw, dict) else None
         sample = raw.get("Sample_no") if isinstance(raw, dict) else None
-        self.row = f"{index} (case {case!r}" + (f", sample {sample!r})" if sample is not None else ")")
+        self.row = f"{index} (case {shown_id(case)}" + (f", sample {shown_id(sample)})" if sample is not None else ")")
 
     def fail(self, message: str, field_name: str) -> NoteSchemaError:
         return NoteSchemaError(message, path=self.path, row=self.row, field=field_name)
@@ -227,12 +227,21 @@ def _need(obj: Any, key: str, kinds: type | tuple[type, ...], ctx: _Ctx, where: 
 def _label(obj: dict, key: str, ctx: _Ctx, where: str) -> Label:
     value = _need(obj, key, str, ctx, where)
     if value not in LABELS:
-        raise ctx.fail(f"label must be '+' or '-', got {value!r}", f"{where}{key}")
+        raise ctx.fail(f"label must be '+' or '-', got {describe_value(value)}", f"{where}{key}")
     return value  # type: ignore[return-value]
 
 
+MAX_NUMBER_CHARS = 16
+
+
 def _number(obj: dict, key: str, ctx: _Ctx, where: str) -> str:
-    return str(_need(obj, key, (str, int), ctx, where))
+    """A ``Problem_no``/``Step_no``: an integer or a short one-line string ("2", "2a"). The cap keeps text
+    out of the numbering, which error messages and label reports quote."""
+    value = str(_need(obj, key, (str, int), ctx, where))
+    if len(value) > MAX_NUMBER_CHARS or not value.isprintable():
+        raise ctx.fail(f"expected a short number (≤ {MAX_NUMBER_CHARS} printable characters), got "
+                       f"{describe_value(obj[key])}", f"{where}{key}")  # fmt: skip
+    return value
 
 
 def _step(raw: Any, ctx: _Ctx, where: str) -> Step:
@@ -263,7 +272,7 @@ def _object(raw: Any, ctx: _Ctx, where: str) -> dict:
 def _level(raw: dict, ctx: _Ctx, where: str) -> str:
     level = _need(raw, "Error_level", str, ctx, where)
     if level not in LEVELS:
-        raise ctx.fail(f"must be one of {LEVELS}, got {level!r}", f"{where}Error_level")
+        raise ctx.fail(f"must be one of {LEVELS}, got {describe_value(level)}", f"{where}Error_level")
     if level == "Step" and "Step_no" not in raw:
         raise ctx.fail("missing for a step-level edit", f"{where}Step_no")
     return level
@@ -273,7 +282,7 @@ def _swap(raw: Any, ctx: _Ctx, where: str) -> Swap:
     level = _level(_object(raw, ctx, where), ctx, where)
     error_type = _need(raw, "Error_type", str, ctx, where)
     if error_type not in ERROR_TYPES:
-        raise ctx.fail(f"must be one of {ERROR_TYPES}, got {error_type!r}", f"{where}Error_type")
+        raise ctx.fail(f"must be one of {ERROR_TYPES}, got {describe_value(error_type)}", f"{where}Error_type")
     return Swap(
         level=level,  # type: ignore[arg-type]
         problem_no=_number(raw, "Problem_no", ctx, where),
@@ -288,7 +297,7 @@ def _removal(raw: Any, ctx: _Ctx, where: str) -> Removal:
     level = _level(_object(raw, ctx, where), ctx, where)
     change = _need(raw, "Change_type", str, ctx, where)
     if change not in CHANGE_TYPES:
-        raise ctx.fail(f"must be one of {CHANGE_TYPES}, got {change!r}", f"{where}Change_type")
+        raise ctx.fail(f"must be one of {CHANGE_TYPES}, got {describe_value(change)}", f"{where}Change_type")
     content = _need(raw, "Original_content", dict, ctx, where)
     inner = f"{where}Original_content."
     original: Step | Problem = _step(content, ctx, inner) if level == "Step" else _problem(content, ctx, inner)
@@ -433,7 +442,7 @@ def load_notes(path: str | Path) -> list[Note]:
         with _open_text(path) as handle:
             raw = json.load(handle, object_pairs_hook=_unique_keys)
     except _DuplicateKey as err:
-        raise NoteSchemaError(f"a JSON object names key {err} twice", path=path, field=str(err)) from None
+        raise NoteSchemaError(f"a JSON object names key {shown_id(str(err))} twice", path=path) from None
     except RecursionError:
         raise NoteSchemaError("not readable as JSON: nested too deeply", path=path) from None
     except (OSError, EOFError, zlib.error, UnicodeDecodeError, json.JSONDecodeError) as err:

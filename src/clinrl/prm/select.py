@@ -105,6 +105,7 @@ def read_candidates(paths: Sequence[str | Path]) -> tuple[list[Note | str], list
     """Candidate notes from files: PRM-Clinic JSON (``.json``/``.json.gz``, every note in it) or plain text
     (one free-text note per file). Returns the notes and a name per note (file, and case/sample for JSON)."""
     from clinrl.errors import DataError
+    from clinrl.io import read_text_file
     from clinrl.prm.notes import load_notes
 
     notes: list[Note | str] = []
@@ -117,10 +118,7 @@ def read_candidates(paths: Sequence[str | Path]) -> tuple[list[Note | str], list
             names += [f"{path.name}[{i}]" + (f" s{n.sample_no}" if n.sample_no is not None else "")
                       for i, n in enumerate(loaded)]  # fmt: skip
             continue
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise DataError(f"not readable as text: {err}", path=path) from None
+        text = read_text_file(path)
         if not text.strip():
             raise DataError("empty note", path=path)
         notes.append(text)

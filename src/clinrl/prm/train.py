@@ -115,6 +115,8 @@ class PRMTrainConfig:
             raise ClinrlError("no training data: set train_data (a `clinrl prm build` output) or gold (+ synthesize)")
         if not 0 < self.note_fraction < 1:
             raise ClinrlError(f"note_fraction must be in (0, 1), got {self.note_fraction}")
+        if not self.learning_rate > 0:  # the optimiser would refuse it only after the model has loaded
+            raise ClinrlError(f"learning_rate must be > 0, got {self.learning_rate}")
 
     @property
     def settings(self) -> EncodeSettings:
@@ -317,24 +319,30 @@ def _load_base(config: PRMTrainConfig, notes: Sequence[Note]):
     from transformers.utils import logging as hf_logging
 
     from clinrl.config import ensure_pad_token
+    from clinrl.llm.hub import local_files_only, resolve_model
+    from clinrl.llm.loading import weight_load_errors
     from clinrl.prm.model import prepare_tokens, resolve_model_path
 
     path = resolve_model_path(config.model_name_or_path)
     if path.startswith(TINY_PREFIX):
         path = _tiny_model(path[len(TINY_PREFIX) :], notes, Path(config.output_dir) / "base_model", config)
+    path = resolve_model(path)  # a missing folder fails here, before any hub request
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "newly initialised head" load report is expected here
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        offline = local_files_only()
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=offline)
         # float32 master weights; bf16 is autocast by accelerate (or handled by DeepSpeed's bf16 config)
         if config.head == "causal-lm":
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, local_files_only=offline)
         else:
             model = AutoModelForTokenClassification.from_pretrained(
-                path, num_labels=2, id2label={0: "-", 1: "+"}, label2id={"-": 0, "+": 1}, dtype=torch.float32
+                path, num_labels=2, id2label={0: "-", 1: "+"}, label2id={"-": 0, "+": 1}, dtype=torch.float32,
+                local_files_only=offline,
             )
-    except OSError as err:
-        raise ClinrlError(f"cannot load model {config.model_name_or_path!r}: {err}") from None
+    except weight_load_errors() as err:
+        detail = " ".join(str(err).split())[:200]
+        raise ClinrlError(f"cannot load model {config.model_name_or_path!r} ({type(err).__name__}: {detail})") from None
     finally:
         hf_logging.set_verbosity(verbosity)
     ensure_pad_token(tokenizer)

@@ -47,10 +47,17 @@ def _sse(obj: Any) -> str:
 
 
 def _validation_message(errors: list[dict[str, Any]]) -> str:
-    """Where and what, never the offending input value."""
-    parts = [f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg', 'invalid')}"
+    """Where and what, never the offending input value: pydantic's ``msg`` does not quote the input, and each
+    part of the location (a dict key may be any client text) is shown only when it is a short identifier."""
+    parts = [f"{'.'.join(_loc_part(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg', 'invalid')}"
              for e in errors[:5]]  # fmt: skip
-    return "; ".join(parts)
+    more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more
+
+
+def _loc_part(part: Any) -> str:
+    text = str(part)
+    return text if len(text) <= 40 and text.isprintable() else "<key>"
 
 
 def _install_error_handlers(api: Any) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from clinrl.errors import one_line
+
 __all__ = ["ApiError", "error_body", "error_bytes"]
 
 ERROR_TYPES = {
@@ -31,7 +33,8 @@ class ApiError(Exception):
 
 
 def error_body(status: int, code: str, message: str) -> dict[str, Any]:
-    return {"error": {"message": message, "type": ERROR_TYPES.get(status, "server_error"), "code": code}}
+    """The error JSON; the message on one line and capped (:func:`clinrl.errors.one_line`)."""
+    return {"error": {"message": one_line(message), "type": ERROR_TYPES.get(status, "server_error"), "code": code}}
 
 
 def error_bytes(status: int, code: str, message: str) -> bytes:
