@@ -9,8 +9,9 @@ stale buffer would keep sampling from the *initial* policy — every rollout off
 
 :func:`install_weight_sync` replaces the trainer's sync, in colocate mode only, by vLLM's own in-place
 reload protocol (``initialize_layerwise_reload`` → ``load_weights`` of all parameters →
-``finalize_layerwise_reload``), which re-runs each layer's post-load processing. Where that protocol does
-not exist (vLLM ≤ 0.31, the versions TRL supports) TRL's sync is kept as it is. The reload buffers the
+``finalize_layerwise_reload``), which re-runs each layer's post-load processing — on vLLM's CPU build and
+on vLLM releases newer than TRL supports (> 0.31). On a GPU with a vLLM that TRL supports, TRL's own,
+tested sync is kept. The reload buffers the
 tensors of a layer until the layer is complete, so each tensor is cloned: under ZeRO-3 TRL yields a
 parameter's data only while it is gathered.
 
@@ -118,11 +119,20 @@ def _reprocess_tied(model: Any) -> None:
                 method.process_weights_after_loading(module)
 
 
+def _needs_reload_sync() -> bool:
+    """True on vLLM's CPU build and on vLLM newer than TRL 1.16 supports (> 0.31)."""
+    import vllm
+    from packaging.version import Version
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu() or Version(vllm.__version__).release[:2] > (0, 31)
+
+
 def install_weight_sync(trainer: Any) -> bool:
-    """Make the trainer's colocated vLLM weight sync use vLLM's reload protocol where vLLM has it.
-    Returns True when the sync was replaced."""
+    """Make the trainer's colocated vLLM weight sync use vLLM's reload protocol where TRL's does not work
+    (module docstring). Returns True when the sync was replaced."""
     engine = colocated_engine(trainer)
-    if engine is None or _layerwise_reload() is None:
+    if engine is None or _layerwise_reload() is None or not _needs_reload_sync():
         return False
     generation = trainer.vllm_generation
     generation.sync_weights = types.MethodType(_reload_sync, generation)
