@@ -104,10 +104,12 @@ def prompt_budget(backend: Any, params: SamplingParams, max_prompt_tokens: int |
     return None
 
 
-def case_messages(text: str, backend: Any, budget: int | None) -> list[dict[str, str]]:
+def case_messages(text: str, backend: Any, budget: int | None, tokenizer: Any = None) -> list[dict[str, str]]:
+    """The chat prompt of one case, its course cut to ``budget`` tokens with ``tokenizer`` (default: the
+    backend's own; a remote backend has none unless the caller gives one, and then courses go whole)."""
     from clinrl.drg.prompts import build_messages, truncate_course
 
-    tokenizer = getattr(backend, "tokenizer", None)
+    tokenizer = tokenizer if tokenizer is not None else getattr(backend, "tokenizer", None)
     if tokenizer is not None and budget is not None:
         text = truncate_course(text, tokenizer, budget)
     return build_messages(text)
@@ -156,10 +158,12 @@ def run_eval(
     ks: Sequence[int] | None = None,
     meta: dict[str, Any] | None = None,
     plots: bool = True,
+    tokenizer: Any = None,
 ) -> dict[str, Any]:
     """Generate ``params.n`` completions for every case of ``data`` (first ``limit``) not yet in
     ``out_dir/generations.jsonl``, ``batch_size`` cases per backend call, then write and return the
-    metrics (module docstring). ``meta`` (e.g. ``{"model": PATH, "sft_examples": N}``) is recorded."""
+    metrics (module docstring). ``meta`` (e.g. ``{"model": PATH, "sft_examples": N}``) is recorded.
+    ``tokenizer`` cuts courses for a backend without one of its own (an endpoint)."""
     from tqdm import tqdm
 
     if batch_size < 1:
@@ -191,7 +195,7 @@ def run_eval(
         ) as bar:
             for start in range(0, len(todo), batch_size):
                 batch = todo[start : start + batch_size]
-                prompts = [case_messages(c["text"], backend, budget) for c in batch]
+                prompts = [case_messages(c["text"], backend, budget, tokenizer) for c in batch]
                 seed = None if params.seed is None else params.seed + reused + start
                 outputs = backend.generate(prompts, params.with_(seed=seed))
                 if len(outputs) != len(batch):
