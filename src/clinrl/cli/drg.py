@@ -243,6 +243,34 @@ def _generation_backend(kind: str, model: Path, batch_size: int, vllm: dict | No
     return get_backend(kind, model=str(model))
 
 
+def _openai_eval_backend(endpoint, model, api_key_env, concurrency, cache_dir, tokenizer, max_prompt_tokens):
+    """(OpenAIBackend, tokenizer or None) for ``drg eval --backend openai``.
+
+    The server's tokenizer and context length are unknown here, so courses are cut only when the user gives
+    both a local ``--tokenizer`` of the served model and ``--max-prompt-tokens``; with neither, each course
+    is sent whole (said on stderr) and a server whose context is too short refuses that case (HTTP 400,
+    the run stops; finished batches stay in generations.jsonl). One without the other is refused: a budget
+    cannot be counted without the tokenizer, and a tokenizer alone gives no budget."""
+    from clinrl.errors import ClinrlError
+    from clinrl.llm.backends import get_backend
+
+    if not endpoint:
+        raise ClinrlError("--backend openai needs --endpoint URL and --model NAME (course text is sent there)")
+    if (tokenizer is None) != (max_prompt_tokens is None):
+        raise ClinrlError("--backend openai cuts courses only with both --tokenizer PATH and --max-prompt-tokens N")
+    tok = None
+    if tokenizer is not None:
+        from clinrl.config import load_tokenizer
+
+        tok = load_tokenizer(tokenizer)
+    else:
+        typer.echo("courses are sent whole (no --tokenizer/--max-prompt-tokens): the server must fit them", err=True)
+    extra = {"cache_dir": str(cache_dir)} if cache_dir is not None else {}
+    backend = get_backend("openai", endpoint=endpoint, model=model, max_concurrency=concurrency,
+                          api_key_env=api_key_env, **extra)  # fmt: skip
+    return backend, tok
+
+
 @app.command("eval")
 def eval_command(
     model: Path = typer.Option(..., "--model", help="Model folder (transformers format) or vLLM model path."),
@@ -255,7 +283,18 @@ def eval_command(
     max_prompt_tokens: Optional[int] = typer.Option(
         None, "--max-prompt-tokens", help="Cut courses to this prompt size (default: context − max-new-tokens)."
     ),
-    backend: str = typer.Option("transformers", "--backend", help="transformers or vllm."),
+    backend: str = typer.Option(
+        "transformers", "--backend", help="transformers, vllm, or openai (a served model: --endpoint, --model NAME)."
+    ),
+    endpoint: Optional[str] = typer.Option(
+        None, "--endpoint", help="openai: the server's base URL (course text is sent there)."
+    ),
+    api_key_env: str = typer.Option("CLINRL_API_KEY", "--api-key-env", help="openai: env variable with the key."),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, help="openai: requests in flight at once."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="openai: on-disk response cache."),
+    tokenizer: Optional[Path] = typer.Option(
+        None, "--tokenizer", help="openai: local tokenizer of the served model, to cut courses to --max-prompt-tokens."
+    ),
     batch_size: int = typer.Option(8, "--batch-size", help="Cases per generate call (and per flush to disk)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N cases (≥ 1)."),
     constrained: bool = typer.Option(False, "--constrained", help="Answers restricted to v34 descriptions."),
@@ -277,20 +316,28 @@ def eval_command(
 ) -> None:
     """Sample n completions per test case (resumable) and score them: Pass@1/Pass@k/Maj@k and more."""
     from clinrl.drg.evaluate import parse_shard, run_eval
-    from clinrl.errors import check_limit
+    from clinrl.errors import ClinrlError, check_limit
     from clinrl.llm.backends import SamplingParams
 
     check_limit(limit)  # before the model loads
     part = parse_shard(shard) if shard is not None else None
     params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
     meta = {"model": str(model), **({"sft_examples": sft_examples} if sft_examples is not None else {})}
-    vllm = {"tensor_parallel_size": tensor_parallel_size, "gpu_memory_utilization": gpu_memory_utilization,
-            "max_model_len": max_model_len, "dtype": dtype, "enforce_eager": enforce_eager or None,
-            "progress": not quiet}
+    tok = None
+    if backend == "openai":
+        gen, tok = _openai_eval_backend(endpoint, str(model), api_key_env, concurrency, cache_dir, tokenizer,
+                                        max_prompt_tokens)  # fmt: skip
+        meta.update(endpoint=endpoint, **({"tokenizer": str(tokenizer)} if tokenizer is not None else {}))
+    else:
+        if endpoint is not None or tokenizer is not None:
+            raise ClinrlError("--endpoint and --tokenizer belong to --backend openai")
+        vllm = {"tensor_parallel_size": tensor_parallel_size, "gpu_memory_utilization": gpu_memory_utilization,
+                "max_model_len": max_model_len, "dtype": dtype, "enforce_eager": enforce_eager or None,
+                "progress": not quiet}
+        gen = _generation_backend(backend, model, batch_size, vllm)
     metrics = run_eval(
-        _generation_backend(backend, model, batch_size, vllm), data, params, out, limit=limit,
-        constrained=constrained, batch_size=batch_size, progress=not quiet, max_prompt_tokens=max_prompt_tokens,
-        meta=meta, shard=part,
+        gen, data, params, out, limit=limit, constrained=constrained, batch_size=batch_size,
+        progress=not quiet, max_prompt_tokens=max_prompt_tokens, meta=meta, tokenizer=tok, shard=part,
     )
     typer.echo((out / "summary.md").read_text(encoding="utf-8"), err=True)
     typer.echo(json.dumps(_headline(metrics)))
@@ -348,7 +395,18 @@ def predict_command(
     top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling threshold."),
     max_new_tokens: int = typer.Option(1024, "--max-new-tokens", help="Tokens generated per sample at most."),
     max_prompt_tokens: Optional[int] = typer.Option(None, "--max-prompt-tokens", help="Cut the course to fit this."),
-    backend: str = typer.Option("transformers", "--backend", help="transformers or vllm."),
+    backend: str = typer.Option(
+        "transformers", "--backend", help="transformers, vllm, or openai (a served model: --endpoint, --model NAME)."
+    ),
+    endpoint: Optional[str] = typer.Option(
+        None, "--endpoint", help="openai: the server's base URL (course text is sent there)."
+    ),
+    api_key_env: str = typer.Option("CLINRL_API_KEY", "--api-key-env", help="openai: env variable with the key."),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, help="openai: requests in flight at once."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="openai: on-disk response cache."),
+    tokenizer: Optional[Path] = typer.Option(
+        None, "--tokenizer", help="openai: local tokenizer of the served model, to cut courses to --max-prompt-tokens."
+    ),
     constrained: bool = typer.Option(False, "--constrained", help="Answers restricted to v34 descriptions."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),

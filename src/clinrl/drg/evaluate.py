@@ -119,10 +119,12 @@ def prompt_budget(backend: Any, params: SamplingParams, max_prompt_tokens: int |
     return None
 
 
-def case_messages(text: str, backend: Any, budget: int | None) -> list[dict[str, str]]:
+def case_messages(text: str, backend: Any, budget: int | None, tokenizer: Any = None) -> list[dict[str, str]]:
+    """The chat prompt of one case, its course cut to ``budget`` tokens with ``tokenizer`` (default: the
+    backend's own; a remote backend has none unless the caller gives one, and then courses go whole)."""
     from clinrl.drg.prompts import build_messages, truncate_course
 
-    tokenizer = getattr(backend, "tokenizer", None)
+    tokenizer = tokenizer if tokenizer is not None else getattr(backend, "tokenizer", None)
     if tokenizer is not None and budget is not None:
         text = truncate_course(text, tokenizer, budget)
     return build_messages(text)
@@ -203,11 +205,13 @@ def run_eval(
     meta: dict[str, Any] | None = None,
     plots: bool = True,
     shard: tuple[int, int] | None = None,
+    tokenizer: Any = None,
 ) -> dict[str, Any]:
     """Generate ``params.n`` completions for every case of ``data`` (first ``limit``; for ``shard=(i, N)``
     only that shard's batches) not yet in ``out_dir/generations.jsonl``, one backend call per batch of
     ``batch_size`` cases, then write and return the metrics (module docstring). ``meta`` (e.g.
-    ``{"model": PATH, "sft_examples": N}``) is recorded."""
+    ``{"model": PATH, "sft_examples": N}``) is recorded. ``tokenizer`` cuts courses for a backend without
+    one of its own (an endpoint)."""
     from tqdm import tqdm
 
     if batch_size < 1:
@@ -246,7 +250,7 @@ def run_eval(
         ) as bar:
             for positions in todo_batches:
                 batch = [all_cases[i] for i in positions]
-                prompts = [case_messages(c["text"], backend, budget) for c in batch]
+                prompts = [case_messages(c["text"], backend, budget, tokenizer) for c in batch]
                 first = positions[0] - positions[0] % batch_size  # the batch's first case in the whole set
                 seed = None if params.seed is None else params.seed + first
                 outputs = backend.generate(prompts, params.with_(seed=seed))

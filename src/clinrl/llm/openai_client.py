@@ -13,6 +13,11 @@
 - ``cache_dir``: one JSON file per request, named by a hash of (endpoint URL, model, request body), written
   atomically, so an interrupted job re-run asks only what it has not asked yet.
 - Errors raise :class:`clinrl.errors.ClinrlError` naming the endpoint, never the prompt text.
+- ``guided_regex``: every completion must match this regex (``drg eval --constrained``). It is sent as
+  vLLM's structured-output field ``"structured_outputs": {"regex": …}`` (vLLM ≥ 0.11; the older
+  ``guided_regex`` field is gone in the vLLM this project tests). Other servers ignore or refuse that
+  field, so before the first constrained request the client asks ``GET /models`` and goes on only if the
+  endpoint says it is vLLM (``owned_by: "vllm"``); otherwise a ClinrlError, never unconstrained answers.
 """
 
 from __future__ import annotations
@@ -140,11 +145,13 @@ class OpenAIBackend:
     max_retries: int = 5
     backoff_s: float = 1.0
     progress: bool = False
+    guided_regex: str | None = None
     name: str = field(default="openai", init=False)
     stats: Counter = field(default_factory=Counter, init=False, repr=False)
     _client: Any = field(default=None, init=False, repr=False)
     _lock: Any = field(default_factory=threading.Lock, init=False, repr=False)
     _slots: Any = field(default=None, init=False, repr=False)
+    _vllm_checked: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.base_url = api_base(self.endpoint)
@@ -172,6 +179,9 @@ class OpenAIBackend:
         """Like :meth:`generate`, but a failed prompt yields its :class:`ClinrlError` in place (for jobs
         that count failures instead of stopping)."""
         from tqdm import tqdm
+
+        if self.guided_regex is not None:
+            self._require_vllm()
 
         def one(prompt: Prompt) -> list[str] | ClinrlError:
             try:
@@ -218,6 +228,8 @@ class OpenAIBackend:
             missing = params.n - len(texts)
             seed = params.seed if round_ == 0 or params.seed is None else params.seed + round_
             route, body = request_body(self.model, prompt, params.with_(seed=seed), n=missing)
+            if self.guided_regex is not None:
+                body["structured_outputs"] = {"regex": self.guided_regex}
             got = _texts(route, self._request(route, body), f"{self.base_url}/{route}")
             texts += [cut_at_stop(t, params.stop) for t in got[:missing]]
             round_ += 1
@@ -253,6 +265,26 @@ class OpenAIBackend:
             with self._lock:
                 self.stats["cache_writes"] += 1
         return payload
+
+    def _require_vllm(self) -> None:
+        """Refuse a regex constraint unless ``GET /models`` says the endpoint is vLLM (checked once): a
+        server that ignores ``structured_outputs`` would return unconstrained answers without a word."""
+        if self._vllm_checked:
+            return
+        import httpx
+
+        url = f"{self.base_url}/models"
+        try:
+            response = self._http().get(url)
+            payload = response.json() if response.status_code == 200 else None
+        except (httpx.TransportError, ValueError):
+            payload = None
+        data = payload.get("data") if isinstance(payload, dict) else None
+        owners = {m.get("owned_by") for m in data if isinstance(m, dict)} if isinstance(data, list) else set()
+        if "vllm" not in owners:
+            raise ClinrlError(f"constrained answers through the openai backend need a vLLM server (structured "
+                              f"outputs); {url} does not list a model owned_by 'vllm'")  # fmt: skip
+        self._vllm_checked = True
 
     # ------------------------------------------------------------------ HTTP
     def _http(self) -> Any:
