@@ -286,6 +286,16 @@ class VLLMBackend:
         here, so a caller can start the backend before it writes anything about its run."""
         self._engine()
 
+    def _cpu_defaults(self) -> dict[str, Any]:
+        """On vLLM's CPU build a seeded request whose prompt is prefilled in chunks kills the engine
+        ("CPU Generator does not use offset"), and clinrl always seeds: prefill each prompt whole. The
+        ``engine`` options given still win."""
+        length = self.context_length
+        defaults: dict[str, Any] = {"enable_chunked_prefill": False}
+        if length:
+            defaults["max_num_batched_tokens"] = max(length, 2048)
+        return {k: v for k, v in defaults.items() if k not in self.engine}
+
     def _engine(self) -> Any:
         if self._llm is None:
             try:
@@ -296,13 +306,15 @@ class VLLMBackend:
                 ) from None
             from clinrl.llm.hub import resolve_model
 
+            import torch
+
+            gpu = torch.cuda.is_available()
             memory = self.gpu_memory_utilization
             if memory is None:
-                import torch
-
-                memory = 0.85 if torch.cuda.is_available() else 0.1
+                memory = 0.85 if gpu else 0.1
             self._llm = LLM(model=resolve_model(self.model), tensor_parallel_size=self.tensor_parallel_size,
-                            gpu_memory_utilization=memory, max_model_len=self.max_model_len, **self.engine)
+                            gpu_memory_utilization=memory, max_model_len=self.max_model_len,
+                            **({} if gpu else self._cpu_defaults()), **self.engine)
         return self._llm
 
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[str]]:
