@@ -113,3 +113,28 @@ def test_transformers_fast_path_matches_the_reference_in_the_engine_venv(prm_dir
     reference, _ = score_all(load_scorer(prm_dir, ScoreConfig(fast=False)), cases)
     fast, _ = score_all(load_scorer(prm_dir, ScoreConfig(fast=True, batch_size=4)), cases)
     assert compare(reference, fast)["max_dp"] <= 1e-4
+
+
+def test_cli_best_of_n_backend_vllm_ranks_like_transformers(prm_dir, tmp_path, capsys):
+    """`clinrl prm best-of-n --backend vllm` with the engine options on the command line (its own engine)."""
+    import json
+
+    from clinrl.prm.notes import save_notes
+    from tests.reliability.cli import run_cli
+
+    case = dev_cases(None)[1]
+    notes, dialogue = tmp_path / "candidates.json", tmp_path / "dialogue.txt"
+    save_notes(case.candidates, notes)
+    dialogue.write_text(case.candidates[0].dialogue, encoding="utf-8")
+    common = ["prm", "best-of-n", "--model", prm_dir, "--dialogue", dialogue, "--notes", notes]
+    engine = ["--backend", "vllm", "--dtype", "float32", "--enforce-eager", "--gpu-memory-utilization", "0.05",
+              "--max-model-len", "4096"]  # fmt: skip
+    rankings = {}
+    for name, extra in (("transformers", []), ("vllm", engine)):
+        code, _, err = run_cli(common + extra + ["--json", tmp_path / f"{name}.json"], capsys)
+        assert code == 0, err[-2000:]
+        rankings[name] = json.loads((tmp_path / f"{name}.json").read_text())["ranking"]
+    ref, got = rankings["transformers"], rankings["vllm"]
+    assert [e["index"] for e in got] == [e["index"] for e in ref]
+    diffs = [abs(a["p_plus"] - b["p_plus"]) for r, g in zip(ref, got) for a, b in zip(r["slots"], g["slots"])]
+    assert max(diffs) <= TOLERANCE

@@ -58,3 +58,14 @@ def test_backend_vllm_refuses_an_encoder_prm(tmp_path, capsys):
 def test_unknown_backend_is_one_clean_line(prm_dir, tmp_path, capsys):
     argv = _commands(prm_dir, tmp_path)["score"] + ["--backend", "onnx"]
     assert_clean_error(argv, capsys, "--backend must be transformers or vllm")
+
+
+def test_backend_vllm_refuses_a_vllm_without_raw_logprobs(prm_dir, tmp_path, capsys, monkeypatch):
+    """Before logprobs_mode (vLLM < 0.10.2) returned log-probabilities may be processed ones: refused."""
+    import dataclasses
+    import types
+
+    old = types.SimpleNamespace(__version__="0.9.2", EngineArgs=dataclasses.make_dataclass("EngineArgs", ["model"]))
+    monkeypatch.setitem(sys.modules, "vllm", old)
+    argv = _commands(prm_dir, tmp_path)["score"] + ["--backend", "vllm"]
+    assert_clean_error(argv, capsys, "vLLM >= 0.10.2", "found 0.9.2")

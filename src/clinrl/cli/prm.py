@@ -324,13 +324,15 @@ def score_command(
     scorer = _load_scorer(model, probability, context, batch_size, not no_fast, backend, **engine)
     progress, advance = _progress(len(candidates), "scoring")
     results = []
+    chunk = 64 if backend == "vllm" else 1  # vLLM batches and prefix-caches a whole engine call
     try:
         with progress:
-            for name, note in zip(names, candidates):
-                scored = scorer.score_note(note, dialog)
-                extra = {} if isinstance(note, str) else {"case_id": note.case_id, "sample_no": note.sample_no}
-                results.append({"name": name, **extra, **scored.to_dict()})
-                advance(1)
+            for start in range(0, len(candidates), chunk):
+                part = candidates[start : start + chunk]
+                for name, note, scored in zip(names[start:], part, scorer.score_notes(part, dialog)):
+                    extra = {} if isinstance(note, str) else {"case_id": note.case_id, "sample_no": note.sample_no}
+                    results.append({"name": name, **extra, **scored.to_dict()})
+                advance(len(part))
     finally:
         _close(scorer)
     write_json_atomic(json_out, {"model": str(model), "config": vars(scorer.config), "head": scorer.head,

