@@ -32,6 +32,13 @@ def dev_cases(per_source: int | None = CASES_PER_SOURCE):
     return cases if per_source is None else limit_cases(cases, per_source)
 
 
+def first_notes(k: int = 4) -> list:
+    """One pseudo-case: the first ``k`` candidates of the first dev case (gold + error samples)."""
+    from types import SimpleNamespace
+
+    return [SimpleNamespace(candidates=dev_cases(None)[0].candidates[:k])]
+
+
 def score_all(scorer, cases) -> tuple[list[list], float]:
     """Every case's candidates scored (one ``score_notes`` call per case, as eval-selection does), seconds."""
     start = time.perf_counter()
@@ -87,10 +94,11 @@ def test_vllm_p_plus_matches_the_reference_scorer_on_dev_cases(prm_dir, vllm_sco
 
 @pytest.mark.parametrize(("probability", "context"), [("binary", "placeholder"), ("full", "plus"), ("full", "greedy")])
 def test_vllm_matches_the_reference_under_the_other_readouts_and_contexts(prm_dir, vllm_scorer, probability, context):
-    """One case per option on the module's engine: binary {+,-} readout, '+' in the slots, greedy labels fed."""
+    """Four notes of a dev case per option, on the module's engine: binary {+,-} readout, '+' in the slots,
+    greedy labels fed."""
     from clinrl.prm.score import ScoreConfig, load_scorer
 
-    cases = dev_cases(None)[:1]
+    cases = first_notes()
     config = ScoreConfig(probability, context, fast=False)
     reference, _ = score_all(load_scorer(prm_dir, config), cases)
     vllm_scorer.config = config
@@ -109,7 +117,7 @@ def test_transformers_fast_path_matches_the_reference_in_the_engine_venv(prm_dir
     once passed its KV cache under 5.2x's keyword only and failed here."""
     from clinrl.prm.score import ScoreConfig, load_scorer
 
-    cases = dev_cases(None)[:1]
+    cases = first_notes()
     reference, _ = score_all(load_scorer(prm_dir, ScoreConfig(fast=False)), cases)
     fast, _ = score_all(load_scorer(prm_dir, ScoreConfig(fast=True, batch_size=4)), cases)
     assert compare(reference, fast)["max_dp"] <= 1e-4
@@ -124,7 +132,7 @@ def test_cli_best_of_n_backend_vllm_ranks_like_transformers(prm_dir, tmp_path, c
 
     case = dev_cases(None)[1]
     notes, dialogue = tmp_path / "candidates.json", tmp_path / "dialogue.txt"
-    save_notes(case.candidates, notes)
+    save_notes(case.candidates[:4], notes)
     dialogue.write_text(case.candidates[0].dialogue, encoding="utf-8")
     common = ["prm", "best-of-n", "--model", prm_dir, "--dialogue", dialogue, "--notes", notes]
     engine = ["--backend", "vllm", "--dtype", "float32", "--enforce-eager", "--gpu-memory-utilization", "0.05",

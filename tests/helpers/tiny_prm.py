@@ -26,6 +26,7 @@ def build_tiny_prm(out: Path, *, max_length: int = 4096, head: str = "causal-lm"
     model = build_tiny_model(tokenizer, shape)
     with torch.no_grad():
         model.get_output_embeddings().weight[[ids.plus, ids.minus]] *= 40.0
-    meta = PRMMeta(head=head, objective="prm", tokens=tokens, loss_mode="special_token", notes_only=False,  # type: ignore[arg-type]
-                   max_length=max_length, dialogue_max_tokens=None, base_model="tiny:qwen2")  # fmt: skip
+    meta = PRMMeta(head=head, objective="prm", tokens=tokens, loss_mode="special_token",  # type: ignore[arg-type]
+                   notes_only=False, max_length=max_length, dialogue_max_tokens=None,
+                   base_model="tiny:qwen2")  # fmt: skip
     return save_prm(out, model, tokenizer, meta)

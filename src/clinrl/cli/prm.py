@@ -250,7 +250,7 @@ _CONTEXT_HELP = "Label slots at inference: placeholder (the study), plus, or gre
 _BACKEND_HELP = "transformers (default) or vllm (causal-LM PRMs, GPUs: prefix-cached, same P(+))."
 _BACKEND = typer.Option("transformers", "--backend", help=_BACKEND_HELP)
 _TP = typer.Option(1, "--tensor-parallel-size", min=1, help="vllm: GPUs one engine spans.")
-_GPU_MEM = typer.Option(0.85, "--gpu-memory-utilization", min=0.01, max=1.0, help="vllm: memory share the engine takes.")
+_GPU_MEM = typer.Option(0.85, "--gpu-memory-utilization", min=0.01, max=1.0, help="vllm: memory share it takes.")
 _DTYPE = typer.Option("auto", "--dtype", help="vllm: auto, float32, bfloat16 or float16.")
 _EAGER = typer.Option(False, "--enforce-eager", help="vllm: no graph capture (faster start, slower scoring).")
 _MAX_LEN = typer.Option(None, "--max-model-len", min=16, help="vllm: context length (default: the model's).")

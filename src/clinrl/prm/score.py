@@ -227,7 +227,9 @@ def default_aggregate(objective: str, meta: Any = None) -> str:
     return getattr(meta, "score_aggregate", None) or "sum_log"
 
 
-def group_by_dialogue(notes: Sequence[Note | str], dialogue: str | None = None) -> tuple[list[Note], dict[str, list[int]]]:
+def group_by_dialogue(
+    notes: Sequence[Note | str], dialogue: str | None = None
+) -> tuple[list[Note], dict[str, list[int]]]:
     """The notes resolved (:func:`as_note`) and their indices grouped by dialogue, in first-seen order."""
     resolved = [as_note(n, dialogue) for n in notes]
     groups: dict[str, list[int]] = {}
