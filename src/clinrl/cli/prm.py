@@ -243,11 +243,42 @@ _PROBABILITY_HELP = "full (softmax over the vocabulary, the study) or binary ({+
 _CONTEXT_HELP = "Label slots at inference: placeholder (the study), plus, or greedy (feed predicted labels)."
 
 
-def _load_scorer(model: Path, probability: str, context: str, batch_size: int, fast: bool = True):
+_BACKEND_HELP = "transformers (default) or vllm (causal-LM PRMs, GPUs: prefix-cached, same P(+))."
+_BACKEND = typer.Option("transformers", "--backend", help=_BACKEND_HELP)
+_TP = typer.Option(1, "--tensor-parallel-size", min=1, help="vllm: GPUs one engine spans.")
+_GPU_MEM = typer.Option(0.85, "--gpu-memory-utilization", min=0.01, max=1.0, help="vllm: memory share it takes.")
+_DTYPE = typer.Option("auto", "--dtype", help="vllm: auto, float32, bfloat16 or float16.")
+_EAGER = typer.Option(False, "--enforce-eager", help="vllm: no graph capture (faster start, slower scoring).")
+_MAX_LEN = typer.Option(None, "--max-model-len", min=16, help="vllm: context length (default: the model's).")
+
+
+def _load_scorer(model: Path, probability: str, context: str, batch_size: int, fast: bool = True,
+                 backend: str = "transformers", **engine: object):  # fmt: skip
+    """The reference scorer (transformers) or :class:`clinrl.prm.vllm_score.VLLMPRMScorer` with the vllm
+    engine options (``None`` values left to vLLM's defaults)."""
+    from clinrl.errors import ClinrlError
     from clinrl.prm.score import ScoreConfig, load_scorer
 
     config = ScoreConfig(probability, context, fast=fast, batch_size=batch_size)  # type: ignore[arg-type]
-    return load_scorer(model, config)
+    if backend == "transformers":
+        return load_scorer(model, config)
+    if backend != "vllm":
+        raise ClinrlError(f"--backend must be transformers or vllm, got {backend!r}")
+    from clinrl.prm.vllm_score import VLLMPRMScorer
+
+    return VLLMPRMScorer(model, config, **{k: v for k, v in engine.items() if v is not None})
+
+
+def _engine(tp: int, gpu_mem: float, dtype: str, eager: bool, max_len: Optional[int]) -> dict:
+    return {"tensor_parallel_size": tp, "gpu_memory_utilization": gpu_mem, "dtype": dtype, "enforce_eager": eager,
+            "max_model_len": max_len}  # fmt: skip
+
+
+def _close(scorer: object) -> None:
+    """Stop a vLLM engine before exit (a transformers scorer has nothing to stop)."""
+    close = getattr(scorer, "close", None)
+    if close is not None:
+        close()
 
 
 def _progress(total: int, label: str):
@@ -269,6 +300,12 @@ def score_command(
     context: str = typer.Option("placeholder", "--context", help=_CONTEXT_HELP),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Note continuations per forward pass."),
     no_fast: bool = typer.Option(False, "--no-fast", help="Use the one-note-at-a-time reference procedure."),
+    backend: str = _BACKEND,
+    tensor_parallel_size: int = _TP,
+    gpu_memory_utilization: float = _GPU_MEM,
+    dtype: str = _DTYPE,
+    enforce_eager: bool = _EAGER,
+    max_model_len: Optional[int] = _MAX_LEN,
 ) -> None:
     """Score notes with a PRM: P(+) at every label slot and note scores (sum_log, min, mean, last)."""
     from clinrl.errors import ClinrlError
@@ -279,17 +316,23 @@ def score_command(
     dialog = read_text_file(dialogue, field="--dialogue") if dialogue is not None else None
     if dialog is None and any(isinstance(n, str) for n in candidates):
         raise ClinrlError("a free-text note needs --dialogue")
-    scorer = _load_scorer(model, probability, context, batch_size, not no_fast)
+    engine = _engine(tensor_parallel_size, gpu_memory_utilization, dtype, enforce_eager, max_model_len)
+    scorer = _load_scorer(model, probability, context, batch_size, not no_fast, backend, **engine)
     progress, advance = _progress(len(candidates), "scoring")
     results = []
-    with progress:
-        for name, note in zip(names, candidates):
-            scored = scorer.score_note(note, dialog)
-            extra = {} if isinstance(note, str) else {"case_id": note.case_id, "sample_no": note.sample_no}
-            results.append({"name": name, **extra, **scored.to_dict()})
-            advance(1)
+    chunk = 64 if backend == "vllm" else 1  # vLLM batches and prefix-caches a whole engine call
+    try:
+        with progress:
+            for start in range(0, len(candidates), chunk):
+                part = candidates[start : start + chunk]
+                for name, note, scored in zip(names[start:], part, scorer.score_notes(part, dialog)):
+                    extra = {} if isinstance(note, str) else {"case_id": note.case_id, "sample_no": note.sample_no}
+                    results.append({"name": name, **extra, **scored.to_dict()})
+                advance(len(part))
+    finally:
+        _close(scorer)
     write_json_atomic(json_out, {"model": str(model), "config": vars(scorer.config), "head": scorer.head,
-                                 "objective": scorer.objective, "notes": results})  # fmt: skip
+                                 "objective": scorer.objective, "backend": backend, "notes": results})  # fmt: skip
     typer.echo(f"{len(results)} notes scored ({dict(scorer.stats)}) -> {json_out}", err=True)
 
 
@@ -305,6 +348,12 @@ def best_of_n_command(
     probability: str = typer.Option("full", "--probability", help=_PROBABILITY_HELP),
     context: str = typer.Option("placeholder", "--context", help=_CONTEXT_HELP),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Note continuations per forward pass."),
+    backend: str = _BACKEND,
+    tensor_parallel_size: int = _TP,
+    gpu_memory_utilization: float = _GPU_MEM,
+    dtype: str = _DTYPE,
+    enforce_eager: bool = _EAGER,
+    max_model_len: Optional[int] = _MAX_LEN,
 ) -> None:
     """Rank candidate notes for one dialogue with a PRM (each note scored on its own)."""
     from rich.console import Console
@@ -314,8 +363,12 @@ def best_of_n_command(
 
     candidates, names = read_candidates(notes)
     dialog = read_text_file(dialogue, field="--dialogue")  # before the model loads
-    scorer = _load_scorer(model, probability, context, batch_size)
-    ranking = best_of_n(dialog, candidates, scorer, aggregate, names=names, weakest=weakest)
+    engine = _engine(tensor_parallel_size, gpu_memory_utilization, dtype, enforce_eager, max_model_len)
+    scorer = _load_scorer(model, probability, context, batch_size, True, backend, **engine)
+    try:
+        ranking = best_of_n(dialog, candidates, scorer, aggregate, names=names, weakest=weakest)
+    finally:
+        _close(scorer)
     Console().print(ranking_table(ranking, show_text=show_text))
     if json_out is not None:
         write_json_atomic(json_out, ranking.to_dict())
@@ -333,6 +386,12 @@ def eval_selection_command(
     context: str = typer.Option("placeholder", "--context", help=_CONTEXT_HELP),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Note continuations per forward pass."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N cases of each Data_source."),
+    backend: str = _BACKEND,
+    tensor_parallel_size: int = _TP,
+    gpu_memory_utilization: float = _GPU_MEM,
+    dtype: str = _DTYPE,
+    enforce_eager: bool = _EAGER,
+    max_model_len: Optional[int] = _MAX_LEN,
 ) -> None:
     """Gold-selection accuracy per Data_source (+ step-level error detection for model scorers)."""
     from rich.console import Console
@@ -344,10 +403,17 @@ def eval_selection_command(
     cases, dropped = group_cases(load_notes(gold), load_notes(errors))
     if limit is not None:
         cases = limit_cases(cases, limit)
-    loaded = _load_scorer(model, probability, context, batch_size) if scorer in MODEL_SCORERS and model else None
+    engine = _engine(tensor_parallel_size, gpu_memory_utilization, dtype, enforce_eager, max_model_len)
+    loaded = None
+    if scorer in MODEL_SCORERS and model:
+        loaded = _load_scorer(model, probability, context, batch_size, True, backend, **engine)
     progress, advance = _progress(len(cases), f"eval {scorer}")
-    with progress:
-        report = evaluate_selection(cases, scorer, model=loaded, aggregate=aggregate, dropped=dropped, progress=advance)
+    try:
+        with progress:
+            report = evaluate_selection(cases, scorer, model=loaded, aggregate=aggregate, dropped=dropped,
+                                        progress=advance)  # fmt: skip
+    finally:
+        _close(loaded)
     Console().print(selection_table(report))
     if any(dropped.values()):
         typer.echo(f"dropped: {dropped}", err=True)
@@ -366,6 +432,12 @@ def eval_preference_command(
     probability: str = typer.Option("full", "--probability", help=_PROBABILITY_HELP),
     context: str = typer.Option("placeholder", "--context", help=_CONTEXT_HELP),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Note continuations per forward pass."),
+    backend: str = _BACKEND,
+    tensor_parallel_size: int = _TP,
+    gpu_memory_utilization: float = _GPU_MEM,
+    dtype: str = _DTYPE,
+    enforce_eager: bool = _EAGER,
+    max_model_len: Optional[int] = _MAX_LEN,
 ) -> None:
     """Accuracy of picking the physician-preferred note (A-Prefer-style data)."""
     from clinrl.io import write_json_atomic
@@ -373,10 +445,16 @@ def eval_preference_command(
     from clinrl.prm.evaluate import MODEL_SCORERS, evaluate_preference, load_preference_cases
 
     cases, dropped = load_preference_cases(csv_path, labels, resolve_tokens(tokens)[1])
-    loaded = _load_scorer(model, probability, context, batch_size) if scorer in MODEL_SCORERS and model else None
+    engine = _engine(tensor_parallel_size, gpu_memory_utilization, dtype, enforce_eager, max_model_len)
+    loaded = None
+    if scorer in MODEL_SCORERS and model:
+        loaded = _load_scorer(model, probability, context, batch_size, True, backend, **engine)
     progress, advance = _progress(len(cases), f"eval {scorer}")
-    with progress:
-        result = evaluate_preference(cases, scorer, model=loaded, aggregate=aggregate, progress=advance)
+    try:
+        with progress:
+            result = evaluate_preference(cases, scorer, model=loaded, aggregate=aggregate, progress=advance)
+    finally:
+        _close(loaded)
     result["dropped"] = dropped
     acc = result["accuracy"]
     typer.echo(f"{scorer}: {'—' if acc is None else f'{acc:.1f}'} % preferred note picked "

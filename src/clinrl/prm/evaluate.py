@@ -319,7 +319,8 @@ def evaluate_selection(
                     r.detection.add(note, s)
     scoring = {}
     if model is not None and scorer in MODEL_SCORERS:
-        scoring = {**vars(model.config), "head": model.head, "objective": model.objective, "paths": dict(model.stats)}
+        scoring = {**vars(model.config), "head": model.head, "objective": model.objective, "paths": dict(model.stats),
+                   "backend": getattr(model, "backend", "transformers")}  # fmt: skip
     return SelectionReport(scorer, agg, sources, overall, dict(dropped or {}), scoring)
 
 

@@ -54,6 +54,26 @@ def _device(model: Any) -> torch.device:
     return next(model.parameters()).device
 
 
+def _cache_kwarg(model: Any) -> str:
+    """The keyword under which the base model takes (and the name under which it returns) the KV cache:
+    ``cache`` from transformers 5.2x, ``past_key_values`` before (5.19, the engine tier's pin). An unknown
+    keyword would be swallowed by ``**kwargs`` and the cache silently ignored, so it is looked up."""
+    import inspect
+
+    params = inspect.signature(model.base_model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _base(model: Any, cache: Any = None, **inputs: Any) -> Any:
+    """``model.base_model(**inputs, use_cache=True)`` with ``cache`` passed under this version's keyword."""
+    extra = {_cache_kwarg(model): cache} if cache is not None else {}
+    return model.base_model(**inputs, **extra, use_cache=True)
+
+
+def _returned_cache(model: Any, out: Any) -> Any:
+    return getattr(out, _cache_kwarg(model))
+
+
 def _probs(model: Any, hidden: torch.Tensor, ids: tuple[int, int], readout: str) -> torch.Tensor:
     logits = model.get_output_embeddings()(hidden)
     return READOUTS[readout](logits, *ids)
@@ -84,8 +104,8 @@ def expand_cache(cache: Any, batch: int, config: Any) -> Any:
 @torch.inference_mode()
 def prefix_cache(model: Any, prefix: Sequence[int]) -> Any:
     """Run the shared prefix once (batch 1); returns its KV cache."""
-    out = model.base_model(input_ids=torch.tensor([list(prefix)], device=_device(model)), use_cache=True)
-    return out.cache
+    out = _base(model, input_ids=torch.tensor([list(prefix)], device=_device(model)))
+    return _returned_cache(model, out)
 
 
 @torch.inference_mode()
@@ -119,9 +139,9 @@ def fast_slot_probs(
             input_ids[row, : len(continuations[i])] = torch.tensor(list(continuations[i]))
             mask[row, n_prefix : n_prefix + len(continuations[i])] = 1
         position_ids = (torch.arange(width) + n_prefix).unsqueeze(0).expand(len(chunk), -1)
-        hidden = model.base_model(
-            input_ids=input_ids.to(device), attention_mask=mask.to(device), position_ids=position_ids.to(device),
-            cache=expand_cache(cache, len(chunk), model.config), use_cache=True,
+        hidden = _base(
+            model, expand_cache(cache, len(chunk), model.config), input_ids=input_ids.to(device),
+            attention_mask=mask.to(device), position_ids=position_ids.to(device),
         ).last_hidden_state  # fmt: skip
         rows = torch.tensor([row for row, i in enumerate(chunk) for _ in positions[i]], dtype=torch.long)
         cols = torch.tensor([p - n_prefix for i in chunk for p in positions[i]], dtype=torch.long)
@@ -163,9 +183,7 @@ def greedy_slot_probs(
     pending: list[int] = []  # the label chosen at the previous slot, not yet fed
     for pos in positions:
         segment = pending + seq[done : pos + 1]
-        hidden = model.base_model(
-            input_ids=torch.tensor([segment], device=device), cache=cache, use_cache=True
-        ).last_hidden_state
+        hidden = _base(model, cache, input_ids=torch.tensor([segment], device=device)).last_hidden_state
         logits = model.get_output_embeddings()(hidden[:, -1])
         probs.append(READOUTS[readout](logits, plus, minus).cpu()[0])
         label_plus = bool(logits[0, plus] >= logits[0, minus])  # same order under either readout

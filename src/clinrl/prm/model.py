@@ -44,6 +44,7 @@ __all__ = [
     "load_prm",
     "minilm_path",
     "prepare_tokens",
+    "read_prm_meta",
     "resolve_model_path",
     "save_prm",
     "slot_probabilities",
@@ -152,10 +153,8 @@ def save_prm(path: str | Path, model: Any, tokenizer: Any, meta: PRMMeta, *, sta
     return out
 
 
-def load_prm(path: str | Path, *, device: str | None = None, dtype: Any = None) -> LoadedPRM:
-    """Load a PRM folder written by :func:`save_prm` (model in eval mode)."""
-    from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
-
+def read_prm_meta(path: str | Path) -> PRMMeta:
+    """The ``clinrl_prm.json`` of a PRM folder, without loading the model (a vLLM scorer loads its own)."""
     folder = Path(path)
     meta_path = folder / META_FILE
     if not meta_path.is_file():
@@ -164,7 +163,15 @@ def load_prm(path: str | Path, *, device: str | None = None, dtype: Any = None) 
         raw = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise DataError(f"unreadable: {err}", path=meta_path) from None
-    meta = PRMMeta.from_dict(raw, meta_path)
+    return PRMMeta.from_dict(raw, meta_path)
+
+
+def load_prm(path: str | Path, *, device: str | None = None, dtype: Any = None) -> LoadedPRM:
+    """Load a PRM folder written by :func:`save_prm` (model in eval mode)."""
+    from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
+
+    folder = Path(path)
+    meta = read_prm_meta(folder)
     auto = AutoModelForCausalLM if meta.head == "causal-lm" else AutoModelForTokenClassification
     kwargs = {"dtype": dtype} if dtype is not None else {}
     try:  # a local folder: never a hub request

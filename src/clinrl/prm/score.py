@@ -23,7 +23,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Literal, Sequence
 
 from clinrl.errors import ClinrlError, DataError
 from clinrl.prm.format import (
@@ -44,6 +44,9 @@ __all__ = [
     "ScoreConfig",
     "SlotScore",
     "as_note",
+    "causal_slot_inputs",
+    "default_aggregate",
+    "group_by_dialogue",
     "load_scorer",
     "slot_layout",
 ]
@@ -189,6 +192,7 @@ class PRMScorer:
     loaded: Any = None
     stats: Counter = field(default_factory=Counter)
     _prefixes: dict[str, list[int]] = field(default_factory=dict, repr=False)
+    backend: ClassVar[str] = "transformers"  # the scorer backend's name (vLLM: clinrl.prm.vllm_score)
 
     def __post_init__(self) -> None:
         if self.head not in _BACKENDS:
@@ -198,20 +202,13 @@ class PRMScorer:
 
     @property
     def default_aggregate(self) -> str:
-        """ORM: ``last``. PRM: the aggregation stored with the model (``score_aggregate`` in
-        ``clinrl_prm.json``) if any, else the study's ``sum_log``."""
-        if self.objective == "orm":
-            return "last"
-        stored = getattr(getattr(self.loaded, "meta", None), "score_aggregate", None)
-        return stored or "sum_log"
+        """See :func:`default_aggregate`."""
+        return default_aggregate(self.objective, getattr(self.loaded, "meta", None))
 
     def score_notes(self, notes: Sequence[Note | str], dialogue: str | None = None) -> list[NoteScore]:
         """Score each note independently (notes of the same dialogue share the prefix computation only)."""
-        resolved = [as_note(n, dialogue) for n in notes]
+        resolved, groups = group_by_dialogue(notes, dialogue)
         out: list[NoteScore | None] = [None] * len(resolved)
-        groups: dict[str, list[int]] = {}
-        for i, note in enumerate(resolved):
-            groups.setdefault(note.dialogue, []).append(i)
         for dialog, members in groups.items():
             scored = _BACKENDS[self.head](self, dialog, [resolved[i] for i in members])
             for i, s in zip(members, scored):
@@ -222,6 +219,25 @@ class PRMScorer:
         return self.score_notes([note], dialogue)[0]
 
 
+def default_aggregate(objective: str, meta: Any = None) -> str:
+    """ORM: ``last``. PRM: the aggregation stored with the model (``score_aggregate`` in ``clinrl_prm.json``,
+    ``meta`` a :class:`~clinrl.prm.model.PRMMeta`) if any, else the study's ``sum_log``."""
+    if objective == "orm":
+        return "last"
+    return getattr(meta, "score_aggregate", None) or "sum_log"
+
+
+def group_by_dialogue(
+    notes: Sequence[Note | str], dialogue: str | None = None
+) -> tuple[list[Note], dict[str, list[int]]]:
+    """The notes resolved (:func:`as_note`) and their indices grouped by dialogue, in first-seen order."""
+    resolved = [as_note(n, dialogue) for n in notes]
+    groups: dict[str, list[int]] = {}
+    for i, note in enumerate(resolved):
+        groups.setdefault(note.dialogue, []).append(i)
+    return resolved, groups
+
+
 def _note_score(note: Note, probs: Sequence[float], fed: list[str] | None = None) -> NoteScore:
     layout = slot_layout(note)
     if len(layout) != len(probs):
@@ -230,19 +246,34 @@ def _note_score(note: Note, probs: Sequence[float], fed: list[str] | None = None
     return NoteScore(slots, fed)
 
 
-def _encode_causal(scorer: PRMScorer, note: Note, dialogue: str) -> tuple[list[int], list[int], list[int]]:
-    """(token ids, structural-token positions, token ids of the prompt+dialogue prefix) of one note, built by
-    the trainer's own encoder (:func:`clinrl.prm.encode.encode_causal`: BOS + the string, dialogue cut to fit)."""
-    from clinrl.prm.encode import EncodeSettings, encode_causal
+def causal_slot_inputs(
+    note: Note, dialogue: str, tokenizer: Any, tokens: SpecialTokens, ids: TokenIds, settings: Any, context: str
+) -> tuple[list[int], list[int], int]:
+    """(token ids, structural-token positions, dialogue lines kept) of one note as every causal-LM scorer
+    backend reads it: the trainer's own encoder (:func:`clinrl.prm.encode.encode_causal`: BOS + the string,
+    dialogue cut to fit ``settings``), label slots holding '+' under the ``plus`` context, else the
+    PLACEHOLDER (``greedy`` replaces them slot by slot while scoring)."""
+    from clinrl.prm.encode import encode_causal
 
-    settings = scorer.loaded.meta.settings if scorer.loaded is not None else EncodeSettings(max_length=10**9)
-    labels = "plus" if scorer.config.context == "plus" else "placeholder"
-    window = encode_causal(note, dialogue, scorer.tokenizer, scorer.tokens, scorer.ids, settings, labels=labels)
+    labels = "plus" if context == "plus" else "placeholder"
+    window = encode_causal(note, dialogue, tokenizer, tokens, ids, settings, labels=labels)
     if len(window.slots) != note.n_label_positions:
         found, want = len(window.slots), note.n_label_positions
-        raise DataError(f"found {found} label slots in the tokenised note, expected {want}")
-    kept = "\n".join(dialogue.split("\n")[: window.extras["dialogue_lines_kept"]])
-    return window.input_ids, [s.token_index for s in window.slots], _prefix_ids(scorer, kept)
+        raise DataError(f"found {found} label slots in the tokenised note, expected {want}", row=note.case_id or None)
+    return window.input_ids, [s.token_index for s in window.slots], window.extras["dialogue_lines_kept"]
+
+
+def _encode_causal(scorer: PRMScorer, note: Note, dialogue: str) -> tuple[list[int], list[int], list[int]]:
+    """(token ids, structural-token positions, token ids of the prompt+dialogue prefix) of one note
+    (:func:`causal_slot_inputs`)."""
+    from clinrl.prm.encode import EncodeSettings
+
+    settings = scorer.loaded.meta.settings if scorer.loaded is not None else EncodeSettings(max_length=10**9)
+    seq, positions, kept_lines = causal_slot_inputs(
+        note, dialogue, scorer.tokenizer, scorer.tokens, scorer.ids, settings, scorer.config.context
+    )
+    kept = "\n".join(dialogue.split("\n")[:kept_lines])
+    return seq, positions, _prefix_ids(scorer, kept)
 
 
 def _prefix_ids(scorer: PRMScorer, dialogue: str) -> list[int]:
