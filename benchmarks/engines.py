@@ -81,13 +81,9 @@ def build_model(out: Path, seed: int) -> tuple[Path, Path]:
 
 
 def rollout_prompts(tokenizer, n: int, tokens: int = 96) -> list[list[int]]:
-    """``n`` different prompts of ``tokens`` token ids each (text of the synthetic notes)."""
-    import pandas as pd
-
-    from clinrl.drg.tiny_setup import build_tiny_workspace  # noqa: F401  (workspace exists already)
-
-    return [tokenizer(f"Case {i}: " + "patient admitted with pneumonia and treated " * 40,
-                      add_special_tokens=False)["input_ids"][:tokens] for i in range(n)] if pd else []
+    """``n`` different prompts of ``tokens`` token ids each."""
+    text = "patient admitted with community acquired pneumonia, treated with antibiotics and fluids. " * 20
+    return [tokenizer(f"Case {i}: {text}", add_special_tokens=False)["input_ids"][:tokens] for i in range(n)]
 
 
 def time_rollouts_hf(model_dir: Path, prompts: list[list[int]], group: int, new: int, device: str) -> dict:
@@ -133,12 +129,50 @@ def time_eval(backend, data: Path, out: Path, cases: int) -> dict:
 
 
 def time_prm(out: Path, cases: int, args) -> dict:
-    """The fast path against the vLLM scorer on the dev verification cases (tiny causal PRM)."""
-    try:
-        from clinrl.prm.vllm_score import benchmark_against_fast_path
-    except ImportError:
-        return {"skipped": "clinrl.prm.vllm_score is not available"}
-    return benchmark_against_fast_path(out / "prm", cases=cases, threads=args.threads)
+    """The shared-prefix fast path (transformers) against vLLM prompt scoring with prefix caching, on the
+    first ``cases`` dev verification cases: a random-init causal PRM (benchmarks/prm_scoring.py's model:
+    tokenizer trained on the dev texts, 2 layers, hidden 256) saved as a PRM folder."""
+    import torch
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from prm_scoring import _cases, build
+
+    from clinrl.prm.format import SpecialTokens
+    from clinrl.prm.model import PRMMeta, save_prm
+    from clinrl.prm.score import ScoreConfig, load_scorer
+    from clinrl.prm.vllm_score import VLLMPRMScorer
+
+    data = REPO / "src" / "clinrl" / "data" / "prm"
+    folder = out / "prm"
+    if not (folder / "clinrl_prm.json").is_file():
+        shape = argparse.Namespace(vocab=8000, hidden=256, layers=2)
+        build(folder, data, shape)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model, tokenizer = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+        meta = PRMMeta(head="causal-lm", objective="prm", tokens=SpecialTokens.new(), loss_mode="special_token",
+                       notes_only=False, max_length=16384, dialogue_max_tokens=None, base_model="random:qwen2")
+        save_prm(folder, model, tokenizer, meta)
+    chosen = _cases(data, cases)
+    notes = sum(len(c.candidates) for c in chosen)
+    fast = load_scorer(folder, ScoreConfig(fast=True))
+    fast.model.to(torch.float32)
+    started = time.perf_counter()
+    reference = [s for c in chosen for s in fast.score_notes(c.candidates)]
+    fast_s = time.perf_counter() - started
+    del fast
+    t = time.perf_counter()
+    with VLLMPRMScorer(folder, ScoreConfig(), dtype="float32", enforce_eager=args.device == "cpu",
+                       max_model_len=16384) as scorer:
+        start_s = time.perf_counter() - t
+        started = time.perf_counter()
+        got = [s for c in chosen for s in scorer.score_notes(c.candidates)]
+        vllm_s = time.perf_counter() - started
+        cached = dict(scorer.stats)
+    diff = max(abs(a.p_plus - b.p_plus) for x, y in zip(reference, got) for a, b in zip(x.slots, y.slots))
+    return {"cases": len(chosen), "notes": notes, "fast_path_s": round(fast_s, 2), "vllm_s": round(vllm_s, 2),
+            "vllm_engine_start_s": round(start_s, 1), "speedup": round(fast_s / vllm_s, 2),
+            "max_abs_diff_p_plus": diff, "vllm_stats": cached}
 
 
 def main() -> None:
