@@ -125,7 +125,8 @@ def time_eval(backend, data: Path, out: Path, cases: int) -> dict:
     metrics = run_eval(backend, data, params, out, limit=cases, batch_size=8, max_prompt_tokens=256,
                        progress=False, plots=False)
     seconds = time.perf_counter() - started
-    return {"seconds": round(seconds, 2), "cases": metrics["n_cases"], "cases_per_s": round(metrics["n_cases"] / seconds, 3)}
+    cases_done = metrics["n_cases"]
+    return {"seconds": round(seconds, 2), "cases": cases_done, "cases_per_s": round(cases_done / seconds, 3)}
 
 
 def time_prm(out: Path, cases: int, args) -> dict:
@@ -205,8 +206,9 @@ def main() -> None:
     hf = time_rollouts_hf(model_dir, prompts, args.group, args.new_tokens, args.device)
     from clinrl.llm.backends import TransformersBackend, VLLMBackend
 
+    # on a CPU vLLM's memory share is of system memory and covers the weights (2 GB here) + KV cache
     vllm_backend = VLLMBackend(str(model_dir), engine={"dtype": "float32", "enforce_eager": args.device == "cpu"},
-                               max_model_len=1024)
+                               max_model_len=1024, gpu_memory_utilization=0.25 if args.device == "cpu" else None)
     t = time.perf_counter()
     llm = vllm_backend._engine()
     figures["vllm_engine_start_s"] = round(time.perf_counter() - t, 1)

@@ -312,9 +312,14 @@ class VLLMBackend:
             memory = self.gpu_memory_utilization
             if memory is None:
                 memory = 0.85 if gpu else 0.1
-            self._llm = LLM(model=resolve_model(self.model), tensor_parallel_size=self.tensor_parallel_size,
-                            gpu_memory_utilization=memory, max_model_len=self.max_model_len,
-                            **({} if gpu else self._cpu_defaults()), **self.engine)
+            try:
+                self._llm = LLM(model=resolve_model(self.model), tensor_parallel_size=self.tensor_parallel_size,
+                                gpu_memory_utilization=memory, max_model_len=self.max_model_len,
+                                **({} if gpu else self._cpu_defaults()), **self.engine)
+            except (RuntimeError, ValueError) as err:  # vLLM logs the root cause above its own message
+                hint = "" if gpu else "; on a CPU --gpu-memory-utilization is the share of system memory (weights + KV)"
+                first = " ".join(str(err).split())[:300]
+                raise ClinrlError(f"the vLLM engine did not start ({type(err).__name__}: {first}){hint}") from None
         return self._llm
 
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[str]]:
