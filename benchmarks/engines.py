@@ -120,6 +120,9 @@ def time_eval(backend, data: Path, out: Path, cases: int) -> dict:
     from clinrl.drg.evaluate import run_eval
     from clinrl.llm.backends import SamplingParams
 
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)  # a fresh run, never a resumed one
     params = SamplingParams(n=2, temperature=1.0, top_p=0.95, max_new_tokens=64, seed=0)
     started = time.perf_counter()
     metrics = run_eval(backend, data, params, out, limit=cases, batch_size=8, max_prompt_tokens=256,
@@ -220,7 +223,7 @@ def main() -> None:
     import gc
 
     gc.collect()
-    hf_backend = TransformersBackend.from_path(str(model_dir), batch_size=8, device=args.device, dtype=torch.float32)
+    hf_backend = TransformersBackend.from_path(str(model_dir), batch_size=8, device=args.device, dtype="float32")
     ev_hf = time_eval(hf_backend, test, args.out / "eval-hf", args.eval_cases)
     figures["drg_eval"] = {"transformers": ev_hf, "vllm": ev_vllm,
                            "speedup": round(ev_vllm["cases_per_s"] / ev_hf["cases_per_s"], 2)}

@@ -35,6 +35,7 @@ __all__ = [
     "register_backend",
     "stop_on_text",
     "stop_when",
+    "vllm_memory_share",
 ]
 
 Message = dict[str, str]
@@ -311,7 +312,7 @@ class VLLMBackend:
             gpu = torch.cuda.is_available()
             memory = self.gpu_memory_utilization
             if memory is None:
-                memory = 0.85 if gpu else 0.1
+                memory = vllm_memory_share()
             try:
                 self._llm = LLM(model=resolve_model(self.model), tensor_parallel_size=self.tensor_parallel_size,
                                 gpu_memory_utilization=memory, max_model_len=self.max_model_len,
@@ -338,6 +339,15 @@ class VLLMBackend:
         outputs = llm.generate([{"prompt_token_ids": i} for i in ids], vparams, use_tqdm=self.progress)
         texts = [[cut_at_stop(o.text, params.stop) for o in req.outputs] for req in outputs]
         return [t * params.n if greedy else t for t in texts]
+
+
+def vllm_memory_share() -> float:
+    """vLLM's ``gpu_memory_utilization`` when none is given: 0.85 on a GPU; 0.1 on a CPU, where vLLM reads it
+    as the share of *system memory* to reserve for weights + KV cache (and refuses to start when that much is
+    not free)."""
+    import torch
+
+    return 0.85 if torch.cuda.is_available() else 0.1
 
 
 def _vllm_regex_constraint(regex: str) -> dict[str, Any]:

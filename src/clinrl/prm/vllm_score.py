@@ -105,7 +105,11 @@ class VLLMPRMScorer:
         mode = engine_kwargs.pop("logprobs_mode", "raw_logprobs")
         if mode != "raw_logprobs":
             raise ClinrlError(f"logprobs_mode must be raw_logprobs for PRM scoring, got {mode!r}")
-        options = {**ENGINE_DEFAULTS, **engine_kwargs}
+        options = {**ENGINE_DEFAULTS, **{k: v for k, v in engine_kwargs.items() if v is not None}}
+        if "gpu_memory_utilization" not in options:
+            from clinrl.llm.backends import vllm_memory_share
+
+            options["gpu_memory_utilization"] = vllm_memory_share()
         self.llm = vllm.LLM(model=str(self.path), logprobs_mode="raw_logprobs", **options)
         self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
         self._params = {tok: self._sampling_params(vllm, tok) for tok in (self.ids.plus, self.ids.minus)}
