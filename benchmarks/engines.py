@@ -3,8 +3,9 @@
 The model is a random-init Qwen2.5-0.5B-shaped Qwen2 (24 layers, hidden 896, 14 heads / 2 KV heads,
 MLP 4,864, vocabulary 151,936, tied embeddings; no weights are downloaded). Its tokenizer is a byte-level
 BPE trained on the synthetic notes, its vocabulary padded with unreachable entries to the model's size so
-that every sampled id decodes. Measured, each engine in turn in this process (vLLM in eager mode on a CPU,
-float32 on both so that they do the same arithmetic):
+that every sampled id decodes. Measured, each engine in turn in this process, both in the same dtype
+(``--dtype``, bf16 by default as on GPUs; this CPU has AMX, which both engines use for bf16), vLLM with its
+graph compilation unless ``--eager``:
 
 - **rollouts** — GRPO's generation shape: 8 prompts × G 8 × 128 new tokens (EOS ignored, so both produce
   exactly 8,192 tokens); new tokens per second;
@@ -86,11 +87,11 @@ def rollout_prompts(tokenizer, n: int, tokens: int = 96) -> list[list[int]]:
     return [tokenizer(f"Case {i}: {text}", add_special_tokens=False)["input_ids"][:tokens] for i in range(n)]
 
 
-def time_rollouts_hf(model_dir: Path, prompts: list[list[int]], group: int, new: int, device: str) -> dict:
+def time_rollouts_hf(model_dir: Path, prompts: list[list[int]], group: int, new: int, device: str, dtype: str) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).to(device).eval()
     ids = torch.tensor(prompts, device=device)
     torch.manual_seed(0)
     started = time.perf_counter()
@@ -189,6 +190,9 @@ def main() -> None:
     parser.add_argument("--prm-cases", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="transformers' device (cuda on a GPU)")
+    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"],
+                        help="both engines, rollouts and eval (PRM scoring always float32, to compare P(+))")
+    parser.add_argument("--eager", action="store_true", help="vLLM without graph compilation (faster start)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -203,14 +207,15 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     prompts = rollout_prompts(tokenizer, args.prompts)
     figures: dict = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-                     "device": args.device, "shape": "Qwen2.5-0.5B (random init)", "vocab": len(tokenizer),
+                     "device": args.device, "dtype": args.dtype, "vllm_mode": "eager" if args.eager else "compiled",
+                     "shape": "Qwen2.5-0.5B (random init)", "vocab": len(tokenizer),
                      "rollout_shape": f"{args.prompts} prompts x G {args.group} x {args.new_tokens} new tokens"}
 
-    hf = time_rollouts_hf(model_dir, prompts, args.group, args.new_tokens, args.device)
+    hf = time_rollouts_hf(model_dir, prompts, args.group, args.new_tokens, args.device, args.dtype)
     from clinrl.llm.backends import TransformersBackend, VLLMBackend
 
     # on a CPU vLLM's memory share is of system memory and covers the weights (2 GB here) + KV cache
-    vllm_backend = VLLMBackend(str(model_dir), engine={"dtype": "float32", "enforce_eager": args.device == "cpu"},
+    vllm_backend = VLLMBackend(str(model_dir), engine={"dtype": args.dtype, "enforce_eager": args.eager},
                                max_model_len=1024, gpu_memory_utilization=0.25 if args.device == "cpu" else None)
     t = time.perf_counter()
     llm = vllm_backend._engine()
@@ -223,7 +228,7 @@ def main() -> None:
     import gc
 
     gc.collect()
-    hf_backend = TransformersBackend.from_path(str(model_dir), batch_size=8, device=args.device, dtype="float32")
+    hf_backend = TransformersBackend.from_path(str(model_dir), batch_size=8, device=args.device, dtype=args.dtype)
     ev_hf = time_eval(hf_backend, test, args.out / "eval-hf", args.eval_cases)
     figures["drg_eval"] = {"transformers": ev_hf, "vllm": ev_vllm,
                            "speedup": round(ev_vllm["cases_per_s"] / ev_hf["cases_per_s"], 2)}
