@@ -416,7 +416,7 @@ def _training_args(config: PRMTrainConfig, has_eval: bool) -> Any:
             gradient_accumulation_steps=config.gradient_accumulation_steps, warmup_steps=config.warmup_steps,
             lr_scheduler_type=config.lr_scheduler_type, weight_decay=config.weight_decay,
             max_grad_norm=config.max_grad_norm, bf16=config.bf16 and torch.cuda.is_available(),
-            seed=config.seed, dataloader_pin_memory=torch.cuda.is_available(),
+            seed=config.seed, dataloader_pin_memory=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available(),
             save_strategy="steps" if config.save_steps > 0 else "no", save_steps=max(config.save_steps, 1),
             save_total_limit=config.save_total_limit if config.save_total_limit > 0 else None,
             logging_strategy="steps", logging_steps=config.logging_steps,
