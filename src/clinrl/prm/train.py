@@ -344,7 +344,24 @@ def _load_base(config: PRMTrainConfig, path: str):
         hf_logging.set_verbosity(verbosity)
     ensure_pad_token(tokenizer)
     tokens, ids = prepare_tokens(tokenizer, model, config.tokens)
+    _embedding_not_a_wrap_unit(model)
     return model, tokenizer, tokens, ids
+
+
+def _embedding_not_a_wrap_unit(model: Any) -> None:
+    """Drop from ``model._no_split_modules`` the classes that hold the input embedding (BERT/MiniLM's
+    ``BertEmbeddings``). accelerate's FSDP2 wrapping shards every such class as a unit and then shards the
+    input embedding again on its own, which fails on the already-sharded weight ("value was None when it
+    should not be" in DeviceMesh); without the entry the embedding gets its own unit once. No effect on
+    decoder LMs, whose lists name the decoder layers only."""
+    names = getattr(model, "_no_split_modules", None)
+    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if not names or embedding is None:
+        return
+    holders = {type(m).__name__ for m in model.modules() if m is not embedding and any(c is embedding for c in m.modules())}
+    kept = [n for n in names if n not in holders]
+    if len(kept) != len(names):
+        model._no_split_modules = type(names)(kept) if isinstance(names, (set, list)) else kept
 
 
 # ------------------------------------------------------------------------------------------------ training
