@@ -6,39 +6,12 @@ downloaded unless the caller passes a hub name that is not cached and the machin
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from clinrl.errors import ClinrlError
 
-__all__ = ["default_device", "load_causal_lm", "outside_zero3"]
-
-
-@contextmanager
-def outside_zero3() -> Iterator[None]:
-    """Load models whole inside this block even while a DeepSpeed ZeRO-3 run is active.
-
-    Under ZeRO-3 (``zero3_init_flag``), transformers builds every model in ``from_pretrained`` partitioned
-    across the processes (zero.Init). That is right for the model being trained, which the engine wraps, but
-    a model used on the side — the PRM that rewards note GRPO — would keep 0-element parameters and fail in
-    its forward pass. This unsets transformers' ZeRO-3 marker for the block and restores it afterwards."""
-    try:
-        from transformers.integrations import deepspeed as hf_deepspeed
-    except ImportError:  # pragma: no cover - transformers without the integration
-        yield
-        return
-    ref = getattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)
-    active = ref() if ref is not None else None
-    if active is None or not hf_deepspeed.is_deepspeed_zero3_enabled():
-        yield
-        return
-    hf_deepspeed.unset_hf_deepspeed_config()
-    try:
-        yield
-    finally:
-        hf_deepspeed.set_hf_deepspeed_config(active)
+__all__ = ["default_device", "load_causal_lm"]
 
 
 def default_device() -> str:

@@ -163,8 +163,6 @@ def load_prm(path: str | Path, *, device: str | None = None, dtype: Any = None) 
     """Load a PRM folder written by :func:`save_prm` (model in eval mode)."""
     from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
 
-    from clinrl.llm.loading import outside_zero3
-
     folder = Path(path)
     meta_path = folder / META_FILE
     if not meta_path.is_file():
@@ -177,8 +175,7 @@ def load_prm(path: str | Path, *, device: str | None = None, dtype: Any = None) 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     auto = AutoModelForCausalLM if meta.head == "causal-lm" else AutoModelForTokenClassification
     kwargs = {"dtype": dtype} if dtype is not None else {}
-    with outside_zero3():  # a PRM used as a reward inside a ZeRO-3 run is loaded whole, not partitioned
-        model = auto.from_pretrained(folder, **kwargs)
+    model = auto.from_pretrained(folder, **kwargs)
     if device is not None:
         model.to(device)
     model.eval()
