@@ -143,6 +143,9 @@ def _prm_argv(kind: str, out: Path, accumulation: int, gold: Path, model: Path |
 @pytest.fixture(scope="module")
 def prm_inputs(tmp_path_factory):
     """A small gold-note file and a tiny random BERT encoder (stands in for MiniLM)."""
+    import torch
+
+    torch.manual_seed(0)
     from transformers import BertConfig, BertForTokenClassification
 
     from clinrl.prm import demo_data_dir
@@ -155,8 +158,10 @@ def prm_inputs(tmp_path_factory):
     bert = root / "bert"
     tokenizer = make_tiny_tokenizer(chat_template=False)
     tokenizer.save_pretrained(bert)
+    # no dropout: each rank draws its own dropout masks, which a single process cannot reproduce
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)  # fmt: skip
+                        intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0, classifier_dropout=0.0)  # fmt: skip
     BertForTokenClassification(config).save_pretrained(bert)
     return root / "gold.json", bert
 
