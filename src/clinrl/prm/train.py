@@ -50,7 +50,7 @@ from clinrl.prm.encode import (
 from clinrl.prm.format import PRMFormatError, SpecialTokens, TokenIds, parse_prm_string
 from clinrl.prm.notes import Note, load_notes
 
-__all__ = ["PRMTrainConfig", "TrainResult", "causal_loss", "encode_examples", "load_training_notes", "train_prm"]
+__all__ = ["PRMTrainConfig", "TrainResult", "causal_loss", "encode_examples", "load_training_notes", "prm_loss", "train_prm"]
 
 STATE_FILE = "trainer_state.json"
 REPORT_FILE = "train_report.json"
@@ -395,17 +395,22 @@ def _trainer_class():
             self.model_accepts_loss_kwargs = False
             self.prm_loss_mode, self.prm_causal, self.prm_ce_weight = loss_mode, causal, ce_weight
 
-        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None):
+        def compute_loss(
+            self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+        ):
             inputs = dict(inputs)
             targets = inputs.pop("targets")
             outputs = model(**inputs)
-            loss = prm_loss(outputs.logits, inputs["input_ids"], targets, self.prm_causal, self.prm_loss_mode, self.prm_ce_weight)
+            loss = prm_loss(outputs.logits, inputs["input_ids"], targets, self.prm_causal, self.prm_loss_mode,
+                            self.prm_ce_weight)  # fmt: skip
             return (loss, outputs) if return_outputs else loss
 
     return PRMTrainer
 
 
-def prm_loss(logits: Any, input_ids: Any, targets: Any, causal: bool, loss_mode: str, ce_weight: Sequence[float] | None = None) -> Any:
+def prm_loss(
+    logits: Any, input_ids: Any, targets: Any, causal: bool, loss_mode: str, ce_weight: Sequence[float] | None = None
+) -> Any:
     """The training loss of one batch: :func:`causal_loss` (causal-LM head) or the mean CE over the label
     slots (``targets != -100``) of the 2-way head, weighted per class when ``ce_weight`` is given."""
     import torch
