@@ -356,3 +356,12 @@ def test_cpu_causal_recipe_shapes_the_random_init_model(tmp_path, gold_file):
     with pytest.raises(ClinrlError, match="multiple of tiny_heads"):
         train_from_recipe(recipe, ["--output_dir", str(tmp_path / "bad"), "--gold", f"[{gold_file}]",
                                    "--tiny_hidden_size", "50", "--progress", "false"])  # fmt: skip
+
+
+def test_eval_notes_give_an_evaluation_loss_during_training(tiny_causal, gold_file, tmp_path):
+    """Evaluation during training comes from the Trainer: ``eval_notes`` + ``eval_steps`` log ``eval_loss``."""
+    train_prm(_config(tiny_causal, gold_file, tmp_path / "e", max_steps=2, save_steps=0, eval_notes=[str(gold_file)],
+                      eval_steps=1))  # fmt: skip
+    history = json.loads((tmp_path / "e" / "trainer_state.json").read_text())["log_history"]
+    evals = [e for e in history if "eval_loss" in e]
+    assert [e["step"] for e in evals] == [1, 2] and all(math.isfinite(e["eval_loss"]) for e in evals)
