@@ -44,6 +44,7 @@ __all__ = [
     "read_split",
     "resolve_recipe",
     "resume_checkpoint",
+    "save_full_model",
 ]
 
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes" / "drg"
@@ -504,7 +505,7 @@ def train_and_save(
         result = trainer.train(resume_from_checkpoint=checkpoint)
     finally:
         vllm_colocate.shutdown(trainer)
-    trainer.save_model(str(out))  # main process only (and gathers sharded weights)
+    save_full_model(trainer, out)
     if main:
         tokenizer.save_pretrained(str(out))
         # The log history (loss, reward, completion length, KL …) for curves, also when no checkpoint was saved.
@@ -523,6 +524,32 @@ def train_and_save(
     if main:
         write_json_atomic(out / summary_file, summary)
     return summary
+
+
+def save_full_model(trainer: Any, out: str | Path) -> None:
+    """Save ``trainer``'s model to ``out`` as one consolidated Hugging Face model (every process must call it;
+    the main process writes), whatever the sharding:
+
+    * DeepSpeed ZeRO-3: the parameters are gathered even when the config lacks
+      ``stage3_gather_16bit_weights_on_model_save`` (without it ``Trainer.save_model`` writes 0-element
+      tensors plus a DeepSpeed checkpoint that needs zero_to_fp32.py);
+    * FSDP/FSDP2: a full state dict (``Trainer.save_model`` writes no model at all under
+      ``SHARDED_STATE_DICT``, the fast checkpoint format);
+    * a peft model: its adapter (``adapter_model.safetensors``), from the gathered weights.
+    """
+    if getattr(trainer, "is_deepspeed_enabled", False):
+        engine = trainer.model_wrapped
+        zero = getattr(getattr(engine, "_config", None), "zero_config", None)
+        if zero is not None:
+            zero.gather_16bit_weights_on_model_save = True
+        trainer.save_model(str(out))
+    elif getattr(trainer, "is_fsdp_enabled", False):
+        state_dict = trainer.accelerator.get_state_dict(trainer.model)  # collective: every rank
+        if trainer.args.should_save:
+            trainer._save(str(out), state_dict=state_dict)
+    else:
+        trainer.save_model(str(out))  # main process only
+    trainer.accelerator.wait_for_everyone()
 
 
 def read_split(path: str | Path, columns: Sequence[str] = ("text", "solution"), limit: int | None = None):

@@ -48,3 +48,8 @@ def run_clinrl(args: list[str], *, timeout: float = 600, driver: bool = False) -
            "DS_ACCELERATOR": "cpu", "TOKENIZERS_PARALLELISM": "false"}
     return subprocess.run([sys.executable, *entry, *args], capture_output=True, text=True, timeout=timeout,
                           env=env, cwd=REPO)
+
+
+def pytest_configure(config):
+    """The engine tier's marker, registered here too so that this folder runs under any pytest configuration."""
+    config.addinivalue_line("markers", "engine: needs the engine venv (deepspeed, vllm); run by make test-engines")

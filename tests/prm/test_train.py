@@ -240,7 +240,8 @@ def test_train_and_resume_gives_the_same_model(tiny_causal, gold_file, tmp_path)
 
     straight = train_prm(_config(tiny_causal, gold_file, tmp_path / "a", max_steps=4))
     assert straight.steps == 4 and all(math.isfinite(loss) for _, loss in straight.losses)
-    assert (tmp_path / "a" / "checkpoint-2").is_dir() and not (tmp_path / "a" / "checkpoint-4").exists()
+    state = json.loads((tmp_path / "a" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2 and "log_history" in state  # transformers' own checkpoint and state
     # an interrupted run: only the step-2 checkpoint exists; resuming must reproduce the straight run
     (tmp_path / "b").mkdir()
     import shutil
@@ -355,3 +356,12 @@ def test_cpu_causal_recipe_shapes_the_random_init_model(tmp_path, gold_file):
     with pytest.raises(ClinrlError, match="multiple of tiny_heads"):
         train_from_recipe(recipe, ["--output_dir", str(tmp_path / "bad"), "--gold", f"[{gold_file}]",
                                    "--tiny_hidden_size", "50", "--progress", "false"])  # fmt: skip
+
+
+def test_eval_notes_give_an_evaluation_loss_during_training(tiny_causal, gold_file, tmp_path):
+    """Evaluation during training comes from the Trainer: ``eval_notes`` + ``eval_steps`` log ``eval_loss``."""
+    train_prm(_config(tiny_causal, gold_file, tmp_path / "e", max_steps=2, save_steps=0, eval_notes=[str(gold_file)],
+                      eval_steps=1))  # fmt: skip
+    history = json.loads((tmp_path / "e" / "trainer_state.json").read_text())["log_history"]
+    evals = [e for e in history if "eval_loss" in e]
+    assert [e["step"] for e in evals] == [1, 2] and all(math.isfinite(e["eval_loss"]) for e in evals)

@@ -38,6 +38,21 @@ def version() -> None:
 
 
 @app.command()
+def merge(
+    adapter: Path = typer.Option(..., "--adapter", help="A LoRA run's output folder (adapter_config.json inside)."),
+    out: Path = typer.Option(..., "--out", help="Folder for the merged full model."),
+    base: Optional[str] = typer.Option(None, "--base", help="Base model (default: the one the adapter names)."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+) -> None:
+    """Fold a LoRA adapter into its base model: a full model that from_pretrained, serve and vLLM load."""
+    import json
+
+    from clinrl.llm.merge import merge_adapter
+
+    typer.echo(json.dumps(merge_adapter(adapter, out, base=base, dtype=dtype)))
+
+
+@app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for everything the demo writes."),
     quick: bool = typer.Option(False, "--quick", help="Every stage at minimal sizes (a minute or two; numbers meaningless)."),

@@ -230,6 +230,19 @@ def distill_cot_command(
 # --------------------------------------------------------------------------- evaluation, inference, analysis
 
 
+# Options shared by `eval` and `predict`: where the model runs.
+_BACKEND = typer.Option(
+    "transformers", "--backend", help="transformers, vllm, or openai (a served model: --endpoint, --model NAME)."
+)
+_ENDPOINT = typer.Option(None, "--endpoint", help="openai: the server's base URL (course text is sent there).")
+_API_KEY_ENV = typer.Option("CLINRL_API_KEY", "--api-key-env", help="openai: env variable with the key.")
+_CONCURRENCY = typer.Option(8, "--concurrency", min=1, help="openai: requests in flight at once.")
+_CACHE_DIR = typer.Option(None, "--cache-dir", help="openai: on-disk response cache.")
+_TOKENIZER = typer.Option(
+    None, "--tokenizer", help="openai: local tokenizer of the served model, to cut courses to --max-prompt-tokens."
+)
+
+
 def _generation_backend(kind: str, model: Path, batch_size: int, vllm: dict | None = None):
     """A local backend; ``vllm``: the vLLM engine options of the command line (None values left out)."""
     from clinrl.llm.backends import get_backend
@@ -283,18 +296,12 @@ def eval_command(
     max_prompt_tokens: Optional[int] = typer.Option(
         None, "--max-prompt-tokens", help="Cut courses to this prompt size (default: context − max-new-tokens)."
     ),
-    backend: str = typer.Option(
-        "transformers", "--backend", help="transformers, vllm, or openai (a served model: --endpoint, --model NAME)."
-    ),
-    endpoint: Optional[str] = typer.Option(
-        None, "--endpoint", help="openai: the server's base URL (course text is sent there)."
-    ),
-    api_key_env: str = typer.Option("CLINRL_API_KEY", "--api-key-env", help="openai: env variable with the key."),
-    concurrency: int = typer.Option(8, "--concurrency", min=1, help="openai: requests in flight at once."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="openai: on-disk response cache."),
-    tokenizer: Optional[Path] = typer.Option(
-        None, "--tokenizer", help="openai: local tokenizer of the served model, to cut courses to --max-prompt-tokens."
-    ),
+    backend: str = _BACKEND,
+    endpoint: Optional[str] = _ENDPOINT,
+    api_key_env: str = _API_KEY_ENV,
+    concurrency: int = _CONCURRENCY,
+    cache_dir: Optional[Path] = _CACHE_DIR,
+    tokenizer: Optional[Path] = _TOKENIZER,
     batch_size: int = typer.Option(8, "--batch-size", help="Cases per generate call (and per flush to disk)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N cases (≥ 1)."),
     constrained: bool = typer.Option(False, "--constrained", help="Answers restricted to v34 descriptions."),
@@ -395,18 +402,12 @@ def predict_command(
     top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling threshold."),
     max_new_tokens: int = typer.Option(1024, "--max-new-tokens", help="Tokens generated per sample at most."),
     max_prompt_tokens: Optional[int] = typer.Option(None, "--max-prompt-tokens", help="Cut the course to fit this."),
-    backend: str = typer.Option(
-        "transformers", "--backend", help="transformers, vllm, or openai (a served model: --endpoint, --model NAME)."
-    ),
-    endpoint: Optional[str] = typer.Option(
-        None, "--endpoint", help="openai: the server's base URL (course text is sent there)."
-    ),
-    api_key_env: str = typer.Option("CLINRL_API_KEY", "--api-key-env", help="openai: env variable with the key."),
-    concurrency: int = typer.Option(8, "--concurrency", min=1, help="openai: requests in flight at once."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="openai: on-disk response cache."),
-    tokenizer: Optional[Path] = typer.Option(
-        None, "--tokenizer", help="openai: local tokenizer of the served model, to cut courses to --max-prompt-tokens."
-    ),
+    backend: str = _BACKEND,
+    endpoint: Optional[str] = _ENDPOINT,
+    api_key_env: str = _API_KEY_ENV,
+    concurrency: int = _CONCURRENCY,
+    cache_dir: Optional[Path] = _CACHE_DIR,
+    tokenizer: Optional[Path] = _TOKENIZER,
     constrained: bool = typer.Option(False, "--constrained", help="Answers restricted to v34 descriptions."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),

@@ -48,6 +48,7 @@ __all__ = [
     "resolve_model_path",
     "save_prm",
     "slot_probabilities",
+    "write_prm_files",
 ]
 
 META_FILE = "clinrl_prm.json"
@@ -149,6 +150,13 @@ def save_prm(path: str | Path, model: Any, tokenizer: Any, meta: PRMMeta, *, sta
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, **({"state_dict": state_dict} if state_dict is not None else {}))
     tokenizer.save_pretrained(out)
+    return write_prm_files(out, meta)
+
+
+def write_prm_files(path: str | Path, meta: PRMMeta) -> Path:
+    """Write ``clinrl_prm.json`` into a folder that already holds the model and tokenizer (the trainer saves
+    those itself, gathered from every process); call it last."""
+    out = Path(path)
     write_json_atomic(out / META_FILE, meta.to_dict())
     return out
 

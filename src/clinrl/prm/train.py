@@ -11,10 +11,15 @@ Two heads (:class:`PRMTrainConfig` ``head``):
   placeholder-rendered windows (:mod:`clinrl.prm.encode`); CE over the label slots, optionally class-weighted.
 
 Data: ``train_data`` (a ``clinrl prm build`` folder or its ``data.parquet``) and/or ``gold`` files plus
-``synthesize`` rule-based error samples per gold note. Checkpoints (``checkpoint-N`` with model, optimizer,
-scheduler, RNG and data position) every ``save_steps`` steps; ``--resume`` continues from the last one.
-The final model goes to ``output_dir`` with ``clinrl_prm.json`` (:mod:`clinrl.prm.model`), plus
-``train_report.json`` (counts, losses, timings; no note text).
+``synthesize`` rule-based error samples per gold note.
+
+The loop is transformers' ``Trainer`` (``PRMTrainer``: the losses above as ``compute_loss``), so DDP, FSDP2,
+DeepSpeed ZeRO-3 (``accelerate launch``), gradient checkpointing, mixed precision, evaluation during training
+(``eval_notes``), tracking (``report_to``), checkpoint rotation and ``--resume`` (transformers' own
+``checkpoint-N`` with ``trainer_state.json``) come from the library, as for SFT and GRPO. The final model is
+saved consolidated (:func:`clinrl.config.save_full_model`) to ``output_dir`` with ``clinrl_prm.json``
+(:mod:`clinrl.prm.model`, written last), ``trainer_state.json`` (log history) and ``train_report.json``
+(counts, losses, timings; no note text).
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,7 +50,7 @@ from clinrl.prm.encode import (
 from clinrl.prm.format import PRMFormatError, SpecialTokens, TokenIds, parse_prm_string
 from clinrl.prm.notes import Note, load_notes
 
-__all__ = ["PRMTrainConfig", "TrainResult", "causal_loss", "encode_examples", "load_training_notes", "train_prm"]
+__all__ = ["PRMTrainConfig", "TrainResult", "causal_loss", "encode_examples", "load_training_notes", "prm_loss", "train_prm"]
 
 STATE_FILE = "trainer_state.json"
 REPORT_FILE = "train_report.json"
@@ -96,8 +100,11 @@ class PRMTrainConfig:
     save_steps: int = 200
     save_total_limit: int = 2
     logging_steps: int = 10
+    eval_notes: list[str] = field(default_factory=list)  # note files for an evaluation loss during training
+    eval_steps: int | None = None  # evaluate every N steps (default: logging_steps) when eval_notes is set
+    report_to: list[str] = field(default_factory=lambda: ["none"])  # tracking (wandb, tensorboard …): opt-in
     num_threads: int | None = None  # torch CPU threads
-    accelerate_config: str | None = None  # launch with `accelerate launch --config_file <this>` (e.g. ZeRO-3)
+    accelerate_config: str | None = None  # documentation only: launch with `accelerate launch --config_file <this>`
     progress: bool = True
     # model_name_or_path "tiny:…" only: shape of the random-init model and its tokenizer
     tiny_hidden_size: int = 64
@@ -313,7 +320,8 @@ def _tiny_model(arch: str, notes: Sequence[Note], out: Path, config: PRMTrainCon
     return str(out)
 
 
-def _load_base(config: PRMTrainConfig, notes: Sequence[Note]):
+def _load_base(config: PRMTrainConfig, path: str):
+    """The base model (float32 master weights), its tokenizer with a pad token and the PRM special tokens."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -321,11 +329,8 @@ def _load_base(config: PRMTrainConfig, notes: Sequence[Note]):
     from clinrl.config import ensure_pad_token
     from clinrl.llm.hub import local_files_only, resolve_model
     from clinrl.llm.loading import weight_load_errors
-    from clinrl.prm.model import prepare_tokens, resolve_model_path
+    from clinrl.prm.model import prepare_tokens
 
-    path = resolve_model_path(config.model_name_or_path)
-    if path.startswith(TINY_PREFIX):
-        path = _tiny_model(path[len(TINY_PREFIX) :], notes, Path(config.output_dir) / "base_model", config)
     path = resolve_model(path)  # a missing folder fails here, before any hub request
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "newly initialised head" load report is expected here
@@ -347,28 +352,145 @@ def _load_base(config: PRMTrainConfig, notes: Sequence[Note]):
         hf_logging.set_verbosity(verbosity)
     ensure_pad_token(tokenizer)
     tokens, ids = prepare_tokens(tokenizer, model, config.tokens)
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+    _embedding_not_a_wrap_unit(model)
     return model, tokenizer, tokens, ids
 
 
-def _checkpoints(out: Path) -> list[Path]:
-    found = [p for p in out.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+def _embedding_not_a_wrap_unit(model: Any) -> None:
+    """Drop from ``model._no_split_modules`` the classes that hold the input embedding (BERT/MiniLM's
+    ``BertEmbeddings``). accelerate's FSDP2 wrapping shards every such class as a unit and then shards the
+    input embedding again on its own, which fails on the already-sharded weight ("value was None when it
+    should not be" in DeviceMesh); without the entry the embedding gets its own unit once. No effect on
+    decoder LMs, whose lists name the decoder layers only."""
+    names = getattr(model, "_no_split_modules", None)
+    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if not names or embedding is None:
+        return
+    holders = {type(m).__name__ for m in model.modules() if m is not embedding and any(c is embedding for c in m.modules())}
+    kept = [n for n in names if n not in holders]
+    if len(kept) != len(names):
+        model._no_split_modules = type(names)(kept) if isinstance(names, (set, list)) else kept
 
 
 # ------------------------------------------------------------------------------------------------ training
-def train_prm(config: PRMTrainConfig, *, resume: bool = False) -> TrainResult:
-    """Train a PRM/ORM as ``config`` says; resume from the last ``checkpoint-N`` in ``output_dir`` when asked."""
-    import torch
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, set_seed
-    from torch.utils.data import DataLoader
-    from tqdm import tqdm
-    from transformers import get_scheduler
+class _Examples:
+    """The encoded examples as a map-style dataset (the Trainer samples, shards and skips batches by index)."""
 
-    from clinrl.config import resume_checkpoint
-    from clinrl.prm.model import PRMMeta, save_prm
+    def __init__(self, examples: list[dict[str, list[int]]]) -> None:
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict[str, list[int]]:
+        return self.examples[index]
+
+
+def _trainer_class():
+    """:class:`PRMTrainer`, built on first use so that importing this module does not import transformers."""
+    from transformers import Trainer
+
+    class PRMTrainer(Trainer):
+        """transformers' ``Trainer`` with the PRM losses as ``compute_loss``: :func:`causal_loss` for the
+        causal-LM head, (optionally class-weighted) CE over the label slots for the encoder head.
+
+        Both losses are means over their own targets, so the Trainer must divide them by the accumulation
+        steps itself (``model_accepts_loss_kwargs = False``; otherwise it expects a model-side sum over
+        ``num_items_in_batch``): the same arithmetic as an accumulated mean loss."""
+
+        def __init__(self, *args: Any, loss_mode: str, causal: bool, ce_weight: list[float] | None, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.model_accepts_loss_kwargs = False
+            self.prm_loss_mode, self.prm_causal, self.prm_ce_weight = loss_mode, causal, ce_weight
+
+        def compute_loss(
+            self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+        ):
+            inputs = dict(inputs)
+            targets = inputs.pop("targets")
+            outputs = model(**inputs)
+            loss = prm_loss(outputs.logits, inputs["input_ids"], targets, self.prm_causal, self.prm_loss_mode,
+                            self.prm_ce_weight)  # fmt: skip
+            return (loss, outputs) if return_outputs else loss
+
+    return PRMTrainer
+
+
+def prm_loss(
+    logits: Any, input_ids: Any, targets: Any, causal: bool, loss_mode: str, ce_weight: Sequence[float] | None = None
+) -> Any:
+    """The training loss of one batch: :func:`causal_loss` (causal-LM head) or the mean CE over the label
+    slots (``targets != -100``) of the 2-way head, weighted per class when ``ce_weight`` is given."""
+    import torch
+    import torch.nn.functional as F
+
+    if causal:
+        return causal_loss(logits, input_ids, targets, loss_mode)
+    mask = targets != -100
+    weight = torch.tensor(list(ce_weight), device=logits.device) if ce_weight else None
+    return F.cross_entropy(logits[mask].float(), targets[mask], weight=weight)
+
+
+def _training_args(config: PRMTrainConfig, has_eval: bool) -> Any:
+    """``TrainingArguments`` for a PRM recipe (optimiser, schedule, checkpoints, logging, tracking, precision).
+    Building them also sets up the process group and, under ``accelerate launch`` with DeepSpeed ZeRO-3,
+    the zero.Init context in which the base model is then loaded sharded."""
+    import torch
+    from transformers import TrainingArguments
+
+    try:
+        return TrainingArguments(
+            output_dir=config.output_dir, learning_rate=config.learning_rate, num_train_epochs=config.num_train_epochs,
+            max_steps=config.max_steps, per_device_train_batch_size=config.per_device_train_batch_size,
+            per_device_eval_batch_size=config.per_device_train_batch_size,
+            gradient_accumulation_steps=config.gradient_accumulation_steps, warmup_steps=config.warmup_steps,
+            lr_scheduler_type=config.lr_scheduler_type, weight_decay=config.weight_decay,
+            max_grad_norm=config.max_grad_norm, bf16=config.bf16 and torch.cuda.is_available(),
+            seed=config.seed, dataloader_pin_memory=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available(),
+            save_strategy="steps" if config.save_steps > 0 else "no", save_steps=max(config.save_steps, 1),
+            save_total_limit=config.save_total_limit if config.save_total_limit > 0 else None,
+            logging_strategy="steps", logging_steps=config.logging_steps,
+            eval_strategy="steps" if has_eval else "no", eval_steps=config.eval_steps or config.logging_steps,
+            report_to=config.report_to, disable_tqdm=not config.progress, remove_unused_columns=False,
+            label_names=["targets"], dataloader_num_workers=0,
+            **({"gradient_checkpointing": True} if config.gradient_checkpointing else {}),
+        )  # fmt: skip
+    except (TypeError, ValueError) as err:
+        raise ClinrlError(f"invalid training settings: {' '.join(str(err).split())[:300]}") from None
+
+
+def _base_model_path(config: PRMTrainConfig, notes: Sequence[Note]) -> str:
+    """The base model folder; a ``tiny:`` model is built by the main process alone (the others wait for it),
+    before the Trainer exists, so that it is written whole (never as ZeRO-3-partitioned 0-element tensors)."""
+    from accelerate import PartialState
+
+    from clinrl.prm.model import resolve_model_path
+
+    path = resolve_model_path(config.model_name_or_path)
+    if not path.startswith(TINY_PREFIX):
+        return path
+    folder = Path(config.output_dir) / "base_model"
+    state = PartialState()
+    with state.main_process_first():
+        if state.is_main_process:
+            _tiny_model(path[len(TINY_PREFIX) :], notes, folder, config)
+    return str(folder)
+
+
+def _log_losses(log_history: Sequence[dict[str, Any]]) -> list[tuple[int, float]]:
+    return [(int(e["step"]), round(float(e["loss"]), 5)) for e in log_history if "loss" in e and "step" in e]
+
+
+def train_prm(config: PRMTrainConfig, *, resume: bool = False) -> TrainResult:
+    """Train a PRM/ORM as ``config`` says, with transformers' ``Trainer`` (:func:`_trainer_class`); resume
+    from the last complete ``checkpoint-N`` in ``output_dir`` when asked. Runs the same under one process,
+    DDP, FSDP2 or DeepSpeed ZeRO-3 (``accelerate launch``); the final model is saved consolidated."""
+    import torch
+    from transformers import set_seed
+
+    from clinrl.config import resume_checkpoint, save_full_model
+    from clinrl.io import atomic_path
+    from clinrl.prm.model import PRMMeta, write_prm_files
 
     started = time.monotonic()
     if config.num_threads:
@@ -376,38 +498,28 @@ def train_prm(config: PRMTrainConfig, *, resume: bool = False) -> TrainResult:
     out = Path(config.output_dir)
     checkpoint = resume_checkpoint(out, resume)
     set_seed(config.seed)
-    accelerator = Accelerator(
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        mixed_precision="bf16" if config.bf16 and torch.cuda.is_available() else "no",
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-    )
     notes = load_training_notes(config)
-    model, tokenizer, tokens, ids = _load_base(config, notes)
+    base = _base_model_path(config, notes)
+    eval_notes = _eval_notes(config)
+    args = _training_args(config, has_eval=bool(eval_notes))
+    set_seed(config.seed)  # every process initialises new weights (head, added tokens) identically
+    model, tokenizer, tokens, ids = _load_base(config, base)
     examples, dropped = encode_examples(notes, tokenizer, tokens, ids, config)
     if not examples:
         raise ClinrlError(f"no training examples left (dropped: {dropped})")
+    eval_examples = encode_examples(eval_notes, tokenizer, tokens, ids, config)[0] if eval_notes else None
     causal = config.head == "causal-lm"
     ignore = GROUP_NONE if causal else -100
-    loader = DataLoader(
-        examples, batch_size=config.per_device_train_batch_size, shuffle=True,
-        collate_fn=lambda b: _collate(b, tokenizer.pad_token_id, ignore),
-        generator=torch.Generator().manual_seed(config.seed),
+    pad_id = tokenizer.pad_token_id
+    trainer = _trainer_class()(
+        model=model, args=args, train_dataset=_Examples(examples),
+        eval_dataset=_Examples(eval_examples) if eval_examples else None,
+        data_collator=lambda b: _collate(b, pad_id, ignore),
+        loss_mode=config.loss_mode, causal=causal,
+        ce_weight=_class_weights(examples, config.class_weight) if not causal else None,
     )  # fmt: skip
-    steps_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
-    total = config.max_steps if config.max_steps > 0 else math.ceil(steps_per_epoch * config.num_train_epochs)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = get_scheduler(config.lr_scheduler_type, optimizer, num_warmup_steps=config.warmup_steps,
-                              num_training_steps=total)  # fmt: skip
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-    weights = _class_weights(examples, config.class_weight) if not causal else None
-    ce_weight = torch.tensor(weights, device=accelerator.device) if weights else None
-
-    step, epoch, skip = 0, 0, 0
-    if checkpoint is not None:
-        accelerator.load_state(checkpoint)
-        state = json.loads((Path(checkpoint) / STATE_FILE).read_text(encoding="utf-8"))
-        step, epoch, skip = state["step"], state["epoch"], state["batches_in_epoch"]
-
+    trainer.train(resume_from_checkpoint=checkpoint)
+    save_full_model(trainer, out)
     meta = PRMMeta(
         head=config.head, objective=config.objective, tokens=tokens, loss_mode=config.loss_mode,
         notes_only=config.notes_only, max_length=config.max_length, dialogue_max_tokens=config.dialogue_max_tokens,
@@ -415,67 +527,26 @@ def train_prm(config: PRMTrainConfig, *, resume: bool = False) -> TrainResult:
         line_max_tokens=config.line_max_tokens, mark_unsupported=config.mark_unsupported,
         score_aggregate=config.score_aggregate,
     )  # fmt: skip
-    losses: list[tuple[int, float]] = []
-    running: list[float] = []
-    bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not (config.progress and accelerator.is_main_process))
-    model.train()
-    while step < total:
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(epoch)
-        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
-        seen = skip
-        for batch in batches:
-            with accelerator.accumulate(model):
-                loss = _loss(model, batch, causal, config.loss_mode, ce_weight)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and config.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            seen += 1
-            running.append(float(loss.detach()))
-            if not accelerator.sync_gradients:
-                continue
-            step += 1
-            bar.update(1)
-            if step % config.logging_steps == 0 or step == total:
-                mean = sum(running) / len(running)
-                losses.append((step, round(mean, 5)))
-                bar.set_postfix(loss=f"{mean:.4f}")
-                running = []
-            if config.save_steps > 0 and (step % config.save_steps == 0) and step < total:
-                _save_checkpoint(accelerator, out, step, epoch, seen, len(loader), config.save_total_limit)
-            if step >= total:
-                break
-        else:
-            epoch, skip = epoch + 1, 0
-            continue
-        break
-    bar.close()
-    accelerator.wait_for_everyone()
-    state_dict = accelerator.get_state_dict(model)  # gathers the shards under ZeRO-3 (every process calls it)
-    if accelerator.is_main_process:
-        save_prm(out, accelerator.unwrap_model(model), tokenizer, meta, state_dict=state_dict)
     result = TrainResult(
-        output_dir=str(out), steps=step, notes=len(notes), examples=len(examples), dropped=dropped,
-        label_counts=_label_counts(examples, causal), losses=losses, seconds=round(time.monotonic() - started, 1),
-        resumed_from=checkpoint,
+        output_dir=str(out), steps=trainer.state.global_step, notes=len(notes), examples=len(examples),
+        dropped=dropped, label_counts=_label_counts(examples, causal), losses=_log_losses(trainer.state.log_history),
+        seconds=round(time.monotonic() - started, 1), resumed_from=checkpoint,
     )  # fmt: skip
-    if accelerator.is_main_process:
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(out)
+        with atomic_path(out / STATE_FILE) as tmp:  # the log history (loss, eval loss) for curves
+            trainer.state.save_to_json(str(tmp))
         write_json_atomic(out / REPORT_FILE, {**result.to_dict(), "config": asdict(config)})
+        write_prm_files(out, meta)  # last: its presence marks a complete PRM folder
     return result
 
 
-def _loss(model: Any, batch: dict[str, Any], causal: bool, loss_mode: str, ce_weight: Any) -> Any:
-    import torch.nn.functional as F
-
-    targets = batch.pop("targets")
-    logits = model(**batch).logits
-    if causal:
-        return causal_loss(logits, batch["input_ids"], targets, loss_mode)
-    mask = targets != -100
-    return F.cross_entropy(logits[mask].float(), targets[mask], weight=ce_weight)
+def _eval_notes(config: PRMTrainConfig) -> list[Note]:
+    """Notes for the evaluation loss during training (``eval_notes`` files, labels as they are)."""
+    notes: list[Note] = []
+    for path in _gold_paths(config.eval_notes):
+        notes += load_notes(path)
+    return notes
 
 
 def _label_counts(examples: list[dict[str, list[int]]], causal: bool) -> dict[str, int]:
@@ -487,22 +558,15 @@ def _label_counts(examples: list[dict[str, list[int]]], causal: bool) -> dict[st
     }
 
 
-def _save_checkpoint(accelerator: Any, out: Path, step: int, epoch: int, seen: int, per_epoch: int, keep: int) -> None:
-    if seen >= per_epoch:  # the epoch just ended: resume at the start of the next one
-        epoch, seen = epoch + 1, 0
-    folder = out / f"checkpoint-{step}"
-    accelerator.save_state(str(folder))
-    if accelerator.is_main_process:
-        write_json_atomic(folder / STATE_FILE, {"step": step, "epoch": epoch, "batches_in_epoch": seen})
-        for old in _checkpoints(out)[:-keep] if keep > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-
-
 def train_from_recipe(path: str | Path, overrides: Sequence[str] = (), *, resume: bool = False) -> TrainResult:
     """Load recipe ``path`` (with ``--key value`` overrides) and train."""
     from clinrl.config import apply_overrides, coerce, load_recipe, parse_overrides
 
+    from clinrl.config import finish_distributed
+
     recipe = apply_overrides(load_recipe(path), parse_overrides(list(overrides)))
     config = coerce(recipe, PRMTrainConfig, "recipe", Path(path))
-    return train_prm(config, resume=resume)
+    try:
+        return train_prm(config, resume=resume)
+    finally:
+        finish_distributed()
