@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,7 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_load import AUTH, REPO, TOKEN, _free_port, _tiny_model  # noqa: E402  (this folder's sibling)
+from serve_load import AUTH, TOKEN, _free_port, _tiny_model, clinrl_server  # noqa: E402  (this folder's sibling)
 
 NORMAL = {"messages": [{"role": "user", "content": "heart failure with fluid overload"}], "max_tokens": 8, "temperature": 0}
 
@@ -170,7 +168,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     a = parser.parse_args()
 
-    import httpx
     from transformers import AutoTokenizer
 
     with tempfile.TemporaryDirectory(prefix="clinrl-serve-abuse-") as tmp:
@@ -178,36 +175,14 @@ def main() -> None:
         tokenizer = AutoTokenizer.from_pretrained(model)
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "CLINRL_SERVE_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(a.threads)}
-        cmd = [sys.executable, "-m", "clinrl", "serve", "--model", str(model), "--port", str(port), "--device", "cpu",
-               "--threads", str(a.threads), "--timeout-s", str(a.timeout_s), "--max-prompt-tokens",
-               str(a.max_prompt_tokens), "--model-name", "tiny"]  # fmt: skip
-        log = Path(tmp) / "server.log"
-        with log.open("w") as log_file:
-            server = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-            try:
-                deadline = time.monotonic() + 180
-                while True:
-                    try:
-                        if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        raise SystemExit(f"server did not start:\n{log.read_text()[-2000:]}")
-                    time.sleep(0.2)
-                result = _scenarios(url, port, tokenizer, a)
-                text = log.read_text(errors="replace")
-                result.update({"timeout_s": a.timeout_s, "max_prompt_tokens": a.max_prompt_tokens,
-                               "server_alive_after": server.poll() is None, "token_in_server_log": TOKEN in text,
-                               "tracebacks_in_server_log": text.count("Traceback")})  # fmt: skip
-                result["ok"] = _checks(result)
-            finally:
-                server.terminate()
-                try:
-                    server.wait(20)
-                except subprocess.TimeoutExpired:
-                    server.kill()
+        options = ["--timeout-s", a.timeout_s, "--max-prompt-tokens", a.max_prompt_tokens]
+        with clinrl_server(model, port, a.threads, options, Path(tmp) / "server.log") as (server, log):
+            result = _scenarios(url, port, tokenizer, a)
+            text = log.read_text(errors="replace")
+            result.update({"timeout_s": a.timeout_s, "max_prompt_tokens": a.max_prompt_tokens,
+                           "server_alive_after": server.poll() is None, "token_in_server_log": TOKEN in text,
+                           "tracebacks_in_server_log": text.count("Traceback")})  # fmt: skip
+            result["ok"] = _checks(result)
     print(json.dumps(result))
 
 

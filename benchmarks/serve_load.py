@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -173,6 +175,39 @@ def _reference(url: str) -> str:
     return httpx.post(url + "/v1/chat/completions", json=body, headers=AUTH, timeout=60).json()["choices"][0]["message"]["content"]
 
 
+@contextlib.contextmanager
+def clinrl_server(model: Path, port: int, threads: int, options: list, log: Path) -> Iterator[tuple]:
+    """``clinrl serve`` on 127.0.0.1:``port`` (tiny model name, bearer token, CPU), its output in ``log``;
+    yields ``(process, log)`` once ``/healthz`` answers (exits with the log's tail if it never does) and
+    stops the server afterwards."""
+    import httpx
+
+    env = {**os.environ, "CLINRL_SERVE_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, "-m", "clinrl", "serve", "--model", str(model), "--port", str(port), "--device", "cpu",
+           "--threads", str(threads), "--model-name", "tiny", *map(str, options)]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with log.open("w") as log_file:
+        server = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 180
+            while True:
+                try:
+                    if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"server did not start:\n{log.read_text()[-2000:]}")
+                time.sleep(0.2)
+            yield server, log
+        finally:
+            server.terminate()
+            try:
+                server.wait(20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="Causal LM folder (default: a tiny random-init model).")
@@ -192,42 +227,20 @@ def main() -> None:
         model = a.model or _tiny_model(Path(tmp) / "model")
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "CLINRL_SERVE_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(a.threads)}
-        cmd = [sys.executable, "-m", "clinrl", "serve", "--model", str(model), "--port", str(port), "--device", "cpu",
-               "--threads", str(a.threads), "--max-queue", str(a.max_queue), "--max-concurrency",
-               str(a.max_concurrency), "--max-body-bytes", "1000000", "--model-name", "tiny"]  # fmt: skip
-        log = Path(tmp) / "server.log"
-        with log.open("w") as log_file:
-            server = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-            try:
-                deadline = time.monotonic() + 180
-                while True:
-                    try:
-                        if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        raise SystemExit(f"server did not start:\n{log.read_text()[-2000:]}")
-                    time.sleep(0.2)
-                before = _reference(url)
-                result = asyncio.run(_load(url, port, a))
-                health = httpx.get(url + "/healthz", timeout=10)
-                after = _reference(url)
-                result.update({
-                    "server_alive_after": server.poll() is None and health.status_code == 200,
-                    "same_answer_after": before == after,
-                    "queue_after": health.json().get("queue"),
-                    "server_log_lines": sum(1 for _ in log.open()),
-                    "marker_in_server_log": MARKER in log.read_text(errors="replace"),
-                    "max_queue": a.max_queue, "max_concurrency": a.max_concurrency, "max_tokens": a.max_tokens,
-                })  # fmt: skip
-            finally:
-                server.terminate()
-                try:
-                    server.wait(20)
-                except subprocess.TimeoutExpired:
-                    server.kill()
+        options = ["--max-queue", a.max_queue, "--max-concurrency", a.max_concurrency, "--max-body-bytes", 1000000]
+        with clinrl_server(model, port, a.threads, options, Path(tmp) / "server.log") as (server, log):
+            before = _reference(url)
+            result = asyncio.run(_load(url, port, a))
+            health = httpx.get(url + "/healthz", timeout=10)
+            after = _reference(url)
+            result.update({
+                "server_alive_after": server.poll() is None and health.status_code == 200,
+                "same_answer_after": before == after,
+                "queue_after": health.json().get("queue"),
+                "server_log_lines": sum(1 for _ in log.open()),
+                "marker_in_server_log": MARKER in log.read_text(errors="replace"),
+                "max_queue": a.max_queue, "max_concurrency": a.max_concurrency, "max_tokens": a.max_tokens,
+            })  # fmt: skip
     print(json.dumps(result))
 
 
