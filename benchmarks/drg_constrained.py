@@ -1,12 +1,12 @@
 """What do constrained answers change? A partly trained tiny DRG coder evaluated twice on the same held-out
 synthetic cases with the same sampling: free answers, then answers restricted to v34 descriptions (the
-prefix-trie logits processor of ``clinrl.drg.constrained``). CPU, a few minutes.
+prefix-trie logits processor of ``clinrl.drg.eval.constrained``). CPU, a few minutes.
 
     python benchmarks/drg_constrained.py [--out runs/constrained] [--n-test 120] [--n-samples 4]
 
 Pipeline: the learnability benchmark's setup (synthetic notes → prepare → split, a tokenizer and a
 random-init 3-layer, 128-wide Qwen2; reused when present) → a short answer-only SFT (``--sft-steps``,
-deliberately under-trained so that some answers are misspelled) → ``clinrl.drg.evaluate.run_eval`` with
+deliberately under-trained so that some answers are misspelled) → ``clinrl.drg.eval.evaluate.run_eval`` with
 and without ``constrained=True``. The last line printed is one JSON object: per mode the invalid-answer
 and format-failure rates, DRG Pass@1, Maj@n and Pass@n, and the minutes taken.
 """
@@ -45,8 +45,8 @@ def main() -> None:
     from drg_learnability import setup
 
     from clinrl.config import RECIPES_DIR
-    from clinrl.drg.evaluate import run_eval
-    from clinrl.drg.sft import load_sft_config, train_sft
+    from clinrl.drg.eval.evaluate import run_eval
+    from clinrl.drg.train.sft import load_sft_config, train_sft
     from clinrl.llm.backends import SamplingParams, TransformersBackend
 
     start = time.perf_counter()

@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 def evaluate(model_dir: Path, prompts, golds, n: int, seed: int) -> dict:
-    """Metrics (``clinrl.drg.metrics``) of ``n`` samples per prompt, T 0.6, top-p 0.95."""
-    from clinrl.drg.evaluate import evaluate_prompts
+    """Metrics (``clinrl.drg.eval.metrics``) of ``n`` samples per prompt, T 0.6, top-p 0.95."""
+    from clinrl.drg.eval.evaluate import evaluate_prompts
     from clinrl.llm.backends import SamplingParams, TransformersBackend
 
     backend = TransformersBackend.from_path(str(model_dir), batch_size=32, progress=True)
@@ -68,9 +68,9 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from clinrl.config import RECIPES_DIR, resolve_recipe
-    from clinrl.drg.grpo import load_grpo_config, train_grpo
-    from clinrl.drg.sft import load_sft_config, train_sft
-    from clinrl.drg.tiny_setup import (
+    from clinrl.drg.train.grpo import load_grpo_config, train_grpo
+    from clinrl.drg.train.sft import load_sft_config, train_sft
+    from clinrl.demo.workspace import (
         build_tiny_workspace,
         grpo_overrides,
         partly_trained_stop,

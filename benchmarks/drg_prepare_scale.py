@@ -1,6 +1,6 @@
 """Scale benchmark of ``clinrl drg prepare`` on SYNTHETIC MIMIC-shaped data.
 
-Generates (or reuses) ``--n`` synthetic notes with ``clinrl.drg.synth``, runs ``clinrl drg prepare`` as a
+Generates (or reuses) ``--n`` synthetic notes with ``clinrl.drg.synth.generate``, runs ``clinrl drg prepare`` as a
 subprocess, and measures its wall time and peak resident memory: the prepare process's own high-water
 mark (``VmHWM`` in ``/proc/PID/status``, which a sampler cannot miss) and the summed RSS of its process
 tree, polled every 0.1 s; the larger is reported. (``getrusage(RUSAGE_CHILDREN).ru_maxrss`` is not used:
@@ -39,7 +39,7 @@ def log(message: str) -> None:
 def synthetic_data(data_dir: Path, n: int, seed: int, classes: int) -> dict:
     """Reuse ``data_dir`` if its manifest matches (n, seed, classes, generator fingerprint), else generate;
     returns the manifest."""
-    from clinrl.drg.synth import generator_fingerprint, write_synthetic
+    from clinrl.drg.synth.generate import generator_fingerprint, write_synthetic
 
     manifest_path = data_dir / "synth_manifest.json"
     if manifest_path.exists():
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
 
-    from clinrl.drg.synth import max_classes
+    from clinrl.drg.synth.generate import max_classes
 
     classes = args.classes or max_classes()
     info = machine()

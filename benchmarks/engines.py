@@ -9,7 +9,7 @@ graph compilation unless ``--eager``:
 
 - **rollouts** — GRPO's generation shape: 8 prompts × G 8 × 128 new tokens (EOS ignored, so both produce
   exactly 8,192 tokens); new tokens per second;
-- **drg eval** — ``clinrl drg eval``'s loop (:func:`clinrl.drg.evaluate.run_eval`) on ``--eval-cases``
+- **drg eval** — ``clinrl drg eval``'s loop (:func:`clinrl.drg.eval.evaluate.run_eval`) on ``--eval-cases``
   synthetic test cases, n 2, 64 new tokens; cases per second;
 - **PRM scoring** — the bundled dev verification cases, every candidate note, with a tiny causal PRM:
   the shared-prefix fast path (transformers) against vLLM prompt log-probabilities with prefix caching
@@ -70,7 +70,7 @@ def build_model(out: Path, seed: int) -> tuple[Path, Path]:
     """The synthetic DRG workspace (data, tokenizer) and the 0.5B-shaped model folder."""
     from transformers import AutoTokenizer
 
-    from clinrl.drg.tiny_setup import build_tiny_workspace
+    from clinrl.demo.workspace import build_tiny_workspace
     from clinrl.llm.tiny import TinyModelConfig, build_tiny_model
 
     ws = build_tiny_workspace(out / "ws", n_notes=600, classes=6, seed=seed)
@@ -118,7 +118,7 @@ def time_rollouts_vllm(llm, prompts: list[list[int]], group: int, new: int) -> d
 
 
 def time_eval(backend, data: Path, out: Path, cases: int) -> dict:
-    from clinrl.drg.evaluate import run_eval
+    from clinrl.drg.eval.evaluate import run_eval
     from clinrl.llm.backends import SamplingParams
 
     import shutil

@@ -47,7 +47,7 @@ def log(message: str) -> None:
 
 # ------------------------------------------------------------------------------------------------ stages
 def build_prm(train_cases, out: Path, args) -> dict:
-    from clinrl.prm.notes import save_notes
+    from clinrl.prm.schema import save_notes
     from clinrl.prm.train import PRMTrainConfig, train_prm
 
     gold = out / "prm_train_gold.json.gz"
@@ -65,7 +65,7 @@ def build_prm(train_cases, out: Path, args) -> dict:
 
 def prm_sanity(held_cases, prm_dir: Path, seed: int) -> dict:
     """Held-out gold vs one synthesized error sample of it: share where the PRM (mean) prefers the gold."""
-    from clinrl.prm.errors import synthesize_errors
+    from clinrl.prm.synth.inject import synthesize_errors
     from clinrl.prm.score import load_scorer
 
     scorer = load_scorer(prm_dir)

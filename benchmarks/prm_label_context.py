@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from clinrl.prm import demo_data_dir
     from clinrl.prm.evaluate import evaluate_selection, group_cases, limit_cases
     from clinrl.prm.model import META_FILE, load_prm
-    from clinrl.prm.notes import load_notes
+    from clinrl.prm.schema import load_notes
 
     torch.set_num_threads(args.threads)
     model_dir = Path(args.model)

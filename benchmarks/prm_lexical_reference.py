@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads for --model")
     args = parser.parse_args()
     from clinrl.prm.evaluate import auroc, group_cases, pick
-    from clinrl.prm.notes import load_notes
+    from clinrl.prm.schema import load_notes
 
     if args.data is None:
         from clinrl.prm import demo_data_dir

@@ -48,7 +48,7 @@ def _reset_peak() -> bool:
 
 def _cases(data: Path, n_cases: int):
     from clinrl.prm.evaluate import group_cases
-    from clinrl.prm.notes import load_notes
+    from clinrl.prm.schema import load_notes
 
     gold, errors = (load_notes(data / f"verification_dev_{k}.json.gz") for k in ("gold", "error"))
     cases, _ = group_cases(gold, errors)

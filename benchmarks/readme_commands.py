@@ -79,7 +79,7 @@ class EndpointServer:
         from tests.helpers.vllm_server import vllm_openai_server
 
         if self.model is None:
-            from clinrl.drg.tiny_setup import build_tiny_workspace
+            from clinrl.demo.workspace import build_tiny_workspace
 
             self.model = build_tiny_workspace(REPO / "runs" / "readme-endpoint", n_notes=200, classes=6).model
         t = time.perf_counter()

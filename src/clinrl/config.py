@@ -559,7 +559,7 @@ def read_split(path: str | Path, columns: Sequence[str] = ("text", "solution"), 
 
     check_limit(limit)
     frame = read_parquet_checked(path, columns, made_by="clinrl drg split")
-    from clinrl.drg.prepared import check_prepared_input
+    from clinrl.drg.prep.prepared import check_prepared_input
 
     check_prepared_input(path)  # training straight on a `drg prepare` output: one finished run only
     if frame.empty:

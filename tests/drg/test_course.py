@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clinrl.drg.course import COURSE_RULES, Course, extract_course, word_count
+from clinrl.drg.prep.course import COURSE_RULES, Course, extract_course, word_count
 from tests.drg.mimic_fixture import ADMISSION_MEDS, DISCHARGE_MEDS, LAYOUTS, PREAMBLE, TAIL, course_text, render
 
 COURSE = (

@@ -9,8 +9,8 @@ import pytest
 import torch
 from datasets import Dataset
 
-from clinrl.drg import difficulty as diff
-from clinrl.drg.difficulty import (
+from clinrl.drg.train import difficulty as diff
+from clinrl.drg.train.difficulty import (
     DifficultyConfig,
     apply_curriculum,
     curriculum_preserves_order,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clinrl.drg.distill import (
+from clinrl.drg.train.distill import (
     DistillConfig,
     build_prompt,
     check_answer,
@@ -127,8 +127,8 @@ def test_request_errors_are_counted_then_stop(data: Path, tmp_path: Path):
 
 def test_differential_rows_and_sft_consumption(data: Path, tmp_path: Path):
     """The JSONL is the SFT recipe's `traces:` file as is: rows join on hadm_id and build conversations."""
-    from clinrl.drg.sft import DRGSFTConfig, build_sft_dataset, read_traces
-    from clinrl.drg.split import add_solution
+    from clinrl.drg.train.sft import DRGSFTConfig, build_sft_dataset, read_traces
+    from clinrl.drg.prep.split import add_solution
 
     out = tmp_path / "cot.jsonl"
     distill_cot(ScriptedTeacher(), data, out, DistillConfig(variant="differential"), progress=False)

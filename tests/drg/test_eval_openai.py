@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from clinrl.drg.constrained import answer_regex
-from clinrl.drg.evaluate import GENERATIONS
+from clinrl.drg.eval.constrained import answer_regex
+from clinrl.drg.eval.evaluate import GENERATIONS
 from clinrl.drg.prompts import CUT_MARKER
 from tests.helpers.fake_openai import FakeOpenAI
 from tests.helpers.tokenizers import make_tiny_tokenizer

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from clinrl.cli import main
-from clinrl.drg.evaluate import GENERATIONS, merge_shards, parse_shard, run_eval, shard_batches
+from clinrl.drg.eval.evaluate import GENERATIONS, merge_shards, parse_shard, run_eval, shard_batches
 from clinrl.errors import ClinrlError
 from clinrl.llm.backends import SamplingParams, TransformersBackend
 from clinrl.llm.loading import load_causal_lm

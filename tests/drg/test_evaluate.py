@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from clinrl.cli import main
-from clinrl.drg.constrained import AnswerTrie, answer_regex
-from clinrl.drg.evaluate import GENERATIONS, run_eval
+from clinrl.drg.eval.constrained import AnswerTrie, answer_regex
+from clinrl.drg.eval.evaluate import GENERATIONS, run_eval
 from clinrl.drg.ontology import load_ontology
 from clinrl.errors import ClinrlError
 from clinrl.llm.backends import SamplingParams, TransformersBackend
@@ -109,7 +109,7 @@ def test_constrained_answers_are_never_invalid(model_tok, test_data, tmp_path):
 
 def test_constrained_answers_without_a_trigger_leave_text_free(model_tok):
     be = backend(model_tok, logits_processors=scripted("<think>\nno answer yet", eos=True))
-    from clinrl.drg.evaluate import constrain_backend
+    from clinrl.drg.eval.evaluate import constrain_backend
 
     undo = constrain_backend(be)
     texts = be.generate(["hello"], SamplingParams(n=1, max_new_tokens=24))[0]
@@ -148,7 +148,7 @@ def test_eval_cli_and_scaling(ws, test_data, tmp_path, capsys):
 
 
 def test_training_curves_from_trl_log_history(tmp_path):
-    from clinrl.drg.plots import plot_training_curves
+    from clinrl.drg.eval.plots import plot_training_curves
 
     history = [{"step": s, "loss": 1.0 / s, "reward": 0.1 * s, "completions/mean_length": 30 + s, "kl": 0.01 * s}
                for s in range(1, 6)]
@@ -162,7 +162,7 @@ def test_training_curves_from_trl_log_history(tmp_path):
 
 
 def test_predict_on_a_whole_synthetic_discharge_summary(ws, model_tok, tmp_path, capsys, monkeypatch):
-    from clinrl.drg.synth import write_synthetic
+    from clinrl.drg.synth.generate import write_synthetic
 
     write_synthetic(tmp_path / "synth", 3, seed=5, classes=3, progress=False)
     with gzip.open(tmp_path / "synth" / "discharge.csv.gz", "rt", encoding="utf-8") as fh:
@@ -192,7 +192,7 @@ def test_predict_on_a_whole_synthetic_discharge_summary(ws, model_tok, tmp_path,
 
 
 def test_scaling_finds_the_sft_size_through_the_grpo_run(tmp_path):
-    from clinrl.drg.scaling import fit_log2, run_point, scaling_report
+    from clinrl.drg.eval.scaling import fit_log2, run_point, scaling_report
     from clinrl.errors import DataError
 
     points = []

@@ -9,7 +9,7 @@ import pytest
 from transformers import AutoTokenizer, TrainerCallback
 
 from clinrl.config import RECIPES_DIR
-from clinrl.drg.grpo import build_rewards, build_rl_dataset, load_grpo_config, train_grpo
+from clinrl.drg.train.grpo import build_rewards, build_rl_dataset, load_grpo_config, train_grpo
 from clinrl.drg.prompts import count_prompt_tokens, render_prompt
 from clinrl.errors import ClinrlError
 from tests.drg.tiny_training import MAX_PROMPT_TOKENS, StopAt, tiny_workspace
@@ -103,7 +103,7 @@ def test_render_prompt_is_what_trl_sees(ws, tokenizer, tmp_path):
 
 
 def test_scoring_of_sampled_answers_pass1_majority_and_format():
-    from clinrl.drg.metrics import score_generations
+    from clinrl.drg.eval.metrics import score_generations
 
     gold, other = "HEART FAILURE AND SHOCK WITH MCC", "HEART FAILURE AND SHOCK WITH CC"
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clinrl.drg.kl import CosineKLCallback, cosine_beta
+from clinrl.drg.train.kl import CosineKLCallback, cosine_beta
 
 
 def test_cosine_endpoints_and_midpoint():

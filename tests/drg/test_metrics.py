@@ -8,7 +8,7 @@ import math
 import pytest
 
 from clinrl.cli import main
-from clinrl.drg.metrics import default_ks, majority, pass_at_k, read_generations, score_generations
+from clinrl.drg.eval.metrics import default_ks, majority, pass_at_k, read_generations, score_generations
 from clinrl.errors import DataError
 
 A = "HEART FAILURE AND SHOCK WITH MCC"  # 291, principal HF, MCC, weight 1.4796, MDC 05

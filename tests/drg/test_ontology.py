@@ -72,7 +72,7 @@ def test_to_v34_kinds(onto):
 
 
 def test_knowledge_rows(onto):
-    from clinrl.drg.knowledge import knowledge_rows
+    from clinrl.drg.train.knowledge import knowledge_rows
 
     rows = knowledge_rows(onto)
     assert len(rows) == 28  # REFERENCE A: the full list + one per MDC family

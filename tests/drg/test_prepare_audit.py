@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clinrl.drg.evaluate import load_cases, run_eval
-from clinrl.drg.mimic import prepare
+from clinrl.drg.eval.evaluate import load_cases, run_eval
+from clinrl.drg.prep.mimic import prepare
 from clinrl.drg.prompts import format_completion
-from clinrl.drg.split import SplitConfig, split_prepared
+from clinrl.drg.prep.split import SplitConfig, split_prepared
 from clinrl.errors import DataError
 from clinrl.llm.backends import SamplingParams
 from tests.drg.mimic_fixture import MimicFixture, build_fixture
@@ -157,7 +157,7 @@ def test_a_rerun_replaces_every_output_and_removes_killed_runs_spill_folders(
     report = json.loads((out / "prepare_report.json").read_text())
     assert report["run_id"] != first_run and report["stale_spill_folders_removed"] == 2
     assert not dead.exists() and not legacy.exists() and live.exists()
-    from clinrl.drg.prepared import run_id_of
+    from clinrl.drg.prep.prepared import run_id_of
 
     assert run_id_of(out / "train.parquet") == run_id_of(out / "test.parquet") == report["run_id"]
 
@@ -180,7 +180,7 @@ def test_a_rerun_refused_at_its_inputs_leaves_the_finished_run_whole(fixture: Mi
 
 _KILLED_RUN = """
 import os, signal, sys
-import clinrl.drg.mimic as mimic
+import clinrl.drg.prep.mimic as mimic
 
 def killed(*args, **kwargs):  # SIGKILL once the courses are spilled, before any output is written
     os.kill(os.getpid(), signal.SIGKILL)

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from clinrl.cli import app
 from clinrl.config import RECIPES_DIR, RecipeError, list_recipes, load_recipe
-from clinrl.drg.grpo import DRGGRPOConfig, load_grpo_config, train_grpo
-from clinrl.drg.sft import DRGSFTConfig, load_sft_config, train_sft
+from clinrl.drg.train.grpo import DRGGRPOConfig, load_grpo_config, train_grpo
+from clinrl.drg.train.sft import DRGSFTConfig, load_sft_config, train_sft
 from tests.drg.tiny_training import tiny_workspace
 
 NAMES = list_recipes()

@@ -11,8 +11,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clinrl.drg.groups import TemperaturePicker, degenerate_groups, expand_groups, resample_until
-from clinrl.drg.sampling import SamplingConfig, SamplingConfigError
+from clinrl.drg.train.groups import TemperaturePicker, degenerate_groups, expand_groups, resample_until
+from clinrl.drg.train.sampling import SamplingConfig, SamplingConfigError
 
 torch.set_num_threads(1)
 
@@ -165,7 +165,7 @@ def _trainer(model_dir, out_dir, reward, sampling=None, dataset=None, **override
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig
 
-    from clinrl.drg.sampling import ClinrlGRPOTrainer
+    from clinrl.drg.train.sampling import ClinrlGRPOTrainer
 
     preserve_order = overrides.pop("preserve_order", False)
     dr_grpo_normalizer = overrides.pop("dr_grpo_normalizer", None)
@@ -267,7 +267,7 @@ def test_filter_masks_exactly_the_zero_variance_groups(tiny_model_dir, tmp_path)
 def test_preserved_order_survives_the_trainer_sampler(tiny_model_dir, tmp_path):
     from datasets import Dataset
 
-    from clinrl.drg.difficulty import apply_curriculum
+    from clinrl.drg.train.difficulty import apply_curriculum
 
     data = Dataset.from_dict(
         {"prompt": [[{"role": "user", "content": f"c{i}"}] for i in range(6)], "hadm_id": [10, 11, 12, 13, 14, 15]}

@@ -10,7 +10,7 @@ from transformers import AutoTokenizer
 
 from clinrl.config import RECIPES_DIR, RecipeError
 from clinrl.drg.prompts import DEFAULT_THINK, SYSTEM_PROMPT
-from clinrl.drg.sft import build_sft_dataset, count_too_long, load_sft_config, read_traces, train_sft
+from clinrl.drg.train.sft import build_sft_dataset, count_too_long, load_sft_config, read_traces, train_sft
 from clinrl.errors import ClinrlError, DataError
 from tests.drg.tiny_training import MAX_PROMPT_TOKENS, StopAt, tiny_workspace
 

@@ -1,4 +1,4 @@
-"""Synthetic MIMIC-shaped DRG data (clinrl.drg.synth): schema, determinism, layout, learnable labels and
+"""Synthetic MIMIC-shaped DRG data (clinrl.drg.synth.generate): schema, determinism, layout, learnable labels and
 honest edge-case counts. Expectations are recomputed from the written files, never hard-coded."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clinrl.drg import synth_vocab
-from clinrl.drg.course import SECTION_HEADERS, extract_course, word_count
+from clinrl.drg.synth import vocab as synth_vocab
+from clinrl.drg.prep.course import SECTION_HEADERS, extract_course, word_count
 from clinrl.drg.ontology import CCMCC, load_ontology
-from clinrl.drg.synth import (
+from clinrl.drg.synth.generate import (
     DISCHARGE_COLUMNS,
     DRGCODES_COLUMNS,
     MANIFEST_NAME,
@@ -24,9 +24,9 @@ from clinrl.drg.synth import (
     max_classes,
     write_synthetic,
 )
-from clinrl.drg.synth_bases import BASES
-from clinrl.drg.synth_labels import DEFAULT_CLASSES, select_classes, supported_classes, unmappable_descriptions
-from clinrl.drg.synth_note import (
+from clinrl.drg.synth.bases import BASES
+from clinrl.drg.synth.labels import DEFAULT_CLASSES, select_classes, supported_classes, unmappable_descriptions
+from clinrl.drg.synth.note import (
     PRONOUNS,
     SYNTHETIC_BANNER,
     FastRandom,
@@ -35,7 +35,7 @@ from clinrl.drg.synth_note import (
     template_fields,
     template_pattern,
 )
-from clinrl.drg.synth_vocab import CONDITIONS, DISTRACTORS, SLOTS
+from clinrl.drg.synth.vocab import CONDITIONS, DISTRACTORS, SLOTS
 from clinrl.errors import ClinrlError
 
 N = 1500

@@ -46,10 +46,10 @@ def tiny_workspace() -> TinyWorkspace:
     import pandas as pd
     import torch
 
-    from clinrl.drg.mimic import prepare
+    from clinrl.drg.prep.mimic import prepare
     from clinrl.drg.prompts import build_messages, format_completion
-    from clinrl.drg.split import SplitConfig, split_prepared
-    from clinrl.drg.synth import write_synthetic
+    from clinrl.drg.prep.split import SplitConfig, split_prepared
+    from clinrl.drg.synth.generate import write_synthetic
     from clinrl.llm.tiny import TinyModelConfig, build_tiny_model, train_tokenizer
 
     torch.set_num_threads(1)

@@ -30,8 +30,8 @@ class DRGPolicy:
 @pytest.fixture(scope="session")
 def drg_policy(tmp_path_factory) -> DRGPolicy:
     from clinrl.config import resolve_recipe
-    from clinrl.drg.sft import load_sft_config, train_sft
-    from clinrl.drg.tiny_setup import build_tiny_workspace, sft_overrides
+    from clinrl.drg.train.sft import load_sft_config, train_sft
+    from clinrl.demo.workspace import build_tiny_workspace, sft_overrides
 
     root = tmp_path_factory.mktemp("engines-drg")
     ws = build_tiny_workspace(root, n_notes=600, classes=6)

@@ -159,7 +159,7 @@ def prm_inputs(tmp_path_factory):
     from transformers import BertConfig, BertForTokenClassification
 
     from clinrl.prm import demo_data_dir
-    from clinrl.prm.notes import load_notes, save_notes
+    from clinrl.prm.schema import load_notes, save_notes
     from tests.helpers.tokenizers import make_tiny_tokenizer
 
     root = tmp_path_factory.mktemp("prm_inputs")
@@ -192,7 +192,7 @@ def prm_reference(prm_inputs, tmp_path_factory):
 @pytest.mark.parametrize("kind", ["causal", "encoder"])
 def test_prm_sharded_kill_resume_load_and_loss(kind, backend, prm_inputs, prm_reference, tmp_path):
     from clinrl.prm.model import load_prm, slot_probabilities
-    from clinrl.prm.notes import load_notes
+    from clinrl.prm.schema import load_notes
 
     gold, bert = prm_inputs
     out = tmp_path / "run"

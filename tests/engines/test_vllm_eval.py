@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from clinrl.drg.evaluate import GENERATIONS, merge_shards, run_eval
+from clinrl.drg.eval.evaluate import GENERATIONS, merge_shards, run_eval
 from tests.engines.conftest import REPO, run_clinrl
 from tests.engines.vllm_eval_driver import CASES, GREEDY_CASES, PROMPT_TOKENS
 

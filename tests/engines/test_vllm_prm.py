@@ -29,7 +29,7 @@ def dev_cases(per_source: int | None = CASES_PER_SOURCE):
     """The bundled dev verification cases (gold + error samples of each dialogue), the first ``per_source`` of
     each Data_source (None: all 100)."""
     from clinrl.prm.evaluate import group_cases, limit_cases
-    from clinrl.prm.notes import load_notes
+    from clinrl.prm.schema import load_notes
 
     cases, _ = group_cases(load_notes(DATA / "verification_dev_gold.json.gz"),
                            load_notes(DATA / "verification_dev_error.json.gz"))  # fmt: skip
@@ -131,7 +131,7 @@ def test_cli_best_of_n_backend_vllm_ranks_like_transformers(prm_dir, tmp_path, c
     """`clinrl prm best-of-n --backend vllm` with the engine options on the command line (its own engine)."""
     import json
 
-    from clinrl.prm.notes import save_notes
+    from clinrl.prm.schema import save_notes
     from tests.reliability.cli import run_cli
 
     case = dev_cases(None)[1]

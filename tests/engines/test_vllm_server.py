@@ -28,7 +28,7 @@ PRM_DATA = Path(clinrl.__file__).parent / "data" / "prm"
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     pytest.importorskip("vllm")
-    from clinrl.drg.tiny_setup import build_tiny_workspace
+    from clinrl.demo.workspace import build_tiny_workspace
 
     return build_tiny_workspace(tmp_path_factory.mktemp("vllm-server-ws"), n_notes=200, classes=6)
 
@@ -80,7 +80,7 @@ def test_distill_cot_counts_every_case_and_resumes(server, ws, tmp_path, capsys)
 
 
 def test_prm_synth_errors_openai_counts_rejects_by_reason(server, tmp_path, capsys):
-    from clinrl.prm.notes import load_notes, save_notes
+    from clinrl.prm.schema import load_notes, save_notes
 
     gold = tmp_path / "gold.json"
     save_notes(load_notes(PRM_DATA / "verification_dev_gold.json.gz")[:2], gold)
@@ -110,7 +110,7 @@ def test_prm_structure_openai_falls_back_by_reason(server, tmp_path, capsys):
     assert summary["notes"] == 1 and summary["by_llm"] + summary["by_rule_fallback"] == 1
     assert sum(summary["fallbacks_by_reason"].values()) == summary["by_rule_fallback"]
     assert server.requests_finished() - before == summary["requests"] >= 1
-    from clinrl.prm.notes import load_notes
+    from clinrl.prm.schema import load_notes
 
     assert len(load_notes(out)) == 1
 
@@ -143,7 +143,7 @@ def test_drg_eval_openai_writes_metrics_and_resumes(server, ws, tmp_path, capsys
 def test_drg_eval_openai_constrained_follows_the_answer_regex(server, ws, tmp_path, capsys):
     import regex
 
-    from clinrl.drg.constrained import answer_regex
+    from clinrl.drg.eval.constrained import answer_regex
 
     pattern = regex.compile(answer_regex())
     runs = {}

@@ -18,7 +18,7 @@ GREEDY_CASES, CASES, PROMPT_TOKENS = 24, 12, 144
 
 
 def main() -> None:
-    from clinrl.drg.evaluate import run_eval
+    from clinrl.drg.eval.evaluate import run_eval
     from clinrl.llm.backends import SamplingParams, VLLMBackend
 
     model, data, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])

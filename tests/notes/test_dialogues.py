@@ -54,7 +54,7 @@ def test_shared_dialogue_stays_on_one_side(loaded):
 
 def test_bad_records_are_counted(tmp_path, loaded):
     cases, _ = loaded
-    from clinrl.prm.notes import note_to_dict
+    from clinrl.prm.schema import note_to_dict
 
     good = [note_to_dict(c.reference) for c in cases[:3]]
     empty = dict(good[0], Case_id="x-empty", Dialogue="  ")
@@ -79,7 +79,7 @@ def test_rendered_reference_parses_back(loaded):
 def test_rows_cut_the_prompt_dialogue_only():
     tok = make_tiny_tokenizer()
     from clinrl.notes.dialogues import DialogueCase
-    from clinrl.prm.notes import Note, Problem, Step
+    from clinrl.prm.schema import Note, Problem, Step
 
     dialogue = "\n".join(f"[doctor]: line {i} about the patient's heart failure and shock." for i in range(40))
     note = Note([Problem(f"Problem {i}:", str(i), [Step(f"Step {i} with enough words here.", "1")]) for i in range(6)])

@@ -10,7 +10,7 @@ import pytest
 from clinrl.errors import ClinrlError
 from clinrl.notes import rewards as R
 from clinrl.notes.dialogues import load_dialogues, render_note
-from clinrl.prm.notes import Note, Problem
+from clinrl.prm.schema import Note, Problem
 from clinrl.prm.score import FLOOR, NoteScore, SlotScore, slot_layout
 from tests.notes.tiny_models import tiny_prm_dir
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from clinrl.prm.notes import Note, Problem, Step
+from clinrl.prm.schema import Note, Problem, Step
 
 
 def make_gold(sizes: list[int], *, case_id: str = "T_1", dialogue: str = "", texts: list[list[str]] | None = None) -> Note:

@@ -6,7 +6,7 @@ import pytest
 from clinrl.cli import main
 from clinrl.prm.build import COLUMNS, DATA_FILE, REPORT_FILE, TOKENS_FILE, build_prm_dataset
 from clinrl.prm.format import SpecialTokens, parse_prm_string
-from clinrl.prm.notes import load_notes, save_notes
+from clinrl.prm.schema import load_notes, save_notes
 
 T = SpecialTokens.llama3()
 

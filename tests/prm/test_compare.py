@@ -1,9 +1,9 @@
 import pytest
 from rich.console import Console
 
-from clinrl.prm.compare import compare_error_sets, comparison_table, flatten_profile, profile_error_set
-from clinrl.prm.errors import EditPlan, apply_plan
-from clinrl.prm.notes import Swap
+from clinrl.prm.synth.compare import compare_error_sets, comparison_table, flatten_profile, profile_error_set
+from clinrl.prm.synth.inject import EditPlan, apply_plan
+from clinrl.prm.schema import Swap
 from tests.prm.note_factory import make_gold
 
 GOLD_TEXTS = [["Plan: Continue lisinopril.", "Assessment: Knee pain."], ["Return in 2 weeks."]]

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from clinrl.cli import main
 from clinrl.errors import DataError
-from clinrl.prm import edits
-from clinrl.prm.compare import profile_error_set
-from clinrl.prm.errors import (
+from clinrl.prm.synth import edits
+from clinrl.prm.synth.compare import profile_error_set
+from clinrl.prm.synth.inject import (
     EditPlan,
     ErrorSynthesizer,
     NoteTooSmallError,
@@ -21,8 +21,8 @@ from clinrl.prm.errors import (
     synthesize,
     synthesize_errors,
 )
-from clinrl.prm.labels import check_label_consistency
-from clinrl.prm.notes import Swap, load_notes, note_to_dict
+from clinrl.prm.synth.labels import check_label_consistency
+from clinrl.prm.schema import Swap, load_notes, note_to_dict
 from tests.prm.note_factory import gold_notes, make_gold
 
 
@@ -63,7 +63,7 @@ def test_schema_matches_the_real_error_files(prm_data, train_errors, tmp_path):
     real_removal_keys = {tuple(r) for item in real for r in item.get("Removed_info", [])}
     notes, _ = train_errors
     save_path = tmp_path / "syn.json.gz"
-    from clinrl.prm.notes import save_notes
+    from clinrl.prm.schema import save_notes
 
     save_notes(notes, save_path)
     ours = json.load(gzip.open(save_path))

@@ -26,7 +26,7 @@ from clinrl.prm.evaluate import (
     pick,
 )
 from clinrl.prm.format import SpecialTokens
-from clinrl.prm.notes import load_notes
+from clinrl.prm.schema import load_notes
 from clinrl.prm.score import NoteScore, ScoreConfig, SlotScore, slot_layout
 from tests.prm.note_factory import make_gold
 

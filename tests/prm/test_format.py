@@ -17,7 +17,7 @@ from clinrl.prm.format import (
     parse_prm_string,
     render_prm_string,
 )
-from clinrl.prm.notes import Note, Problem, Step, load_notes
+from clinrl.prm.schema import Note, Problem, Step, load_notes
 
 T = SpecialTokens.llama3()
 NEW = SpecialTokens.new()

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clinrl.cli import main
-from clinrl.prm.labels import (
+from clinrl.prm.synth.labels import (
     EditError,
     check_label_consistency,
     expected_labels,
@@ -15,12 +15,12 @@ from clinrl.prm.labels import (
     relabel,
     restore_gold,
 )
-from clinrl.prm.notes import NoteSchemaError, Removal, Swap, load_notes, note_from_dict, note_to_dict
+from clinrl.prm.schema import NoteSchemaError, Removal, Swap, load_notes, note_from_dict, note_to_dict
 from tests.prm.note_factory import JSON, make_gold
 
 # The label noise of verification_dev_error.json.gz: five swaps whose New_content equals their
 # Original_content, so no edit landed, yet the position is labelled '-' (found by check_label_consistency;
-# every other label of the 768 samples follows the rules in clinrl.prm.labels).
+# every other label of the 768 samples follows the rules in clinrl.prm.synth.labels).
 KNOWN_NOISY = {
     ("A_Validate_18", 5, "Problem 1 header"),
     ("Dialogue_G_1256", 6, "Problem 2 Step 2"),

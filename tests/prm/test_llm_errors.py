@@ -9,9 +9,9 @@ from collections import Counter
 
 import pytest
 
-from clinrl.prm.errors import SwapTarget, SynthConfig, apply_plan
-from clinrl.prm.labels import check_label_consistency
-from clinrl.prm.llm_errors import (
+from clinrl.prm.synth.inject import SwapTarget, SynthConfig, apply_plan
+from clinrl.prm.synth.labels import check_label_consistency
+from clinrl.prm.synth.llm_inject import (
     LLMErrorSynthesizer,
     LLMRejectedError,
     LLMSynthConfig,
@@ -21,7 +21,7 @@ from clinrl.prm.llm_errors import (
     synthesize_with_llm,
 )
 from clinrl.prm.llm_structure import StructureConfig, parse_structure, structure_notes
-from clinrl.prm.notes import Note, load_notes, save_notes
+from clinrl.prm.schema import Note, load_notes, save_notes
 from tests.prm.note_factory import make_gold
 
 _POSITION = re.compile(r"^- (\{.*?\}): (\".*\")$", re.M)
@@ -162,7 +162,7 @@ def _roundtrip(notes):
 
 
 def test_propose_protocol_and_small_notes():
-    from clinrl.prm.errors import NoteTooSmallError
+    from clinrl.prm.synth.inject import NoteTooSmallError
 
     synth = LLMErrorSynthesizer(ScriptedEditor(), CONFIG, LLMSynthConfig(max_attempts=1))
     gold = _gold_notes(3)

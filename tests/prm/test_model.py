@@ -11,7 +11,7 @@ from clinrl.errors import DataError
 from clinrl.prm.encode import EncodeSettings, PRMInputError, encode_causal, encode_windows, select_dialogue_lines
 from clinrl.prm.format import SpecialTokens, render_prm_string
 from clinrl.prm.model import META_FILE, PRMMeta, encode_for_scoring, load_prm, save_prm, slot_probabilities
-from clinrl.prm.notes import Note, Problem, Step
+from clinrl.prm.schema import Note, Problem, Step
 from tests.helpers.tokenizers import make_tiny_tokenizer
 
 DIALOGUE = "\n".join(

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from clinrl.errors import DataError
-from clinrl.prm.notes import NoteSchemaError, load_notes, note_from_dict, note_to_dict, save_notes
+from clinrl.prm.schema import NoteSchemaError, load_notes, note_from_dict, note_to_dict, save_notes
 
 FILES = ["prm_clinic_gold.json.gz", "verification_dev_gold.json.gz", "verification_dev_error.json.gz"]
 

@@ -11,7 +11,7 @@ import torch
 from clinrl.llm.tiny import TinyModelConfig, build_tiny_model
 from clinrl.prm import fastpath
 from clinrl.prm.format import SpecialTokens, render_prm_string
-from clinrl.prm.notes import Note, Problem, Step
+from clinrl.prm.schema import Note, Problem, Step
 from clinrl.prm.score import FLOOR, NoteScore, PRMScorer, ScoreConfig, SlotScore, slot_layout
 from tests.helpers.tokenizers import make_tiny_tokenizer
 from tests.prm.note_factory import make_gold
@@ -197,7 +197,7 @@ def test_score_cli_writes_scores_without_note_text(tmp_path, prm):
 
     from clinrl.cli import app
     from clinrl.prm.model import PRMMeta, save_prm
-    from clinrl.prm.notes import save_notes
+    from clinrl.prm.schema import save_notes
 
     model, tokenizer, tokens = prm
     meta = PRMMeta(head="causal-lm", objective="prm", tokens=tokens, loss_mode="special_token", notes_only=False,

@@ -74,7 +74,7 @@ def test_best_of_n_cli(tmp_path, scorer):
 
     from clinrl.cli import app
     from clinrl.prm.model import PRMMeta, save_prm
-    from clinrl.prm.notes import save_notes
+    from clinrl.prm.schema import save_notes
 
     meta = PRMMeta(head="causal-lm", objective="prm", tokens=scorer.tokens, loss_mode="special_token",
                    notes_only=False, max_length=4096, dialogue_max_tokens=None, base_model="tiny")  # fmt: skip

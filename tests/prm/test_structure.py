@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clinrl.prm.notes import Note, load_notes
+from clinrl.prm.schema import Note, load_notes
 from clinrl.prm.structure import (
     DEFAULT_HEADER,
     FOLLOW_UP_HEADER,

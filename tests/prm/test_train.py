@@ -22,7 +22,7 @@ from clinrl.prm.encode import (
     note_slot_labels,
 )
 from clinrl.prm.format import NOTE_HEADER, SpecialTokens
-from clinrl.prm.notes import Note, Problem, Step, save_notes
+from clinrl.prm.schema import Note, Problem, Step, save_notes
 from clinrl.prm.train import PRMTrainConfig, causal_loss, encode_examples, load_training_notes, train_prm
 from tests.helpers.tokenizers import make_tiny_tokenizer
 

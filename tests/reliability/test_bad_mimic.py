@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clinrl.drg.mimic import FLOW_KEYS, prepare
+from clinrl.drg.prep.mimic import FLOW_KEYS, prepare
 from clinrl.errors import ClinrlError
 from tests.drg.mimic_fixture import DRG_HEADER, NOTE_HEADER, course_text, render
 from tests.reliability.cli import assert_clean_error, run_cli

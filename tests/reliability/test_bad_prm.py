@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clinrl.prm.format import PRMFormatError, SpecialTokens, parse_prm_string, render_prm_string
-from clinrl.prm.notes import NoteSchemaError, load_notes, note_from_dict, note_to_dict
+from clinrl.prm.schema import NoteSchemaError, load_notes, note_from_dict, note_to_dict
 from tests.prm.note_factory import JSON, make_gold
 from tests.reliability.cli import assert_clean_error, run_cli
 

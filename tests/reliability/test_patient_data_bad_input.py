@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from clinrl.errors import ClinrlError
-from clinrl.prm.notes import note_to_dict
+from clinrl.prm.schema import note_to_dict
 from tests.helpers.models import build_smallest_lm
 from tests.helpers.servers import free_port
 from tests.prm.note_factory import make_gold

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clinrl.prm.notes import save_notes
+from clinrl.prm.schema import save_notes
 from tests.prm.note_factory import make_gold
 from tests.reliability.cli import run_cli
 
@@ -171,7 +171,7 @@ def test_every_training_recipe_reports_nowhere():
 def test_build_config_defaults_reporting_off(tmp_path):
     from trl import GRPOConfig
 
-    from clinrl.drg.grpo import DRGGRPOConfig
+    from clinrl.drg.train.grpo import DRGGRPOConfig
     from clinrl.config import build_config
 
     path = tmp_path / "r.yaml"

@@ -16,7 +16,7 @@ from clinrl.errors import ClinrlError
 from clinrl.llm.backends import SamplingParams, TransformersBackend
 from clinrl.llm.openai_client import OpenAIBackend
 from clinrl.prm.format import render_prm_string
-from clinrl.prm.notes import note_to_dict
+from clinrl.prm.schema import note_to_dict
 from clinrl.prm.score import load_scorer
 from clinrl.serve import ServeSettings, check_bind, create_app
 from tests.helpers.servers import serve_app

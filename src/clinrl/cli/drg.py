@@ -30,7 +30,7 @@ def split_command(
     msdrg: Optional[Path] = typer.Option(None, "--msdrg", help="MS-DRG v34 tables folder (default: bundled)."),
 ) -> None:
     """Split prepared training data into stratified SFT and RL sets."""
-    from clinrl.drg.split import SplitConfig, split_prepared
+    from clinrl.drg.prep.split import SplitConfig, split_prepared
     from clinrl.errors import ClinrlError
 
     if small and sft_ratio is not None:
@@ -62,7 +62,7 @@ def synth_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Write SYNTHETIC MIMIC-IV-shaped discharge notes and DRG codes (for tests, demos and benchmarks)."""
-    from clinrl.drg.synth import write_synthetic
+    from clinrl.drg.synth.generate import write_synthetic
 
     summary = write_synthetic(out, n, seed=seed, classes=classes, progress=not quiet)
     counts = {k: v for k, v in summary.counts.items() if isinstance(v, int)}
@@ -85,7 +85,7 @@ def prepare_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar and no summary table."),
 ) -> None:
     """Extract hospital courses and v34 DRG labels from MIMIC-IV into a stratified train/test split."""
-    from clinrl.drg.mimic import DEFAULT_CHUNKSIZE, prepare, print_summary
+    from clinrl.drg.prep.mimic import DEFAULT_CHUNKSIZE, prepare, print_summary
 
     flow = prepare(
         discharge,
@@ -123,7 +123,7 @@ def sft_command(
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in output_dir."),
 ) -> None:
     """Supervised fine-tuning (cold start + knowledge rows). Extra --key value pairs override the recipe."""
-    from clinrl.drg.sft import run_from_cli
+    from clinrl.drg.train.sft import run_from_cli
 
     summary = run_from_cli(_recipe_path(config, recipe), ctx.args, resume)
     typer.echo(json.dumps(summary, default=str))
@@ -137,7 +137,7 @@ def grpo_command(
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in output_dir."),
 ) -> None:
     """GRPO with our rewards. Extra --key value pairs override the recipe (--trl.learning_rate 1e-6)."""
-    from clinrl.drg.grpo import run_from_cli
+    from clinrl.drg.train.grpo import run_from_cli
 
     summary = run_from_cli(_recipe_path(config, recipe), ctx.args, resume)
     typer.echo(json.dumps(summary, default=str))
@@ -170,7 +170,7 @@ def difficulty_command(
 ) -> None:
     """Tag cases easy (all k samples correct), hard (all wrong, equal rewards) or mixed, for GRPO curricula."""
 
-    from clinrl.drg.difficulty import DifficultyConfig, tag_dataset
+    from clinrl.drg.train.difficulty import DifficultyConfig, tag_dataset
 
     config = DifficultyConfig(
         k=k, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size,
@@ -202,7 +202,7 @@ def distill_cot_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Distil reasoning traces from a teacher shown the gold DRG; the JSONL feeds `drg sft` (traces:)."""
-    from clinrl.drg.distill import DistillConfig, distill_cot, sidecar_paths
+    from clinrl.drg.train.distill import DistillConfig, distill_cot, sidecar_paths
     from clinrl.llm.backends import get_backend
 
     config = DistillConfig(
@@ -322,7 +322,7 @@ def eval_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Sample n completions per test case (resumable) and score them: Pass@1/Pass@k/Maj@k and more."""
-    from clinrl.drg.evaluate import parse_shard, run_eval
+    from clinrl.drg.eval.evaluate import parse_shard, run_eval
     from clinrl.errors import ClinrlError, check_limit
     from clinrl.llm.backends import SamplingParams
 
@@ -356,7 +356,7 @@ def eval_merge_command(
     out: Path = typer.Option(..., "--out", help="Folder for the merged generations, metrics and plots."),
 ) -> None:
     """Join sharded evaluation runs into the files and metrics of one run."""
-    from clinrl.drg.evaluate import merge_shards
+    from clinrl.drg.eval.evaluate import merge_shards
 
     metrics = merge_shards(parts, out)
     typer.echo((out / "summary.md").read_text(encoding="utf-8"), err=True)
@@ -383,7 +383,7 @@ def score_command(
     k: Optional[list[int]] = typer.Option(None, "--k", help="k for Pass@k/Maj@k (repeatable; default 1, 2, 4, …, n)."),
 ) -> None:
     """Score a generations file: Pass@1, Pass@k, Maj@k (DRG, principal, CC/MCC), rates, case mix, errors."""
-    from clinrl.drg.metrics import score_generations
+    from clinrl.drg.eval.metrics import score_generations
     from clinrl.io import write_json_atomic
 
     metrics = score_generations(generations, ks=k or None)
@@ -415,7 +415,7 @@ def predict_command(
     """Predict the MS-DRG of one note: description, code, MDC, weight, reasoning (and votes with --n)."""
     import sys
 
-    from clinrl.drg.predict import format_prediction, predict_note
+    from clinrl.drg.eval.predict import format_prediction, predict_note
     from clinrl.errors import ClinrlError
     from clinrl.llm.backends import SamplingParams
 
@@ -444,7 +444,7 @@ def scaling_command(
 
     A run's number of SFT examples comes from `eval --sft-examples N`, else from the sft_summary.json of the
     evaluated model (followed back from a GRPO run to its SFT start)."""
-    from clinrl.drg.scaling import scaling_report
+    from clinrl.drg.eval.scaling import scaling_report
     from clinrl.errors import ClinrlError
 
     folders = [*(runs or []), *(more or [])]

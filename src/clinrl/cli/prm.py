@@ -22,8 +22,8 @@ def check_labels_command(
 ) -> None:
     """Recompute every label from the samples' edits and list what does not match (positions only)."""
     from clinrl.io import write_json_atomic
-    from clinrl.prm.labels import check_label_consistency
-    from clinrl.prm.notes import load_notes
+    from clinrl.prm.synth.labels import check_label_consistency
+    from clinrl.prm.schema import load_notes
 
     notes = load_notes(errors)
     report = check_label_consistency(notes, load_notes(gold) if gold is not None else None)
@@ -71,10 +71,10 @@ def synth_errors_command(
     from rich.progress import Progress
 
     from clinrl.errors import ClinrlError
-    from clinrl.prm.compare import compare_error_sets, comparison_table, profile_error_set
-    from clinrl.prm.errors import SynthConfig, synthesize
-    from clinrl.prm.labels import check_label_consistency
-    from clinrl.prm.notes import load_notes, save_notes
+    from clinrl.prm.synth.compare import compare_error_sets, comparison_table, profile_error_set
+    from clinrl.prm.synth.inject import SynthConfig, synthesize
+    from clinrl.prm.synth.labels import check_label_consistency
+    from clinrl.prm.schema import load_notes, save_notes
 
     if min_swaps > max_swaps:
         raise ClinrlError(f"--min-swaps ({min_swaps}) is larger than --max-swaps ({max_swaps})")
@@ -98,7 +98,7 @@ def synth_errors_command(
             )  # fmt: skip
         else:
             from clinrl.llm.backends import get_backend
-            from clinrl.prm.llm_errors import LLMErrorSynthesizer, LLMSynthConfig, synthesize_with_llm
+            from clinrl.prm.synth.llm_inject import LLMErrorSynthesizer, LLMSynthConfig, synthesize_with_llm
 
             extra = {"cache_dir": str(cache_dir)} if cache_dir is not None else {}
             client = get_backend("openai", endpoint=endpoint, model=model, max_concurrency=concurrency,
@@ -173,7 +173,7 @@ def structure_command(
     """Split free-text notes into problems and steps: by rule, or by a model with validation and a rule fallback."""
     from clinrl.errors import ClinrlError
     from clinrl.io import read_text_file
-    from clinrl.prm.notes import save_notes
+    from clinrl.prm.schema import save_notes
     from clinrl.prm.structure import structure_note
 
     if backend not in ("rule", "openai"):
@@ -210,7 +210,7 @@ def render_command(
     """Render notes as PRM strings (placeholder labels by default, for scoring)."""
     from clinrl.errors import ClinrlError
     from clinrl.prm.build import resolve_tokens, write_rendered
-    from clinrl.prm.notes import load_notes
+    from clinrl.prm.schema import load_notes
 
     if labels not in ("true", "placeholder", "plus"):
         raise ClinrlError(f"--labels must be true, placeholder or plus, got {labels!r}")
@@ -398,7 +398,7 @@ def eval_selection_command(
 
     from clinrl.io import write_json_atomic
     from clinrl.prm.evaluate import MODEL_SCORERS, evaluate_selection, group_cases, limit_cases, selection_table
-    from clinrl.prm.notes import load_notes
+    from clinrl.prm.schema import load_notes
 
     cases, dropped = group_cases(load_notes(gold), load_notes(errors))
     if limit is not None:

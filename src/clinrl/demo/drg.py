@@ -15,8 +15,8 @@ Section = Callable[[str], None]
 
 def run_drg(out: Path, cfg: DemoConfig, section: Section, console: Any) -> dict[str, Any]:
     """Run every DRG stage under ``out``; return the summary (flow, split, rewards, training, metrics)."""
-    from clinrl.drg.mimic import print_summary
-    from clinrl.drg.tiny_setup import build_tiny_workspace
+    from clinrl.drg.prep.mimic import print_summary
+    from clinrl.demo.workspace import build_tiny_workspace
 
     section("DRG 1/5  synthetic MIMIC-IV-shaped notes → prepare (hospital course, v34 labels, exclusion flow)")
     ws = build_tiny_workspace(out, n_notes=cfg.n_notes, classes=cfg.classes, seed=cfg.seed, quiet=False)
@@ -49,8 +49,8 @@ def run_drg(out: Path, cfg: DemoConfig, section: Section, console: Any) -> dict[
 
 def _sft(out: Path, ws: Any, cfg: DemoConfig) -> dict[str, Any]:
     from clinrl.config import load_tokenizer, resolve_recipe
-    from clinrl.drg.sft import load_sft_config, train_sft
-    from clinrl.drg.tiny_setup import partly_trained_stop, sft_overrides, tiny_prompts
+    from clinrl.drg.train.sft import load_sft_config, train_sft
+    from clinrl.demo.workspace import partly_trained_stop, sft_overrides, tiny_prompts
     from clinrl.io import write_json_atomic
 
     sft_dir = out / "sft"
@@ -73,8 +73,8 @@ def _sft(out: Path, ws: Any, cfg: DemoConfig) -> dict[str, Any]:
 
 def _grpo(out: Path, ws: Any, sft_dir: Path, cfg: DemoConfig) -> dict[str, Any]:
     from clinrl.config import resolve_recipe
-    from clinrl.drg.grpo import load_grpo_config, train_grpo
-    from clinrl.drg.tiny_setup import grpo_overrides
+    from clinrl.drg.train.grpo import load_grpo_config, train_grpo
+    from clinrl.demo.workspace import grpo_overrides
 
     grpo_dir = out / "grpo"
     summary_file = grpo_dir / "grpo_summary.json"
@@ -90,7 +90,7 @@ def _grpo(out: Path, ws: Any, sft_dir: Path, cfg: DemoConfig) -> dict[str, Any]:
 
 
 def _evaluate(ws: Any, model_dir: Path, out: Path, cfg: DemoConfig) -> dict[str, Any]:
-    from clinrl.drg.evaluate import run_eval
+    from clinrl.drg.eval.evaluate import run_eval
     from clinrl.llm.backends import SamplingParams, TransformersBackend
 
     backend = TransformersBackend.from_path(str(model_dir), device="cpu", batch_size=32, progress=True)

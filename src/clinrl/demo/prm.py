@@ -18,10 +18,10 @@ PREFERENCE_RULES = ("random", "first", "length")
 def run_prm(out: Path, cfg: DemoConfig, section: Section, console: Any) -> dict[str, Any]:
     """Run every PRM stage under ``out``; return the summary."""
     from clinrl.prm import demo_data_dir
-    from clinrl.prm.compare import compare_error_sets, comparison_table
-    from clinrl.prm.errors import synthesize
-    from clinrl.prm.labels import check_label_consistency
-    from clinrl.prm.notes import load_notes, save_notes
+    from clinrl.prm.synth.compare import compare_error_sets, comparison_table
+    from clinrl.prm.synth.inject import synthesize
+    from clinrl.prm.synth.labels import check_label_consistency
+    from clinrl.prm.schema import load_notes, save_notes
 
     data = demo_data_dir()
     section("PRM 1/5  label check of the real dev error samples")

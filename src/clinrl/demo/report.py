@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from clinrl.drg.plots import pyplot
+from clinrl.drg.eval.plots import pyplot
 from clinrl.io import write_text_atomic
 
 # The studies' published numbers (theirs, not ours): DRG-Sapphire final model on the MIMIC-IV test set
@@ -139,7 +139,7 @@ def _drg_section(drg: Mapping[str, Any]) -> str:
              '<div class="plots">' + _figure(flow_plot(flow), "prepare: notes read, dropped, kept") + "</div>",
              _table(["step", "notes"], [[_esc(k), f"{v:,}"] for k, v in flow.items()])]
     paths = {k: Path(v) for k, v in drg.get("paths", {}).items()}
-    # Plots written by `clinrl drg eval` (clinrl.drg.plots) into each evaluation folder.
+    # Plots written by `clinrl drg eval` (clinrl.drg.eval.plots) into each evaluation folder.
     parts += ["<h3>Training curves</h3>", '<div class="plots">',
               _figure(_png_file(paths.get("eval_sft"), "training_curves.png"), "SFT: loss"),
               _figure(_png_file(paths.get("eval_grpo"), "training_curves.png"),

@@ -1,6 +1,6 @@
 """Dialogues for note generation: the gold notes' dialogues, split train/held-out by case, and the prompts.
 
-Each gold note (PRM-Clinic schema, :mod:`clinrl.prm.notes`) gives one :class:`DialogueCase`: the dialogue and
+Each gold note (PRM-Clinic schema, :mod:`clinrl.prm.schema`) gives one :class:`DialogueCase`: the dialogue and
 its gold Assessment & Plan as the *reference* (used for completeness terms and SFT targets, never shown to the
 policy). The split is by case and deterministic: a case is held out when ``sha256(f"{seed}:{case_id}")``,
 read as a fraction, falls below ``held_out_fraction`` — independent of file order and of the other cases.
@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 from clinrl.errors import ClinrlError
 from clinrl.prm.format import PROMPT
-from clinrl.prm.notes import Note, Problem, load_notes
+from clinrl.prm.schema import Note, Problem, load_notes
 
 __all__ = [
     "DEMO",

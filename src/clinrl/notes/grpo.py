@@ -4,7 +4,7 @@ The recipe (:class:`NotesGRPOConfig`) names the policy, the PRM, the gold-note f
 prompts (split train/held-out by case, :mod:`clinrl.notes.dialogues`; only the train side is used), the
 rewards with their weights, the PRM aggregation and the guards (:mod:`clinrl.notes.rewards`). Everything
 TRL handles — G, loss type, β, lengths, vLLM — goes to ``trl.GRPOConfig`` through ``trl:``, as in
-:mod:`clinrl.drg.grpo`. Besides the model, ``output_dir`` receives ``dialogue_split.json`` (the split report
+:mod:`clinrl.drg.train.grpo`. Besides the model, ``output_dir`` receives ``dialogue_split.json`` (the split report
 and the case ids on each side, no text) and ``grpo_summary.json`` (with the PRM reward's counters).
 """
 

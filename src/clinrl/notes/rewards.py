@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
 from clinrl.errors import ClinrlError, DataError
-from clinrl.prm.notes import Note
+from clinrl.prm.schema import Note
 from clinrl.prm.score import AGGREGATES, FLOOR, ScoreConfig, load_scorer
 from clinrl.prm.structure import DEFAULT_HEADER, is_follow_up_header, structure_note
 

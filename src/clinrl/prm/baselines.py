@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from clinrl.prm.notes import Note
+from clinrl.prm.schema import Note
 
 __all__ = ["RULES", "first_scores", "item_set", "length_scores", "medoid_scores"]
 

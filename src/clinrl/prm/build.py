@@ -23,7 +23,7 @@ from typing import Any, Iterable, Sequence
 from clinrl.errors import DataError
 from clinrl.io import atomic_path, write_json_atomic
 from clinrl.prm.format import LabelMode, PRMFormatError, SpecialTokens, render_prm_string
-from clinrl.prm.notes import Note, load_notes
+from clinrl.prm.schema import Note, load_notes
 
 __all__ = [
     "COLUMNS",
@@ -127,7 +127,7 @@ class BuildReport:
 
 
 def _synthesize(gold: list[Note], per_note: int, seed: int) -> list[Note]:
-    from clinrl.prm.errors import synthesize_errors  # a sibling module, imported only when asked for
+    from clinrl.prm.synth.inject import synthesize_errors  # a sibling module, imported only when asked for
 
     return synthesize_errors(gold, per_note, seed=seed, pool=gold)
 

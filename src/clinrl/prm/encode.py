@@ -41,7 +41,7 @@ from typing import Any, Literal, Sequence
 
 from clinrl.errors import DataError
 from clinrl.prm.format import NOTE_HEADER, SpecialTokens, TokenIds, TokenSlot, label_token_positions, render_prm_string
-from clinrl.prm.notes import Note
+from clinrl.prm.schema import Note
 
 __all__ = [
     "HEADS",

@@ -34,7 +34,7 @@ import numpy as np
 
 from clinrl.errors import ClinrlError, DataError, shown_id
 from clinrl.prm.baselines import RULES
-from clinrl.prm.notes import Note
+from clinrl.prm.schema import Note
 
 __all__ = [
     "MODEL_SCORERS",

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator, Literal, Sequence
 
 from clinrl.errors import DataError
-from clinrl.prm.notes import Note, Problem, Step
+from clinrl.prm.schema import Note, Problem, Step
 
 __all__ = [
     "DIALOGUE_HEADER",

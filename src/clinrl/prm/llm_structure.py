@@ -1,9 +1,9 @@
-"""Free-text Assessment & Plan → :class:`~clinrl.prm.notes.Note`, with a language model and a rule fallback.
+"""Free-text Assessment & Plan → :class:`~clinrl.prm.schema.Note`, with a language model and a rule fallback.
 
 The model is asked to split the note into problems (a header each) and one-sentence steps, *copying the
 text* (:data:`STRUCTURE_PROMPT`), and to answer with JSON ``{"Problems": [{"Problem": …, "Steps": […]}]}``.
 :func:`parse_structure` turns an answer into the PRM-Clinic gold schema (numbered 1..n, every label '+') and
-loads it with :func:`clinrl.prm.notes.note_from_dict`, so the result is exactly what the rest of the
+loads it with :func:`clinrl.prm.schema.note_from_dict`, so the result is exactly what the rest of the
 package reads; then it checks that the model neither invented nor dropped content (content words of the
 output found in the source, and source content words covered by the output, both at least
 ``min_overlap``), that no text is empty or spans several lines, and that the note renders as a PRM string.
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from clinrl.errors import ClinrlError
-from clinrl.prm.lexicon import content_words
-from clinrl.prm.llm_errors import LLMRejectedError, extract_json
-from clinrl.prm.notes import Note, NoteSchemaError, note_from_dict
+from clinrl.prm.synth.lexicon import content_words
+from clinrl.prm.synth.llm_inject import LLMRejectedError, extract_json
+from clinrl.prm.schema import Note, NoteSchemaError, note_from_dict
 from clinrl.prm.structure import FOLLOW_UP_HEADER, structure_note
 
 __all__ = ["STRUCTURE_PROMPT", "StructureConfig", "StructureResult", "StructureRejected", "parse_structure",

@@ -33,7 +33,7 @@ from clinrl.io import write_json_atomic
 from clinrl.llm.loading import weight_load_errors
 from clinrl.prm.encode import HEADS, EncodeSettings, Window, encode_causal, encode_windows
 from clinrl.prm.format import SpecialTokens, TokenIds
-from clinrl.prm.notes import Note
+from clinrl.prm.schema import Note
 
 __all__ = [
     "META_FILE",

@@ -33,7 +33,7 @@ from clinrl.prm.format import (
     SpecialTokens,
     TokenIds,
 )
-from clinrl.prm.notes import Note
+from clinrl.prm.schema import Note
 
 __all__ = [
     "AGGREGATES",

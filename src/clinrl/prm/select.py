@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from clinrl.prm.notes import Note
+from clinrl.prm.schema import Note
 from clinrl.prm.score import NoteScore, PRMScorer, as_note
 
 __all__ = ["Ranked", "Ranking", "best_of_n", "item_text", "ranking_table", "read_candidates"]
@@ -106,7 +106,7 @@ def read_candidates(paths: Sequence[str | Path]) -> tuple[list[Note | str], list
     (one free-text note per file). Returns the notes and a name per note (file, and case/sample for JSON)."""
     from clinrl.errors import DataError
     from clinrl.io import read_text_file
-    from clinrl.prm.notes import load_notes
+    from clinrl.prm.schema import load_notes
 
     notes: list[Note | str] = []
     names: list[str] = []

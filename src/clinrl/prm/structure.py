@@ -38,7 +38,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from clinrl.prm.notes import Note, Problem, Step
+from clinrl.prm.schema import Note, Problem, Step
 
 __all__ = ["DEFAULT_HEADER", "FOLLOW_UP_HEADER", "is_follow_up_header", "split_sentences", "structure_note"]
 

@@ -48,7 +48,7 @@ from clinrl.prm.encode import (
     note_slot_labels,
 )
 from clinrl.prm.format import PRMFormatError, SpecialTokens, TokenIds, parse_prm_string
-from clinrl.prm.notes import Note, load_notes
+from clinrl.prm.schema import Note, load_notes
 
 __all__ = ["PRMTrainConfig", "TrainResult", "causal_loss", "encode_examples", "load_training_notes", "prm_loss", "train_prm"]
 
@@ -189,7 +189,7 @@ def _read_parquet_notes(path: str | Path) -> list[Note]:
 def load_training_notes(config: PRMTrainConfig) -> list[Note]:
     """The training notes: parsed ``train_data`` rows, gold notes, then ``synthesize`` error samples per gold
     note; a random ``max_notes`` subset when set. Never reads verification data unless a path says so."""
-    from clinrl.prm.errors import synthesize_errors
+    from clinrl.prm.synth.inject import synthesize_errors
 
     notes: list[Note] = []
     if config.train_data:

@@ -37,7 +37,7 @@ from typing import Any, Sequence
 
 from clinrl.errors import ClinrlError, DataError
 from clinrl.prm.format import TokenIds
-from clinrl.prm.notes import Note
+from clinrl.prm.schema import Note
 from clinrl.prm.score import (
     NoteScore,
     ScoreConfig,

@@ -1,7 +1,7 @@
 """The two task endpoints' work, as plain functions (run on a model worker thread).
 
 - DRG coding: a hospital course (or a whole discharge summary, cut to its course by
-  :func:`clinrl.drg.course.extract_course`) → the study's prompt → one greedy completion → parsed and
+  :func:`clinrl.drg.prep.course.extract_course`) → the study's prompt → one greedy completion → parsed and
   matched exactly against MS-DRG v34 (:func:`clinrl.drg.rewards.match_answer`).
 - PRM scoring: a note (PRM-Clinic JSON, a rendered PRM string, or free text structured by rule) and its
   dialogue → P(+) at every label slot and the note score (:class:`clinrl.prm.score.PRMScorer`).
@@ -36,7 +36,7 @@ class DRGBudget:
 def drg_prompt(req: DRGRequest, tokenizer: Any, budget: DRGBudget) -> tuple[str, dict[str, Any]]:
     """The rendered prompt and how the course was found (``course_source``, ``truncated``); 413 when the
     prompt cannot be cut to the budget (a tokenizer without offsets)."""
-    from clinrl.drg.course import extract_course
+    from clinrl.drg.prep.course import extract_course
     from clinrl.drg.prompts import render_prompt, truncate_course
 
     course, source = req.text, "as_given"
@@ -98,9 +98,9 @@ def code_drg(
 
 # ------------------------------------------------------------------------------------------ PRM
 def resolve_note(req: PRMRequest, tokens: Any) -> Any:
-    """The request's note as a :class:`clinrl.prm.notes.Note` (422 with the reason when it cannot be read)."""
+    """The request's note as a :class:`clinrl.prm.schema.Note` (422 with the reason when it cannot be read)."""
     from clinrl.prm.format import PROMPT, parse_prm_string
-    from clinrl.prm.notes import note_from_dict
+    from clinrl.prm.schema import note_from_dict
     from clinrl.prm.score import as_note
 
     kind = req.format

@@ -1,6 +1,6 @@
 """``clinrl drg predict``: the MS-DRG of one note.
 
-A whole discharge summary is cut to its hospital course first (:func:`clinrl.drg.course.extract_course`);
+A whole discharge summary is cut to its hospital course first (:func:`clinrl.drg.prep.course.extract_course`);
 a text without a recognisable course section is used as the course itself. ``n`` samples are drawn
 (greedy when ``n == 1`` and no temperature is given); the answer is their majority vote (ties: the
 answer voted first; samples without a valid v34 answer do not vote), with the vote distribution as a
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from clinrl.drg.metrics import judge, majority
+from clinrl.drg.eval.metrics import judge, majority
 from clinrl.drg.ontology import Ontology, load_ontology
 from clinrl.drg.prompts import parse_completion
 from clinrl.errors import ClinrlError
@@ -32,8 +32,8 @@ def predict_note(
 ) -> dict[str, Any]:
     """Predict the DRG of ``note``; returns a JSON-ready dict (``drg`` None when no sample gave a valid
     answer)."""
-    from clinrl.drg.course import extract_course
-    from clinrl.drg.evaluate import case_messages, constrain_backend, prompt_budget
+    from clinrl.drg.prep.course import extract_course
+    from clinrl.drg.eval.evaluate import case_messages, constrain_backend, prompt_budget
 
     if not isinstance(note, str) or not note.strip():
         raise ClinrlError("the note is empty")

@@ -153,7 +153,7 @@ class Note:
     def outcome_label(self) -> Label:
         """The end-of-note (ORM) label: '+' for an error-free note, '-' when anything is wrong.
 
-        The same rule as the step labels (:mod:`clinrl.prm.labels`): an edit counts when it landed — a
+        The same rule as the step labels (:mod:`clinrl.prm.synth.labels`): an edit counts when it landed — a
         removal, or a swap that changed the text — or when a stored label says '-'. A no-op swap alone
         leaves every recomputed label '+', so the outcome is '+' too; otherwise the rendered string would
         contradict itself and fail to parse (audit 2026-12-04, item 5).

@@ -49,10 +49,10 @@ def build_tiny_workspace(
     """Create (idempotently) data, split, tokenizer and random-init model under ``out``."""
     import pandas as pd
 
-    from clinrl.drg.mimic import prepare
+    from clinrl.drg.prep.mimic import prepare
     from clinrl.drg.prompts import MS_DRG_PRIMER, QUESTION, SYSTEM_PROMPT, format_completion
-    from clinrl.drg.split import SplitConfig, split_prepared
-    from clinrl.drg.synth import write_synthetic
+    from clinrl.drg.prep.split import SplitConfig, split_prepared
+    from clinrl.drg.synth.generate import write_synthetic
     from clinrl.llm.tiny import TinyModelConfig, build_tiny_model, train_tokenizer
 
     ws = TinyWorkspace(Path(out))
@@ -126,7 +126,7 @@ def partly_trained_stop(model_dir: str | Path, prompts: Sequence[Any], golds: Se
     """
     from transformers import AutoTokenizer, TrainerCallback
 
-    from clinrl.drg.evaluate import evaluate_prompts
+    from clinrl.drg.eval.evaluate import evaluate_prompts
     from clinrl.llm.backends import SamplingParams, TransformersBackend
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

@@ -2,9 +2,9 @@
 
 An :class:`ErrorSynthesizer` proposes an :class:`EditPlan` for one gold note (which positions to swap, with
 what text and error type, and what to remove); :func:`apply_plan` turns a plan into an error sample with
-``Swapped_info``/``Removed_info``/totals filled and labels set by :mod:`clinrl.prm.labels`, exactly like
+``Swapped_info``/``Removed_info``/totals filled and labels set by :mod:`clinrl.prm.synth.labels`, exactly like
 the study's data. The default :class:`RuleBasedSynthesizer` picks positions and counts from
-distributions measured on the real dev error set and rewrites text with :mod:`clinrl.prm.edits`.
+distributions measured on the real dev error set and rewrites text with :mod:`clinrl.prm.synth.edits`.
 
 An LLM-backed synthesizer plugs in by implementing ``propose``: reuse :func:`choose_swap_targets` and
 :func:`choose_removals` for the positions and ask the model (one prompt per error type) for the new text.
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Literal, Mapping, Protocol, Sequence, TypeVar
 
 from clinrl.errors import ClinrlError, DataError, shown_id
-from clinrl.prm.edits import RewriteContext, TextPool, rewrite
-from clinrl.prm.labels import clone_problem, number_key, relabel
-from clinrl.prm.notes import ERROR_TYPES, Note, Removal, Swap
+from clinrl.prm.synth.edits import RewriteContext, TextPool, rewrite
+from clinrl.prm.synth.labels import clone_problem, number_key, relabel
+from clinrl.prm.schema import ERROR_TYPES, Note, Removal, Swap
 
 __all__ = [
     "EditPlan",

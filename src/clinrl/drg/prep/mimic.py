@@ -5,7 +5,7 @@ Steps, each counted in ``flow.json`` (``notes_read`` = ``kept`` + every ``droppe
 
 1. read notes (rows with unusable ids are skipped and reported in ``prepare_report.json``, outside
    the flow: they are not notes);
-2. extract the hospital course (:mod:`clinrl.drg.course`) → ``dropped_no_course``;
+2. extract the hospital course (:mod:`clinrl.drg.prep.course`) → ``dropped_no_course``;
 3. courses of ≤ 40 words → ``dropped_short_course``;
 4. duplicate course texts, compared with white space collapsed, first kept → ``dropped_duplicate_course``;
 5. one note per admission: of an admission's notes still kept, the latest — highest ``note_seq``, then
@@ -13,9 +13,9 @@ Steps, each counted in ``flow.json`` (``notes_read`` = ``kept`` + every ``droppe
 6. join the admission's HCFA row → ``dropped_no_hcfa_drg`` (blank ``hadm_id``, APR-only admission, or
    admission absent from ``drgcodes``; the report says which);
 7. map the description to v34 → ``dropped_unmapped_drg`` (mapping table says NaN, description unknown,
-   or the admission's HCFA rows disagree; see :func:`~clinrl.drg.mimic_io.resolve_hcfa_labels`);
+   or the admission's HCFA rows disagree; see :func:`~clinrl.drg.prep.mimic_io.resolve_hcfa_labels`);
 8. classes with fewer than ``min_class_count`` notes → ``dropped_rare_class``;
-9. stratified split (:func:`clinrl.drg.splitting.stratified_split`).
+9. stratified split (:func:`clinrl.drg.prep.splitting.stratified_split`).
 
 One note per admission (step 5) because the label is the admission's and every later step keys on
 ``hadm_id`` (``drg split``, ``drg eval``, ``drg difficulty``, trace joins, curricula): several notes of
@@ -27,7 +27,7 @@ patient on one side; ``split_by="admission"`` is the study's per-row split.
 
 Memory stays bounded: notes are streamed in chunks, kept courses are spilled to parquet parts in a
 temporary folder inside ``out`` (``.prepare-<pid>-*``; a killed run's is removed by the next run), and
-only ids stay in memory. One run's outputs appear together or not at all (:mod:`clinrl.drg.prepared`):
+only ids stay in memory. One run's outputs appear together or not at all (:mod:`clinrl.drg.prep.prepared`):
 the previous run's outputs are removed first, each file is written atomically and tagged with the
 run's id, and ``flow.json`` comes last, so a folder without it is not a finished preparation and
 downstream steps refuse its files.
@@ -53,8 +53,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clinrl import __version__
-from clinrl.drg.course import extract_course
-from clinrl.drg.mimic_io import (
+from clinrl.drg.prep.course import extract_course
+from clinrl.drg.prep.mimic_io import (
     DISCHARGE_COLUMNS,
     DRGCODES_COLUMNS,
     EXAMPLES_KEPT,
@@ -68,7 +68,7 @@ from clinrl.drg.mimic_io import (
     resolve_hcfa_labels,
 )
 from clinrl.drg.ontology import Ontology, OntologyError, load_ontology
-from clinrl.drg.prepared import RUN_KEY, SPILL_PREFIX, remove_previous_outputs, remove_stale_spills
+from clinrl.drg.prep.prepared import RUN_KEY, SPILL_PREFIX, remove_previous_outputs, remove_stale_spills
 from clinrl.errors import ClinrlError, DataError
 from clinrl.io import atomic_path, write_json_atomic
 
@@ -417,7 +417,7 @@ def _split(
     meta: pd.DataFrame, labelled: _Labelled, split_by: str, test_size: float, seed: int
 ) -> tuple[np.ndarray, dict]:
     """Side per meta row: -1 dropped, 0 train, 1 test."""
-    from clinrl.drg.splitting import stratified_split
+    from clinrl.drg.prep.splitting import stratified_split
 
     rows = np.flatnonzero(labelled.keep)
     labels = labelled.drg[rows]
@@ -465,7 +465,7 @@ def _flow(counts: Counter, labelled: _Labelled, side: np.ndarray) -> dict[str, i
 def _write_splits(
     parts: list[Path], side: np.ndarray, labels: HcfaLabels, onto: Ontology, out: Path, run_id: str
 ) -> None:
-    """Write train/test parquet, tagged with ``run_id`` (checked by :mod:`clinrl.drg.prepared`)."""
+    """Write train/test parquet, tagged with ``run_id`` (checked by :mod:`clinrl.drg.prep.prepared`)."""
     drg_columns = _drg_columns(onto)
     schema = OUTPUT_SCHEMA.with_metadata({RUN_KEY: run_id.encode()})
     with atomic_path(out / "train.parquet") as train_tmp, atomic_path(out / "test.parquet") as test_tmp:

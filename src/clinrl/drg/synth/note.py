@@ -1,7 +1,7 @@
-"""Render one synthetic MIMIC-IV-Note-shaped discharge summary (used by :mod:`clinrl.drg.synth`).
+"""Render one synthetic MIMIC-IV-Note-shaped discharge summary (used by :mod:`clinrl.drg.synth.generate`).
 
 The hospital course says why the patient was admitted (the base DRG's marker phrase) and which
-secondary conditions were active (:data:`~clinrl.drg.synth_vocab.CONDITIONS`); :func:`severity_class`
+secondary conditions were active (:data:`~clinrl.drg.synth.vocab.CONDITIONS`); :func:`severity_class`
 turns the documented levels into the CC/MCC class, so the label follows from the text. Everything else
 (history, exam, labs, medications, instructions) is realistic filler drawn from precomputed pools, so
 that a note costs a few dozen random choices and one string join.
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Iterable, Literal, Sequence
 
 from clinrl.drg.ontology import CCMCC
-from clinrl.drg.synth_bases import BaseSpec
-from clinrl.drg.synth_vocab import (
+from clinrl.drg.synth.bases import BaseSpec
+from clinrl.drg.synth.vocab import (
     CHRONIC,
     CONDITIONS,
     DISTRACTORS,

@@ -109,7 +109,7 @@ def plot_training_curves(source: Any, out_png: str | Path) -> list[str]:
 
 
 def _confusion_from(source: Any) -> dict[str, Any]:
-    from clinrl.drg.metrics import score_generations
+    from clinrl.drg.eval.metrics import score_generations
 
     if isinstance(source, (str, Path)):
         path = Path(source)

@@ -1,5 +1,5 @@
 """``clinrl drg eval``: sample n completions per test case through a generation backend, resumably, then
-score them (:mod:`clinrl.drg.metrics`) and draw the plots.
+score them (:mod:`clinrl.drg.eval.metrics`) and draw the plots.
 
 Files in ``out_dir``:
 
@@ -7,7 +7,7 @@ Files in ``out_dir``:
   appended and flushed batch by batch. A rerun with the same sampling settings skips the cases already
   there (a torn last line from a killed run is cut off first); different settings raise ClinrlError.
 - ``eval_config.json`` — the sampling settings the generations were made with, plus ``meta``.
-- ``metrics.json`` — :func:`clinrl.drg.metrics.score_generations` over the selected cases, plus
+- ``metrics.json`` — :func:`clinrl.drg.eval.metrics.score_generations` over the selected cases, plus
   ``"eval"`` (settings, model, counts of cases generated now and reused).
 - ``summary.md`` — a short readable summary; ``cc_mcc_confusion.png``; ``training_curves.png`` when the
   model folder holds a TRL ``trainer_state.json``.
@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable
 
-from clinrl.drg.metrics import TARGETS, score_generations
+from clinrl.drg.eval.metrics import TARGETS, score_generations
 from clinrl.errors import ClinrlError, DataError, check_limit
 from clinrl.io import cut_torn_line, write_json_atomic, write_text_atomic
 from clinrl.llm.backends import GenerationBackend, SamplingParams
@@ -61,7 +61,7 @@ def load_cases(data: Any, limit: int | None = None, *, require_id: bool = False)
     import pandas as pd
 
     from clinrl.drg.ontology import load_ontology
-    from clinrl.drg.split import add_solution
+    from clinrl.drg.prep.split import add_solution
 
     check_limit(limit)
     path = None
@@ -75,7 +75,7 @@ def load_cases(data: Any, limit: int | None = None, *, require_id: bool = False)
             frame = pd.read_json(path, lines=True) if path.suffix in (".jsonl", ".json") else pd.read_parquet(path)
         except Exception as err:  # pandas/pyarrow raise several types for unreadable input
             raise DataError(f"cannot read ({type(err).__name__}: {err})", path=path) from None
-        from clinrl.drg.prepared import check_prepared_input
+        from clinrl.drg.prep.prepared import check_prepared_input
 
         check_prepared_input(path)  # a `drg prepare` output must come from one finished run
     if limit is not None:
@@ -133,7 +133,7 @@ def case_messages(text: str, backend: Any, budget: int | None, tokenizer: Any = 
 def constrain_backend(backend: Any, ontology: Any = None) -> Callable[[], None]:
     """Restrict the backend's answers to v34 descriptions (trie processor for transformers-like backends
     with ``logits_processors``, guided regex for ones with ``guided_regex``); returns an undo function."""
-    from clinrl.drg.constrained import answer_regex, transformers_constraint
+    from clinrl.drg.eval.constrained import answer_regex, transformers_constraint
 
     if hasattr(backend, "logits_processors"):
         old = backend.logits_processors
@@ -236,7 +236,7 @@ def run_eval(
     done: dict[str, dict[str, Any]] = {}
     if gen_path.is_file():
         cut_torn_line(gen_path)
-        from clinrl.drg.metrics import read_generations
+        from clinrl.drg.eval.metrics import read_generations
 
         done = {str(r.get("hadm_id")): r for r in read_generations(gen_path)}
     todo_batches = [[i for i in batch if str(all_cases[i]["hadm_id"]) not in done] for batch in batches]
@@ -292,7 +292,7 @@ def merge_shards(
     generations in test-set order, eval_config.json, metrics.json, summary.md and plots, exactly as one
     unsharded run writes them. Refuses parts made with other settings, missing or repeated shards, or
     unfinished ones."""
-    from clinrl.drg.metrics import read_generations
+    from clinrl.drg.eval.metrics import read_generations
 
     configs: dict[int, tuple[Path, dict[str, Any]]] = {}
     for part in map(Path, parts):
@@ -346,7 +346,7 @@ def _shard_positions(config: dict[str, Any], index: int, count: int) -> list[int
 
 
 def _plots(out: Path, metrics: dict[str, Any], model: Any) -> None:
-    from clinrl.drg.plots import find_trainer_state, plot_cc_mcc_confusion, plot_training_curves
+    from clinrl.drg.eval.plots import find_trainer_state, plot_cc_mcc_confusion, plot_training_curves
 
     plot_cc_mcc_confusion(metrics, out / "cc_mcc_confusion.png")
     state = find_trainer_state(model) if model else None

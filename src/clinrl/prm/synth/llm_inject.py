@@ -1,9 +1,9 @@
 """Error synthesis with a language model: the model writes the new text, our code does everything else.
 
-:class:`LLMErrorSynthesizer` implements :class:`~clinrl.prm.errors.ErrorSynthesizer`. For each sample it
+:class:`LLMErrorSynthesizer` implements :class:`~clinrl.prm.synth.inject.ErrorSynthesizer`. For each sample it
 picks the positions, error types and removals exactly like the rule-based synthesizer
-(:func:`~clinrl.prm.errors.choose_swap_targets`, the configured type mixes,
-:func:`~clinrl.prm.errors.choose_removals`), then sends **one prompt per error type** (:data:`ERROR_PROMPTS`)
+(:func:`~clinrl.prm.synth.inject.choose_swap_targets`, the configured type mixes,
+:func:`~clinrl.prm.synth.inject.choose_removals`), then sends **one prompt per error type** (:data:`ERROR_PROMPTS`)
 listing that type's positions and asking for ``Swapped_info`` items in the PRM-Clinic error schema (JSON).
 
 Every answer is parsed and validated against the gold note (:func:`parse_swaps`): JSON with one item per
@@ -11,8 +11,8 @@ asked position and nothing else, valid ``Error_level``/``Error_type`` (the type 
 exist, ``Original_content`` equal to the gold text, a ``New_content`` that really changes it, one line, no
 special-token strings, not absurdly long. An invalid answer is asked again (new seed) up to
 ``max_attempts`` times; then the sample is rejected with the reason of its last answer. Valid edits are
-applied with :func:`~clinrl.prm.errors.apply_plan` (labels set by :mod:`clinrl.prm.labels`), and the
-sample is kept only if :func:`~clinrl.prm.labels.check_label_consistency` finds nothing (checked against
+applied with :func:`~clinrl.prm.synth.inject.apply_plan` (labels set by :mod:`clinrl.prm.synth.labels`), and the
+sample is kept only if :func:`~clinrl.prm.synth.labels.check_label_consistency` finds nothing (checked against
 the gold) and it renders as a PRM string. :func:`synthesize_with_llm` runs many samples in batches and
 counts every reject by reason (:data:`REJECT_REASONS`); nothing invalid is ever returned.
 """
@@ -28,7 +28,7 @@ from functools import lru_cache
 from typing import Any, Callable, Mapping, Sequence
 
 from clinrl.errors import ClinrlError, DataError, describe_value, shown_id
-from clinrl.prm.errors import (
+from clinrl.prm.synth.inject import (
     EditPlan,
     NoteTooSmallError,
     SwapTarget,
@@ -38,7 +38,7 @@ from clinrl.prm.errors import (
     choose_removals,
     choose_swap_targets,
 )
-from clinrl.prm.notes import ERROR_TYPES, LEVELS, Note, Swap
+from clinrl.prm.schema import ERROR_TYPES, LEVELS, Note, Swap
 
 __all__ = [
     "ERROR_PROMPTS",
@@ -308,7 +308,7 @@ def _weighted_type(rng: random.Random, weights: Mapping[str, float]) -> str:
 
 
 class LLMErrorSynthesizer:
-    """An :class:`~clinrl.prm.errors.ErrorSynthesizer` whose rewrites come from a model (module docstring).
+    """An :class:`~clinrl.prm.synth.inject.ErrorSynthesizer` whose rewrites come from a model (module docstring).
 
     ``backend``: any :class:`~clinrl.llm.backends.GenerationBackend` (e.g. ``get_backend("openai", …)``).
     ``stats`` counts ``requests`` and, per reason, the invalid answers (``invalid:<reason>``).
@@ -422,7 +422,7 @@ def finish_sample(gold: Note, plan: EditPlan, sample_no: int, tokens: Any) -> No
     """Apply ``plan`` with our code, then require label consistency (against the gold) and a renderable
     PRM string; raises :class:`LLMRejectedError` (apply_failed / label_inconsistent / unrenderable)."""
     from clinrl.prm.format import PRMFormatError, render_prm_string
-    from clinrl.prm.labels import check_label_consistency
+    from clinrl.prm.synth.labels import check_label_consistency
 
     try:
         note = apply_plan(gold, plan, sample_no=sample_no)
@@ -446,7 +446,7 @@ def synthesize_with_llm(
     progress: Callable[[int], None] | None = None,
 ) -> LLMSynthResult:
     """``per_note`` samples of every gold note (``Sample_no`` 0…per_note-1, with the same random streams as
-    the rule-based :func:`~clinrl.prm.errors.synthesize`); rejected samples leave a gap in the numbering and
+    the rule-based :func:`~clinrl.prm.synth.inject.synthesize`); rejected samples leave a gap in the numbering and
     are listed with their reason. ``progress`` is called with the number of gold notes finished."""
     if per_note < 0:
         raise ClinrlError(f"per_note must be >= 0, got {per_note}")

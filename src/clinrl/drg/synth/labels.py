@@ -1,6 +1,6 @@
 """Which DRGs the synthetic data can label, and how MIMIC-IV would spell them in ``drgcodes``.
 
-A supported class is a v34 DRG whose base DRG has a phrase bank in :data:`~clinrl.drg.synth_vocab.BASES`.
+A supported class is a v34 DRG whose base DRG has a phrase bank in :data:`~clinrl.drg.synth.vocab.BASES`.
 Every HCFA description offered for a class is checked at build time to map back to that DRG through
 :meth:`Ontology.to_v34` (the same route the pipeline uses), so the synthetic labels are recoverable.
 """
@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from clinrl.drg.ontology import CCMCC, DRG, Ontology, canonical_key, default_table_dir, load_ontology
-from clinrl.drg.synth_bases import BASES, BaseSpec
+from clinrl.drg.synth.bases import BASES, BaseSpec
 
 __all__ = [
     "DEFAULT_CLASSES",

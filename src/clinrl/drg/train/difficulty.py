@@ -214,9 +214,9 @@ class DifficultyConfig:
 
 
 def read_cases(path: str | Path) -> list[dict[str, Any]]:
-    """Cases ``{hadm_id, text, solution}`` of a parquet/JSONL split (:func:`clinrl.drg.evaluate.load_cases`
+    """Cases ``{hadm_id, text, solution}`` of a parquet/JSONL split (:func:`clinrl.drg.eval.evaluate.load_cases`
     with a required ``hadm_id``, made a comparable key)."""
-    from clinrl.drg.evaluate import load_cases
+    from clinrl.drg.eval.evaluate import load_cases
 
     return [{**case, "hadm_id": _key(case["hadm_id"])} for case in load_cases(path, require_id=True)]
 

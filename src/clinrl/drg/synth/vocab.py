@@ -1,11 +1,11 @@
-"""Secondary-condition phrase tables for the synthetic discharge summaries (:mod:`clinrl.drg.synth`).
+"""Secondary-condition phrase tables for the synthetic discharge summaries (:mod:`clinrl.drg.synth.generate`).
 
-Pure data; the principal conditions live in :mod:`clinrl.drg.synth_bases`. Templates use ``{slot}``
+Pure data; the principal conditions live in :mod:`clinrl.drg.synth.bases`. Templates use ``{slot}``
 fields: the names in :data:`SLOTS` (drawn once per note, so a value repeated within a note agrees with
 itself) and the patient's pronouns (``he``, ``He``, ``his``, ``His``, ``him``, ``title``, ``person``).
 All of it is invented for synthetic data; none of it is copied from a real record.
 
-How the label follows from the text (see :mod:`clinrl.drg.synth_note`):
+How the label follows from the text (see :mod:`clinrl.drg.synth.note`):
 
 * the base DRG is the condition the course says the patient was admitted for: every base has its own
   ``markers`` (diagnosis phrases), and no other text in a course contains another base's marker;

@@ -1,8 +1,8 @@
-"""Principal-condition phrase banks for the synthetic discharge summaries (:mod:`clinrl.drg.synth`).
+"""Principal-condition phrase banks for the synthetic discharge summaries (:mod:`clinrl.drg.synth.generate`).
 
 One :class:`BaseSpec` per supported base DRG: why the patient came, the marker phrases that name the
 principal diagnosis, and how the work-up, treatment and outcome read. Each bank tells one coherent
-clinical story. Templates use the slots of :data:`clinrl.drg.synth_vocab.SLOTS` and the pronoun fields.
+clinical story. Templates use the slots of :data:`clinrl.drg.synth.vocab.SLOTS` and the pronoun fields.
 Pure data, invented for synthetic notes.
 """
 
@@ -17,7 +17,7 @@ __all__ = ["BASES", "BaseSpec"]
 class BaseSpec:
     """One base DRG (a principal condition) and its phrase bank.
 
-    ``drg`` is any v34 DRG number of the family; :mod:`clinrl.drg.synth` finds its severity variants.
+    ``drg`` is any v34 DRG number of the family; :mod:`clinrl.drg.synth.generate` finds its severity variants.
     ``markers`` name the principal diagnosis; ``workup``/``treatment``/``outcome`` narrate it.
     ``avoid`` lists condition/distractor/chronic groups that would contradict the principal.
     """

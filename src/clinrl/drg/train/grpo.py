@@ -10,7 +10,7 @@ never the instructions) to ``max_prompt_tokens``.
 
 Dr. GRPO loss: TRL 1.16 divides the token sum by ``max_completion_length`` (10,240 in the recipes);
 the study divided by the constant 1,024. ``dr_grpo_normalizer: 1024`` (top level of the recipe) makes
-:class:`~clinrl.drg.sampling.ClinrlGRPOTrainer` divide by that constant instead, generation length
+:class:`~clinrl.drg.train.sampling.ClinrlGRPOTrainer` divide by that constant instead, generation length
 unchanged.
 """
 
@@ -113,7 +113,7 @@ def build_rl_dataset(cfg: DRGGRPOConfig, tokenizer: Any) -> tuple[Any, dict[str,
         desc="prompts",
     )
     if cfg.curriculum != "none":
-        from clinrl.drg.difficulty import apply_curriculum, load_difficulty
+        from clinrl.drg.train.difficulty import apply_curriculum, load_difficulty
 
         return apply_curriculum(dataset, load_difficulty(cfg.difficulty_file), cfg.curriculum)
     return dataset, None
@@ -142,7 +142,7 @@ def _trl_args(cfg: DRGGRPOConfig):
 
 
 def _trainer(cfg: DRGGRPOConfig, args: Any, dataset: Any, tokenizer: Any, model: Any = None):
-    """The trainer: the resampling trainer (``clinrl.drg.sampling``) when present, else TRL's."""
+    """The trainer: the resampling trainer (``clinrl.drg.train.sampling``) when present, else TRL's."""
     common = dict(
         model=model if model is not None else cfg.model,
         reward_funcs=build_rewards(cfg, tokenizer),
@@ -152,10 +152,10 @@ def _trainer(cfg: DRGGRPOConfig, args: Any, dataset: Any, tokenizer: Any, model:
         peft_config=cfg.lora.to_peft(),
     )
     try:
-        from clinrl.drg.sampling import ClinrlGRPOTrainer, SamplingConfig
+        from clinrl.drg.train.sampling import ClinrlGRPOTrainer, SamplingConfig
     except ImportError:
         if cfg.sampling_mode != "off" or cfg.dr_grpo_normalizer is not None:
-            raise ClinrlError("sampling_mode and dr_grpo_normalizer need clinrl.drg.sampling, which is missing") from None
+            raise ClinrlError("sampling_mode and dr_grpo_normalizer need clinrl.drg.train.sampling, which is missing") from None
         from trl import GRPOTrainer
 
         return GRPOTrainer(**common)
@@ -179,7 +179,7 @@ def train_grpo(
 
     ``model`` (an instance) replaces ``cfg.model`` as the policy; ``callbacks`` are added to the trainer.
     """
-    from clinrl.drg.kl import CosineKLCallback
+    from clinrl.drg.train.kl import CosineKLCallback
     from clinrl.llm import vllm_colocate
 
     checkpoint = resume_checkpoint(cfg.output_dir, resume)

@@ -1,7 +1,7 @@
 """Profile an error set and compare two (synthetic vs the real dev set): mixes, counts, lengths, support.
 
 ``dialogue support`` is the share of content words (lower-cased, stop words removed, see
-:func:`clinrl.prm.lexicon.content_words`) of swapped-in text that occur in the dialogue, pooled over all
+:func:`clinrl.prm.synth.lexicon.content_words`) of swapped-in text that occur in the dialogue, pooled over all
 swaps of a level and error type: over all words of ``New_content`` ("new") and over the words it adds,
 i.e. not in ``Original_content`` ("novel"). Hallucinated content should score low on "novel".
 """
@@ -12,9 +12,9 @@ from collections import Counter
 from statistics import fmean
 from typing import Any, Iterable, Mapping, Sequence
 
-from clinrl.prm.labels import EditError, restore_gold
-from clinrl.prm.lexicon import content_words
-from clinrl.prm.notes import ERROR_TYPES, LEVELS, Note
+from clinrl.prm.synth.labels import EditError, restore_gold
+from clinrl.prm.synth.lexicon import content_words
+from clinrl.prm.schema import ERROR_TYPES, LEVELS, Note
 
 __all__ = ["compare_error_sets", "comparison_table", "flatten_profile", "profile_error_set"]
 

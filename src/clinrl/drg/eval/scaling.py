@@ -95,7 +95,7 @@ def fit_log2(xs: Sequence[float], ys: Sequence[float]) -> dict[str, float | None
 def scaling_report(runs: Sequence[str | Path], out_png: str | Path | None = None,
                    metric: str = "drg.pass@1") -> dict[str, Any]:
     """Points for every run, the log2 fit (when ≥ 2 sizes) and, with ``out_png``, the plot."""
-    from clinrl.drg.plots import plot_scaling
+    from clinrl.drg.eval.plots import plot_scaling
 
     points = sorted((run_point(r, metric) for r in runs), key=lambda p: p["sft_examples"])
     fit = fit_log2([p["sft_examples"] for p in points], [p["value"] for p in points]) \

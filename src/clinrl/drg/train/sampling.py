@@ -58,7 +58,7 @@ from typing import Any, Iterator, Literal
 import torch
 from trl import GRPOTrainer
 
-from clinrl.drg.groups import TemperaturePicker, degenerate_groups, expand_groups, resample_until
+from clinrl.drg.train.groups import TemperaturePicker, degenerate_groups, expand_groups, resample_until
 from clinrl.errors import ClinrlError
 
 __all__ = ["MODES", "RESAMPLE_MODES", "ClinrlGRPOTrainer", "SamplingConfig", "SamplingConfigError"]

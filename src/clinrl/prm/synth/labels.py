@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Literal, Mapping
 
 from clinrl.errors import DataError
-from clinrl.prm.notes import Note, Problem, Step
+from clinrl.prm.schema import Note, Problem, Step
 
 __all__ = [
     "EditError",

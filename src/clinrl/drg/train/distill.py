@@ -20,7 +20,7 @@ Outputs, all beside ``out`` (``cot.jsonl``):
 - ``cot.jsonl`` — one JSON line per **valid** case: ``hadm_id``, ``variant``, ``explanation`` (the
   reasoning, tags stripped), ``answer``, ``gold``, ``valid`` (always true here), ``candidates``
   (differential only), ``attempts``, ``model``. Directly usable as the SFT recipe's ``traces:`` file
-  (:func:`clinrl.drg.sft.read_traces` joins ``explanation`` on ``hadm_id``; the completion becomes
+  (:func:`clinrl.drg.train.sft.read_traces` joins ``explanation`` on ``hadm_id``; the completion becomes
   ``<think>explanation</think><answer>gold</answer>``) — no converter needed. ``answer_first`` flags a
   trace that names the answer within its first 50 words (the study's CoT-first test; counted in the report,
   not filtered);
@@ -243,7 +243,7 @@ def distill_cot(
     ``description`` (a ``clinrl drg prepare``/``split`` output). ``on_chunk`` is called after each chunk."""
     from tqdm import tqdm
 
-    from clinrl.drg.difficulty import _key, read_cases
+    from clinrl.drg.train.difficulty import _key, read_cases
     from clinrl.llm.backends import SamplingParams
 
     config.validate()
@@ -419,7 +419,7 @@ def _answer_first(reasoning: str, answer: str, onto: Ontology) -> bool:
 
 
 def _report(out, data, config, cases, skipped, todo, counts, reasons, attempt_reasons, torn, interrupted):
-    from clinrl.drg.difficulty import _key
+    from clinrl.drg.train.difficulty import _key
 
     failures_path, _ = sidecar_paths(out)
     valid = {_key(r["hadm_id"]) for r in _read_jsonl(out)} if out.is_file() else set()

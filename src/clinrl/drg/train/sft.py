@@ -109,7 +109,7 @@ def build_sft_dataset(cfg: DRGSFTConfig, tokenizer: Any) -> tuple[Any, dict[str,
     """The SFT rows as a ``datasets.Dataset`` of ``{"prompt", "completion"}`` messages, and counts."""
     from datasets import Dataset
 
-    from clinrl.drg.knowledge import knowledge_rows
+    from clinrl.drg.train.knowledge import knowledge_rows
     from clinrl.drg.prompts import to_sft_rows
 
     frame = read_split(cfg.data, limit=cfg.limit)

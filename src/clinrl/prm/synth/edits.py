@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 
 from clinrl.errors import ClinrlError
-from clinrl.prm.lexicon import (
+from clinrl.prm.synth.lexicon import (
     ADDED_CONDITIONS,
     ADDED_FINDINGS,
     ADDED_PLANS,

@@ -1,0 +1,1 @@
+"""Data preparation: MIMIC-IV files → hospital courses with v34 DRG labels → stratified splits."""

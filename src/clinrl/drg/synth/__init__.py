@@ -1,0 +1,1 @@
+"""SYNTHETIC MIMIC-IV-shaped discharge notes and DRG codes, for the demo, tests and benchmarks."""
