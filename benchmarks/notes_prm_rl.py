@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-RECIPE = REPO / "recipes" / "notes" / "tiny" / "grpo_prm.yaml"
+RECIPE = REPO / "src" / "clinrl" / "recipes" / "notes" / "tiny" / "grpo_prm.yaml"
 DIALOGUE_TOKENS = 96
 NOTE_TOKENS = 128
 

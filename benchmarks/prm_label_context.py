@@ -228,7 +228,7 @@ def _print_tables(result: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--recipe", default=str(ROOT / "recipes/prm/cpu_causal.yaml"), help="training recipe")
+    parser.add_argument("--recipe", default=str(ROOT / "src/clinrl/recipes/prm/cpu_causal.yaml"), help="training recipe")
     parser.add_argument("--model", default=str(ROOT / "runs/prm/cpu_causal"),
                         help="trained PRM folder (trained from --recipe first when it holds no model)")
     parser.add_argument("--retrain", action="store_true", help="train even when --model holds a model")

@@ -47,7 +47,7 @@ __all__ = [
     "save_full_model",
 ]
 
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes" / "drg"
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "src" / "clinrl" / "recipes" / "drg"
 
 T = TypeVar("T")
 

@@ -29,7 +29,7 @@ import pytest
 pytestmark = pytest.mark.engine
 
 REPO = Path(__file__).resolve().parents[2]
-ACCELERATE = REPO / "recipes" / "accelerate"
+ACCELERATE = REPO / "src" / "clinrl" / "recipes" / "accelerate"
 BACKENDS = {"zero3": ACCELERATE / "zero3_cpu.yaml", "fsdp2": ACCELERATE / "fsdp2_cpu.yaml"}
 # Sharded (2 ranks × batch b) vs one process over the same 2b samples per step (SFT: batch 2b, its token-mean
 # loss is averaged across ranks by TRL; PRM: 2 accumulated batches of b, as its loss is a per-batch mean):
@@ -142,10 +142,10 @@ def _prm_argv(kind: str, out: Path, accumulation: int, gold: Path, model: Path |
               "--per_device_train_batch_size", 4, "--gradient_accumulation_steps", accumulation,
               "--progress", "false", "--gold", f"[{gold}]", "--seed", 7]  # fmt: skip
     if kind == "causal":
-        return ["prm", "train", "--config", REPO / "recipes" / "prm" / "tiny_causal.yaml", "--max_notes", 16,
+        return ["prm", "train", "--config", REPO / "src" / "clinrl" / "recipes" / "prm" / "tiny_causal.yaml", "--max_notes", 16,
                 "--max_length", 512, "--tiny_hidden_size", 32, "--tiny_layers", 1, "--tiny_heads", 2,
                 "--tiny_vocab_size", 512, *common]  # fmt: skip
-    return ["prm", "train", "--config", REPO / "recipes" / "prm" / "cpu_minilm.yaml", "--model_name_or_path", model,
+    return ["prm", "train", "--config", REPO / "src" / "clinrl" / "recipes" / "prm" / "cpu_minilm.yaml", "--model_name_or_path", model,
             "--max_notes", 16, "--max_length", 64, "--mark_unsupported", 0, "--learning_rate", 1e-3,
             "--warmup_steps", 0, "--num_threads", 1, *common]  # fmt: skip
 
@@ -218,7 +218,7 @@ def workspace():
 
 
 def _sft_argv(ws, out: Path, batch: int, *extra) -> list:
-    return ["drg", "sft", "--config", REPO / "recipes" / "drg" / "tiny" / "sft.yaml", "--model", ws.model,
+    return ["drg", "sft", "--config", REPO / "src" / "clinrl" / "recipes" / "drg" / "tiny" / "sft.yaml", "--model", ws.model,
             "--data", ws.sft, "--output_dir", out, "--limit", 16, "--max_prompt_tokens", 480,
             "--trl.max_length", 528, "--trl.max_steps", SFT_STEPS, "--trl.per_device_train_batch_size", batch,
             "--trl.save_strategy", "steps", "--trl.save_steps", SFT_KILL, "--trl.logging_steps", 1,
@@ -249,7 +249,7 @@ def test_sft_sharded_kill_resume_load_and_loss(backend, workspace, sft_reference
 
 # ------------------------------------------------------------------------------------------------ GRPO
 def _grpo_argv(ws, out: Path, *extra) -> list:
-    return ["drg", "grpo", "--config", REPO / "recipes" / "drg" / "tiny" / "vanilla_dense.yaml", "--model", ws.model,
+    return ["drg", "grpo", "--config", REPO / "src" / "clinrl" / "recipes" / "drg" / "tiny" / "vanilla_dense.yaml", "--model", ws.model,
             "--data", ws.rl, "--output_dir", out, "--limit", 8, "--max_prompt_tokens", 480,
             "--difficulty_file", ws.difficulty, "--trl.max_steps", 3, "--trl.num_generations", 2,
             "--trl.per_device_train_batch_size", 2, "--trl.max_completion_length", 8, "--trl.save_strategy", "steps",
@@ -259,7 +259,7 @@ def _grpo_argv(ws, out: Path, *extra) -> list:
 def _notes_argv(out: Path, *extra) -> list:
     from tests.notes.tiny_models import tiny_policy_dir, tiny_prm_dir
 
-    return ["notes", "grpo", "--config", REPO / "recipes" / "notes" / "tiny" / "grpo_prm.yaml",
+    return ["notes", "grpo", "--config", REPO / "src" / "clinrl" / "recipes" / "notes" / "tiny" / "grpo_prm.yaml",
             "--model", tiny_policy_dir(), "--prm", tiny_prm_dir(), "--output_dir", out, "--limit", 4,
             "--max_dialogue_tokens", 48, "--trl.max_steps", 3, "--trl.num_generations", 2,
             "--trl.per_device_train_batch_size", 2, "--trl.max_completion_length", 12, "--trl.save_strategy", "steps",

@@ -86,7 +86,7 @@ def test_notes_grpo_with_vllm_rollouts(drg_policy, tmp_path):
 
     out = tmp_path / "notes"
     result = run_clinrl([
-        "notes", "grpo", "--config", "recipes/notes/tiny/grpo_prm_vllm.yaml", "--model", str(drg_policy.policy),
+        "notes", "grpo", "--config", "src/clinrl/recipes/notes/tiny/grpo_prm_vllm.yaml", "--model", str(drg_policy.policy),
         "--prm", str(tiny_prm_dir()), "--output_dir", str(out), "--limit", "8", "--max_dialogue_tokens", "96",
         "--trl.max_steps", "3", "--trl.learning_rate", "1e-3", "--trl.num_generations", "4",
         "--trl.per_device_train_batch_size", "8", "--trl.max_completion_length", "32", "--trl.logging_steps", "1",

@@ -12,7 +12,7 @@ from clinrl.notes.grpo import build_notes_dataset, load_notes_grpo_config, train
 from tests.helpers.tokenizers import make_tiny_tokenizer
 from tests.notes.tiny_models import tiny_policy_dir, tiny_prm_dir
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "notes"
+RECIPES = Path(__file__).resolve().parents[2] / "src" / "clinrl" / "recipes" / "notes"
 
 
 def overrides(out, **extra) -> dict:

@@ -305,7 +305,7 @@ def test_token_classification_training_learns(gold_file, tmp_path):
 def test_recipes_load_and_bad_keys_fail(tmp_path):
     from clinrl.config import RecipeError, apply_overrides, coerce, load_recipe, parse_overrides
 
-    root = Path(__file__).resolve().parents[2] / "recipes" / "prm"
+    root = Path(__file__).resolve().parents[2] / "src" / "clinrl" / "recipes" / "prm"
     names = sorted(p.name for p in root.glob("*.yaml"))
     assert {"cpu_minilm.yaml", "llama31_8b.yaml", "llama31_8b_orm.yaml", "tiny_causal.yaml"} <= set(names)
     for name in names:
@@ -322,7 +322,7 @@ def test_recipes_load_and_bad_keys_fail(tmp_path):
 def test_cli_train_reports_unknown_override_cleanly(capsys):
     from clinrl.cli import main
 
-    recipe = Path(__file__).resolve().parents[2] / "recipes" / "prm" / "tiny_causal.yaml"
+    recipe = Path(__file__).resolve().parents[2] / "src" / "clinrl" / "recipes" / "prm" / "tiny_causal.yaml"
     with pytest.raises(SystemExit) as exit_info:
         main(["prm", "train", "--config", str(recipe), "--learning_rat", "1"])
     assert exit_info.value.code == 2 and "learning_rat" in capsys.readouterr().err
@@ -332,7 +332,7 @@ def test_cli_trains_the_tiny_causal_recipe(tmp_path, gold_file, capsys):
     from clinrl.cli import main
     from clinrl.prm.model import load_prm
 
-    recipe = Path(__file__).resolve().parents[2] / "recipes" / "prm" / "tiny_causal.yaml"
+    recipe = Path(__file__).resolve().parents[2] / "src" / "clinrl" / "recipes" / "prm" / "tiny_causal.yaml"
     main(["prm", "train", "--config", str(recipe), "--output_dir", str(tmp_path / "out"), "--gold", f"[{gold_file}]",
           "--max_steps", "2", "--loss_mode", "vanilla", "--notes_only", "true", "--progress", "false"])  # fmt: skip
     assert "2 steps on" in capsys.readouterr().err
@@ -345,7 +345,7 @@ def test_cpu_causal_recipe_shapes_the_random_init_model(tmp_path, gold_file):
     from clinrl.prm.model import load_prm
     from clinrl.prm.train import train_from_recipe
 
-    recipe = Path(__file__).resolve().parents[2] / "recipes" / "prm" / "cpu_causal.yaml"
+    recipe = Path(__file__).resolve().parents[2] / "src" / "clinrl" / "recipes" / "prm" / "cpu_causal.yaml"
     result = train_from_recipe(recipe, ["--output_dir", str(tmp_path / "out"), "--gold", f"[{gold_file}]",
                                         "--max_steps", "1", "--tiny_hidden_size", "48", "--tiny_layers", "3",
                                         "--tiny_heads", "4", "--tiny_vocab_size", "600", "--progress", "false"])  # fmt: skip

@@ -13,9 +13,9 @@ from clinrl.config import RecipeError, coerce
 from tests.reliability.cli import assert_clean_error
 
 REPO = Path(__file__).resolve().parents[2]
-SFT = REPO / "recipes" / "drg" / "tiny" / "sft.yaml"
-GRPO = REPO / "recipes" / "drg" / "tiny" / "best.yaml"
-PRM = REPO / "recipes" / "prm" / "tiny_causal.yaml"
+SFT = REPO / "src" / "clinrl" / "recipes" / "drg" / "tiny" / "sft.yaml"
+GRPO = REPO / "src" / "clinrl" / "recipes" / "drg" / "tiny" / "best.yaml"
+PRM = REPO / "src" / "clinrl" / "recipes" / "prm" / "tiny_causal.yaml"
 
 # (id, recipe text after ``extends: <base>``, texts the error line must hold)
 CASES = [

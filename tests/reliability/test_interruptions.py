@@ -25,8 +25,8 @@ from clinrl.errors import ClinrlError
 from tests.drg.tiny_training import tiny_workspace
 
 REPO = Path(__file__).resolve().parents[2]
-DRG_RECIPES = REPO / "recipes" / "drg" / "tiny"
-PRM_RECIPE = REPO / "recipes" / "prm" / "tiny_causal.yaml"
+DRG_RECIPES = REPO / "src" / "clinrl" / "recipes" / "drg" / "tiny"
+PRM_RECIPE = REPO / "src" / "clinrl" / "recipes" / "prm" / "tiny_causal.yaml"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
        "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}  # fmt: skip
 

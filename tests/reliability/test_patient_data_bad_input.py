@@ -22,9 +22,9 @@ from tests.prm.note_factory import make_gold
 from tests.reliability.cli import assert_clean_error
 
 REPO = Path(__file__).resolve().parents[2]
-SFT = REPO / "recipes" / "drg" / "tiny" / "sft.yaml"
-GRPO = REPO / "recipes" / "drg" / "tiny" / "best.yaml"
-PRM_TINY = REPO / "recipes" / "prm" / "tiny_causal.yaml"
+SFT = REPO / "src" / "clinrl" / "recipes" / "drg" / "tiny" / "sft.yaml"
+GRPO = REPO / "src" / "clinrl" / "recipes" / "drg" / "tiny" / "best.yaml"
+PRM_TINY = REPO / "src" / "clinrl" / "recipes" / "prm" / "tiny_causal.yaml"
 MARKER = "ZEBRA-PATIENT-4242"
 GOLD_DRG = "HEART FAILURE AND SHOCK WITH MCC"
 

@@ -121,7 +121,7 @@ def test_marker_never_leaves_the_data(tmp_path, capfd, caplog, no_network):
     cli("prm", "build", "--gold", gold, "--errors", errors, "--out", tmp_path / "prm" / "build")
     cli("prm", "check-labels", "--errors", errors, "--gold", gold, "--json", tmp_path / "prm" / "labels.json")
     model = tmp_path / "prm" / "model"
-    cli("prm", "train", "--config", REPO / "recipes" / "prm" / "tiny_causal.yaml", "--output_dir", model,
+    cli("prm", "train", "--config", REPO / "src" / "clinrl" / "recipes" / "prm" / "tiny_causal.yaml", "--output_dir", model,
         "--gold", f"[{gold}]", "--max_steps", "2", "--save_steps", "1", "--progress", "false")  # fmt: skip
     cli("prm", "score", "--model", model, "--notes", gold, "--json", tmp_path / "prm" / "scores.json")
     (tmp_path / "prm" / "dialogue.txt").write_text(f"[doctor] hi {MARKER}", encoding="utf-8")
@@ -152,7 +152,7 @@ def test_telemetry_is_off_by_default():
 
 
 def _all_recipes() -> list[Path]:
-    return sorted(p for p in (REPO / "recipes").rglob("*.yaml") if not p.name.startswith("_"))
+    return sorted(p for p in (REPO / "src" / "clinrl" / "recipes").rglob("*.yaml") if not p.name.startswith("_"))
 
 
 def test_every_training_recipe_reports_nowhere():
@@ -189,7 +189,7 @@ SECRET = re.compile(
 
 
 def test_no_secrets_in_recipes_or_configs():
-    files = [*(REPO / "recipes").rglob("*"), *(REPO / "src").rglob("*.yaml"), *(REPO / "src").rglob("*.json"),
+    files = [*(REPO / "src" / "clinrl" / "recipes").rglob("*"), *(REPO / "src").rglob("*.yaml"), *(REPO / "src").rglob("*.json"),
              REPO / "pyproject.toml", *(REPO / "benchmarks").rglob("*.yaml")]  # fmt: skip
     hits = []
     for path in (p for p in files if p.is_file()):
