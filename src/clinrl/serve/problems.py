@@ -32,14 +32,17 @@ ERROR_TYPES = {
 class ApiError(Exception):
     """An error answer: HTTP ``status``, a short machine ``code`` and a message without request text."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                 param: str | None = None):  # fmt: skip
         super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+        self.status, self.code, self.message, self.headers, self.param = status, code, message, headers or {}, param
 
 
-def error_body(status: int, code: str, message: str) -> dict[str, Any]:
-    """The error JSON; the message on one line and capped (:func:`clinrl.errors.one_line`)."""
-    return {"error": {"message": one_line(message), "type": ERROR_TYPES.get(status, "server_error"), "code": code}}
+def error_body(status: int, code: str, message: str, param: str | None = None) -> dict[str, Any]:
+    """The error JSON; the message on one line and capped (:func:`clinrl.errors.one_line`). ``param``: the
+    request field at fault, when one is (a field name of the API, never client text)."""
+    body = {"message": one_line(message), "type": ERROR_TYPES.get(status, "server_error"), "code": code}
+    return {"error": {**body, "param": param} if param else body}
 
 
 def error_bytes(status: int, code: str, message: str) -> bytes:
@@ -69,7 +72,7 @@ def install_error_handlers(api: Any) -> None:
 
     @api.exception_handler(ApiError)
     async def _api_error(request: Any, err: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(err.status, err.code, err.message), err.status, headers=err.headers)
+        return JSONResponse(error_body(err.status, err.code, err.message, err.param), err.status, headers=err.headers)
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(request: Any, err: RequestValidationError) -> JSONResponse:

@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.requests import Request  # at module level: FastAPI resolves the endpoints' annotations here
 
-from clinrl.serve.generation import complete, sampling, stream
+from clinrl.serve.generation import complete, sampling, stream, text_completions
 from clinrl.serve.problems import ApiError
 from clinrl.serve.runtime import Runtime
 from clinrl.serve.schemas import ChatRequest, CompletionRequest, DRGRequest, PRMRequest
@@ -31,25 +31,31 @@ def build_router(rt: Runtime) -> Any:
         return {"status": "ok", "model": rt.name if rt.backend is not None else None, "prm": rt.scorer is not None,
                 "queue": rt.queue.stats()}  # fmt: skip
 
+    def model_card() -> dict[str, Any]:
+        return {"id": rt.name, "object": "model", "created": rt.started, "owned_by": "clinrl"}
+
     @router.get("/v1/models")
     async def models() -> dict[str, Any]:
-        data = [{"id": rt.name, "object": "model", "owned_by": "clinrl"}] if rt.backend is not None else []
-        return {"object": "list", "data": data}
+        return {"object": "list", "data": [model_card()] if rt.backend is not None else []}
+
+    @router.get("/v1/models/{model_id:path}")
+    async def model(model_id: str) -> dict[str, Any]:
+        if rt.backend is None or model_id != rt.name:
+            raise ApiError(404, "model_not_found", "no model of that id is served here (see GET /v1/models)",
+                           param="model")  # fmt: skip
+        return model_card()
 
     @router.post("/v1/chat/completions")
     async def chat_completions(req: ChatRequest, request: Request) -> Any:
         params = sampling(rt, req)
-        messages = [{"role": m.role, "content": m.text()} for m in req.messages]
+        messages = [{"role": m.template_role(), "content": m.text()} for m in req.messages]
         if req.stream:
-            return await stream(rt, "chat", messages, params)
+            return await stream(rt, "chat", messages, params, include_usage=req.include_usage())
         return await complete(rt, "chat", messages, params, request)
 
     @router.post("/v1/completions")
     async def completions(req: CompletionRequest, request: Request) -> Any:
-        params = sampling(rt, req)
-        if req.stream:
-            return await stream(rt, "text", req.prompt, params)
-        return await complete(rt, "text", req.prompt, params, request)
+        return await text_completions(rt, req, request)
 
     @router.post("/v1/drg/code")
     async def drg_code(req: DRGRequest, request: Request) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -30,6 +31,7 @@ class Runtime:
     queue: ModelQueue = field(init=False)
     limits: PromptLimits = field(init=False)
     prep: ThreadPoolExecutor = field(init=False)
+    started: int = field(init=False)  # Unix time: the models' ``created``
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -37,6 +39,7 @@ class Runtime:
         self.limits = PromptLimits(getattr(self.backend, "tokenizer", None), max_prompt_tokens=s.max_prompt_tokens,
                                    max_stop_strings=s.max_stop_strings, max_stop_chars=s.max_stop_chars)  # fmt: skip
         self.prep = ThreadPoolExecutor(max_workers=2, thread_name_prefix="clinrl-prep")  # tokenising, never the model
+        self.started = int(time.time())
 
     @property
     def name(self) -> str:
