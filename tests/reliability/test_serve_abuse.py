@@ -162,8 +162,12 @@ def test_file_names_in_request_bodies_are_never_opened(server, field, tmp_path):
     url, baseline = server
     for value in ("../../../../etc/passwd", "/etc/passwd", str(tmp_path), "~/.ssh/id_rsa", "file:///etc/passwd"):
         r = _chat(url, **{field: value})
-        assert r.status_code == 200 and r.json()["model"] == "tiny"
-        assert r.json()["choices"][0]["message"]["content"] == baseline
+        if field == "model":  # a model this server does not serve: 404, nothing loaded
+            assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+            assert value not in r.text
+        else:
+            assert r.status_code == 200 and r.json()["model"] == "tiny"
+            assert r.json()["choices"][0]["message"]["content"] == baseline
         assert "root:" not in r.text
 
 

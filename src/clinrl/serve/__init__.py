@@ -6,7 +6,9 @@
 Modules: :mod:`~clinrl.serve.settings` (options, bind/token checks), :mod:`~clinrl.serve.queue` (bounded
 model queue), :mod:`~clinrl.serve.guard` (auth, body limit, request log), :mod:`~clinrl.serve.schemas`
 (request bodies), :mod:`~clinrl.serve.tasks` (DRG coding, PRM scoring), :mod:`~clinrl.serve.streaming`
-(token streaming), :mod:`~clinrl.serve.app` (routes). Endpoints: ``docs/serving.md``.
+(token streaming), :mod:`~clinrl.serve.problems` (error answers), :mod:`~clinrl.serve.runtime` (shared
+state), :mod:`~clinrl.serve.generation` (completions), :mod:`~clinrl.serve.routes` (endpoints), :mod:`~clinrl.serve.app`
+(the app). Endpoints: ``docs/serving.md``.
 """
 
 from clinrl.serve.app import create_app

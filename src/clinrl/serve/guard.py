@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any, Awaitable, Callable
 
-from clinrl.serve.errors import error_bytes
+from clinrl.serve.problems import error_bytes
 
 __all__ = ["Guard", "OPEN_PATHS"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from clinrl.llm.backends import Prompt, render_prompt
-from clinrl.serve.errors import ApiError
+from clinrl.serve.problems import ApiError
 
 __all__ = ["PromptLimits", "longest_token_chars", "prompt_chars"]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from clinrl.errors import ClinrlError, DataError
 from clinrl.llm.backends import SamplingParams, generate_cancellable
-from clinrl.serve.errors import ApiError
+from clinrl.serve.problems import ApiError
 from clinrl.serve.schemas import DRGRequest, PRMRequest
 
 __all__ = ["DRGBudget", "code_drg", "drg_prompt", "drg_result", "resolve_note", "score_note"]
