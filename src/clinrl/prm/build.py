@@ -154,6 +154,8 @@ def build_prm_dataset(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from clinrl.cards import most_restricted, data_kind, write_dataset_card
+
     if synthesize < 0:
         raise DataError(f"--synthesize must be >= 0, got {synthesize}", field="synthesize")
     token_name, special = resolve_tokens(tokens) if isinstance(tokens, str) else ("custom", tokens)
@@ -211,6 +213,11 @@ def build_prm_dataset(
     with atomic_path(out / DATA_FILE) as tmp:
         pq.write_table(table, tmp)
     write_json_atomic(out / TOKENS_FILE, special.to_json_dict())
+    kinds = [data_kind(p) for p in (*gold_paths, *error_paths)]
+    write_dataset_card(out, {"train": DATA_FILE}, title="PRM training set (clinrl prm build)",
+                       kind=most_restricted(kinds or ["unknown"]), counts={"rows": report.rows,
+                       "by_origin": dict(report.by_origin), "by_outcome_label": dict(report.by_outcome)},
+                       made_by="clinrl prm build")  # fmt: skip
     write_json_atomic(out / REPORT_FILE, report.to_dict())
     return report
 
