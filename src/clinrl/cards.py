@@ -51,6 +51,7 @@ __all__ = [
     "most_restricted",
     "raw_notes_kind",
     "redact",
+    "remove_dataset_card",
     "install",
     "model_card",
     "write_dataset_card",
@@ -492,6 +493,16 @@ def _parquet_rows(path: Path) -> int:
     import pyarrow.parquet as pq
 
     return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def remove_dataset_card(folder: str | Path) -> None:
+    """Delete ``folder/README.md`` if clinrl wrote it (a folder's outputs are being replaced)."""
+    path = Path(folder) / CARD_FILE
+    try:
+        if MARKER in path.read_text(encoding="utf-8"):
+            path.unlink()
+    except (OSError, UnicodeDecodeError):
+        pass
 
 
 def write_dataset_card(folder: str | Path, splits: Mapping[str, str], *, title: str, kind: str,
