@@ -491,6 +491,7 @@ def train_and_save(
     ``config.output_dir``; write and return the run summary: recipe, output_dir, ``fields``, step, resume
     point, loss, then ``late_fields()`` (values known only after training) and the seconds taken.
     Files are written by the main process only."""
+    from clinrl import cards
     from clinrl.io import atomic_path, write_json_atomic
     from clinrl.llm import vllm_colocate
 
@@ -501,6 +502,7 @@ def train_and_save(
         write_json_atomic(out / "clinrl_recipe.json", config_to_dict(config))
     start = time.perf_counter()
     vllm_colocate.install_weight_sync(trainer)  # GRPO with colocated vLLM rollouts; no-op otherwise
+    cards.install(trainer, config)  # checkpoints and hub pushes write our model card, not TRL's
     try:
         result = trainer.train(resume_from_checkpoint=checkpoint)
     finally:
@@ -511,6 +513,7 @@ def train_and_save(
         # The log history (loss, reward, completion length, KL …) for curves, also when no checkpoint was saved.
         with atomic_path(out / "trainer_state.json") as tmp:
             trainer.state.save_to_json(str(tmp))
+        cards.write_model_card(out, config, trainer.state.log_history)  # after the save: replaces TRL's/peft's
     summary = {
         "recipe": config.name,
         "output_dir": config.output_dir,

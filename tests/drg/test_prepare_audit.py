@@ -173,7 +173,7 @@ def test_a_rerun_refused_at_its_inputs_leaves_the_finished_run_whole(fixture: Mi
         with pytest.raises(DataError):
             prepare(discharge, drgcodes, out, progress=False)
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["flow.json", "prepare_report.json", "test.parquet", "train.parquet"]
+    assert names == ["README.md", "flow.json", "prepare_report.json", "test.parquet", "train.parquet"]  # with its card
     assert json.loads((out / "prepare_report.json").read_text())["run_id"] == run
     load_cases(out / "train.parquet")  # still one finished run
 

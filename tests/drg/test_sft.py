@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from transformers import AutoTokenizer
 
+from clinrl.cards import MARKER
 from clinrl.config import RECIPES_DIR, RecipeError
 from clinrl.drg.prompts import DEFAULT_THINK, SYSTEM_PROMPT
 from clinrl.drg.train.sft import build_sft_dataset, count_too_long, load_sft_config, read_traces, train_sft
@@ -91,3 +92,9 @@ def test_tiny_sft_runs_reports_cut_rows_and_resumes(ws, tmp_path):
         train_sft(cfg)
     resumed = train_sft(cfg, resume=True)
     assert resumed["global_step"] == 3 and resumed["resumed_from"].endswith("checkpoint-2")
+    # TRL writes its card at every checkpoint and on save: after checkpoints and a resume, ours is the one there
+    card = (out / "README.md").read_text()
+    assert MARKER in card and "fine-tuned version of" not in card and "SYNTHETIC" in card
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert f"| train_loss | {state['log_history'][-1]['train_loss']:.6g} |" in card
+    assert not any(text[:60] in card for text in pd.read_parquet(ws.sft)["text"])  # no note text

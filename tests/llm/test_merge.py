@@ -49,6 +49,10 @@ def test_cli_merge_writes_a_full_model_with_the_adapted_outputs(adapter, tmp_pat
         torch.testing.assert_close(merged(ids).logits, adapted(ids).logits, rtol=1e-4, atol=1e-5)
         assert not torch.allclose(merged(ids).logits, plain(ids).logits)
     assert (tmp_path / "merged" / "tokenizer_config.json").is_file()
+    from clinrl.cards import MARKER
+
+    card = (tmp_path / "merged" / "README.md").read_text()  # no clinrl card in the adapter: data of unknown origin
+    assert MARKER in card and "library_name: transformers" in card and "treat as restricted" in card
 
 
 def test_cli_merge_bad_inputs_are_one_line_errors(adapter, tmp_path, capsys):

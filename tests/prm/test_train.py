@@ -259,6 +259,12 @@ def test_train_and_resume_gives_the_same_model(tiny_causal, gold_file, tmp_path)
     assert len(probs) == small_note().n_label_positions and all(0 < p < 1 for p in probs)
     report = json.loads((tmp_path / "b" / "train_report.json").read_text())
     assert "Knee" not in json.dumps(report)  # no note text in reports
+    from clinrl.cards import MARKER
+
+    card = (tmp_path / "b" / "README.md").read_text()
+    assert MARKER in card and "clinrl prm eval-selection --scorer prm" in card and "Knee" not in card
+    train_loss = json.loads((tmp_path / "b" / "trainer_state.json").read_text())["log_history"][-1]["train_loss"]
+    assert f"| train_loss | {train_loss:.6g} |" in card
 
 
 def test_fresh_run_refuses_a_folder_with_checkpoints(tiny_causal, gold_file, tmp_path):

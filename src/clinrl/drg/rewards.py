@@ -36,9 +36,11 @@ from typing import Any
 
 from clinrl.drg.ontology import CCMCC, DRG, Ontology, load_ontology
 from clinrl.drg.prompts import ParsedCompletion, completion_text, parse_completion
-from clinrl.errors import ClinrlError, DataError
+from clinrl.errors import DataError
+from clinrl.registry import Registry, UnknownName
 
 __all__ = [
+    "REWARDS",
     "SCHEMES",
     "AccuracyReward",
     "CotFirstPenalty",
@@ -60,7 +62,7 @@ _WORD = re.compile(r"\S+")
 _ALNUM = re.compile(r"[A-Z0-9]+")
 
 
-class UnknownRewardError(ClinrlError, ValueError):
+class UnknownRewardError(UnknownName):
     """A reward name that is not in the registry."""
 
 
@@ -73,11 +75,11 @@ class Scheme:
     neither: float
 
 
-SCHEMES: dict[str, Scheme] = {
+SCHEMES: Registry[Scheme] = Registry("accuracy scheme", {
     "strict": Scheme(0.0, 0.0, 0.0),
     "dense": Scheme(1.5, 0.5, -0.5),
     "balanced": Scheme(1.0, 1.0, -0.5),
-}
+}, error=UnknownRewardError)  # fmt: skip
 
 
 def match_answer(answer: str | None, ontology: Ontology) -> DRG | None:
@@ -149,10 +151,8 @@ class AccuracyReward(RewardFunction):
     needs_gold = True
 
     def __init__(self, scheme: str, ontology: Ontology | None = None):
-        if scheme not in SCHEMES:
-            raise UnknownRewardError(f"unknown accuracy scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
+        self.scheme = SCHEMES[scheme]  # an unknown scheme: UnknownRewardError with the choices
         super().__init__(f"accuracy_{scheme}", ontology)
-        self.scheme = SCHEMES[scheme]
 
     def score(self, parsed: ParsedCompletion, gold: DRG | None) -> float:
         if not parsed.format_ok:
@@ -224,24 +224,20 @@ class CotFirstPenalty(RewardFunction):
         return -0.5 if answer in _alnum_words(self.prefix(parsed.think)) else 0.0
 
 
-_REGISTRY: dict[str, Callable[..., RewardFunction]] = {
+REWARDS: Registry[Callable[..., RewardFunction]] = Registry("reward", {
     "format": FormatReward,
     **{f"accuracy_{name}": partial(AccuracyReward, name) for name in SCHEMES},
     "accuracy_weight_aware": WeightAwareReward,
     "cot_first_penalty": CotFirstPenalty,
-}
+}, error=UnknownRewardError)  # fmt: skip
 
 
 def available_rewards() -> list[str]:
     """Names accepted by :func:`get_reward`."""
-    return list(_REGISTRY)
+    return list(REWARDS)
 
 
 def get_reward(name: str, **options: Any) -> RewardFunction:
     """Build the reward called ``name``; ``options`` go to its constructor (``ontology=``, and for
     ``cot_first_penalty`` ``n_tokens=``/``tokenizer=``, for ``accuracy_weight_aware`` ``tau=``)."""
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise UnknownRewardError(f"unknown reward {name!r}; available: {', '.join(_REGISTRY)}") from None
-    return factory(**options)
+    return REWARDS[name](**options)

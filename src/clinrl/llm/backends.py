@@ -7,22 +7,37 @@ A *prompt* is either a list of chat messages (``[{"role": "user", "content": …
 model's chat template) or a plain string (sent as is). ``generate`` returns, per prompt, ``n`` completion
 texts (the generated part only, special tokens removed, cut at the first stop string).
 
-Backends register themselves in ``BACKENDS`` (name → factory); the OpenAI-compatible HTTP client lives in
-``clinrl.llm.openai_client`` and registers as ``"openai"``.
+``BACKENDS`` (a :class:`clinrl.registry.Registry`) names each backend's factory as a lazy ``"module:attr"``
+target; the OpenAI-compatible HTTP client lives in ``clinrl.llm.openai_client``. What both modules share
+(``Prompt``, ``SamplingParams``, ``cut_at_stop``, the protocol) is in :mod:`clinrl.llm.base`, so neither
+imports the other.
 """
 
 from __future__ import annotations
 
 import inspect
-import math
 import threading
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Protocol, Sequence, Union
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
 from clinrl.errors import ClinrlError
+from clinrl.llm.base import (  # re-exported: the public names stay importable from here
+    MIN_TEMPERATURE,
+    SEED_RANGE,
+    GenerationBackend,
+    GenerationCancelled,
+    Message,
+    Prompt,
+    SamplingParams,
+    cut_at_stop,
+)
+from clinrl.registry import Registry
 
 __all__ = [
     "BACKENDS",
+    "MIN_TEMPERATURE",
+    "SEED_RANGE",
+    "Message",
     "GenerationBackend",
     "GenerationCancelled",
     "Prompt",
@@ -37,59 +52,6 @@ __all__ = [
     "stop_when",
     "vllm_memory_share",
 ]
-
-Message = dict[str, str]
-Prompt = Union[str, Sequence[Message]]
-
-MIN_TEMPERATURE = 1e-5  # below it, logits / temperature overflow to inf and sampling fails: treated as greedy
-SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.manual_seed accepts
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """How to sample. ``temperature == 0`` means greedy (then ``n`` copies are identical).
-
-    Every value a caller can pass is checked here, once for all backends: a temperature below
-    ``MIN_TEMPERATURE`` (say 1e-300) is greedy, as the limit of sampling says and as vLLM does (divided by
-    it, the logits overflow and sampling fails); non-finite numbers and seeds that torch cannot take are a
-    ClinrlError."""
-
-    n: int = 1
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_new_tokens: int = 256
-    stop: tuple[str, ...] = ()
-    seed: int | None = 0
-
-    def __post_init__(self) -> None:
-        if self.n < 1:
-            raise ClinrlError(f"n must be ≥ 1, got {self.n}")
-        if not (math.isfinite(self.temperature) and self.temperature >= 0):
-            raise ClinrlError(f"temperature must be a finite number ≥ 0, got {self.temperature}")
-        if 0 < self.temperature < MIN_TEMPERATURE:
-            object.__setattr__(self, "temperature", 0.0)
-        if not 0 < self.top_p <= 1:  # also False for NaN
-            raise ClinrlError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.seed is not None and not SEED_RANGE[0] <= self.seed <= SEED_RANGE[1]:
-            raise ClinrlError("seed must be an integer from -2**63 to 2**64 - 1")
-        if self.max_new_tokens < 1:
-            raise ClinrlError(f"max_new_tokens must be ≥ 1, got {self.max_new_tokens}")
-
-    def with_(self, **changes: Any) -> "SamplingParams":
-        return replace(self, **changes)
-
-
-class GenerationBackend(Protocol):
-    """Anything that turns prompts into ``n`` completions each."""
-
-    name: str
-
-    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[str]]: ...
-
-
-class GenerationCancelled(ClinrlError):
-    """Generation was cancelled (its ``cancel`` event was set) before it finished."""
-
 
 def stop_when(should_stop: Callable[[], bool]) -> Any:
     """A ``transformers`` stopping criterion that ends generation at the next token once ``should_stop()``."""
@@ -134,17 +96,6 @@ def generate_cancellable(
     if cancel is not None and "cancel" in inspect.signature(backend.generate).parameters:
         return backend.generate(prompts, params, cancel=cancel)  # type: ignore[call-arg]
     return backend.generate(prompts, params)
-
-
-def cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    """``text`` up to (not including) the earliest occurrence of any stop string."""
-    cut = len(text)
-    for s in stop:
-        if s:
-            i = text.find(s)
-            if i != -1:
-                cut = min(cut, i)
-    return text[:cut]
 
 
 def render_prompt(tokenizer: Any, prompt: Prompt) -> str:
@@ -363,23 +314,21 @@ def _vllm_regex_constraint(regex: str) -> dict[str, Any]:
         return {"guided_decoding": GuidedDecodingParams(regex=regex)}
 
 
-BACKENDS: dict[str, Callable[..., GenerationBackend]] = {}
+# name → factory(**kwargs). Lazy targets: the OpenAI client (and its HTTP stack) loads only when asked for,
+# and no backend module imports another.
+BACKENDS: Registry[Callable[..., GenerationBackend]] = Registry("backend", {
+    "transformers": "clinrl.llm.backends:TransformersBackend.from_path",
+    "vllm": "clinrl.llm.backends:VLLMBackend",
+    "openai": "clinrl.llm.openai_client:OpenAIBackend",
+})  # fmt: skip
 
 
-def register_backend(name: str, factory: Callable[..., GenerationBackend]) -> None:
-    """Make ``get_backend(name, …)`` build backends with ``factory(**kwargs)``."""
-    BACKENDS[name] = factory
-
-
-register_backend("transformers", TransformersBackend.from_path)
-register_backend("vllm", VLLMBackend)
+def register_backend(name: str, factory: Callable[..., GenerationBackend] | str) -> None:
+    """Make ``get_backend(name, …)`` build backends with ``factory(**kwargs)`` (or a ``"module:attr"`` target)."""
+    BACKENDS.register(name, factory)
 
 
 def get_backend(name: str, **kwargs: Any) -> GenerationBackend:
     """Build a registered backend: ``transformers`` (model=PATH), ``vllm`` (model=PATH), ``openai``
-    (endpoint=URL, model=NAME)."""
-    if name == "openai" and name not in BACKENDS:
-        import clinrl.llm.openai_client  # noqa: F401  (registers itself)
-    if name not in BACKENDS:
-        raise ClinrlError(f"unknown backend {name!r}; choose from {', '.join(sorted(BACKENDS))}")
+    (endpoint=URL, model=NAME). An unknown name is one line with the choices."""
     return BACKENDS[name](**kwargs)

@@ -40,6 +40,7 @@ def merge_adapter(adapter: str | Path, out: str | Path, *, base: str | None = No
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    from clinrl.cards import write_merged_card
     from clinrl.config import load_tokenizer
 
     adapter, out = Path(adapter), Path(out)
@@ -56,5 +57,6 @@ def merge_adapter(adapter: str | Path, out: str | Path, *, base: str | None = No
     merged.save_pretrained(out)
     has_tokenizer = any((adapter / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json"))
     load_tokenizer(adapter if has_tokenizer else base_name).save_pretrained(out)
+    write_merged_card(adapter, out, base_name)
     return {"adapter": str(adapter), "base": base_name, "out": str(out), "dtype": dtype,
             "parameters": sum(p.numel() for p in merged.parameters())}  # fmt: skip

@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 from clinrl.errors import ClinrlError
 from clinrl.io import write_json_atomic
-from clinrl.llm.backends import Prompt, SamplingParams, cut_at_stop, register_backend
+from clinrl.llm.base import Prompt, SamplingParams, cut_at_stop
 
 __all__ = ["CACHE_VERSION", "OpenAIBackend", "api_base", "request_body"]
 
@@ -340,4 +340,3 @@ class OpenAIBackend:
         raise ClinrlError(f"{url} failed after {self.max_retries + 1} attempts (last: {last})")
 
 
-register_backend("openai", OpenAIBackend)

@@ -41,6 +41,7 @@ class NotesGRPOConfig:
     output_dir: str
     name: str = "notes_grpo"
     description: str = ""
+    data_allows_public_release: bool = False  # with trl.hub_private_repo: false (clinrl.cards.check_hub_push)
     data: str = "demo"  # gold-note file (PRM-Clinic JSON); "demo" = the bundled one
     held_out_fraction: float = 0.1
     split_seed: int = 0
@@ -79,7 +80,11 @@ def load_notes_grpo_config(path: str | Path, overrides: Any = ()) -> NotesGRPOCo
     """Load a notes GRPO recipe with ``overrides`` (``--key value`` strings or a dotted-key mapping)."""
     from trl import GRPOConfig
 
-    return build_config(NotesGRPOConfig, path, overrides, trl_class=GRPOConfig)
+    from clinrl.cards import check_hub_push
+
+    cfg = build_config(NotesGRPOConfig, path, overrides, trl_class=GRPOConfig)
+    check_hub_push(cfg)  # at load: a refused push fails before anything runs
+    return cfg
 
 
 def build_notes_dataset(cfg: NotesGRPOConfig, tokenizer: Any) -> tuple[Any, dict[str, Any]]:
@@ -112,10 +117,14 @@ def build_rewards(cfg: NotesGRPOConfig) -> list:
 def _trl_args(cfg: NotesGRPOConfig):
     from trl import GRPOConfig
 
+    from clinrl.cards import check_hub_push
+
     try:
-        return GRPOConfig(output_dir=cfg.output_dir, reward_weights=cfg.reward_weights, **cfg.trl)
+        args = GRPOConfig(output_dir=cfg.output_dir, reward_weights=cfg.reward_weights, **cfg.trl)
     except (TypeError, ValueError) as err:
         raise RecipeError(f"recipe {cfg.name!r}: invalid trl settings: {err}") from None
+    check_hub_push(cfg, args)  # before the model loads: private by default, public only if the data allow it
+    return args
 
 
 def train_notes_grpo(
@@ -133,8 +142,8 @@ def train_notes_grpo(
     checkpoint = resume_checkpoint(cfg.output_dir, resume)
     tokenizer = load_tokenizer(cfg.model)
     dataset, report = build_notes_dataset(cfg, tokenizer)
+    args = _trl_args(cfg)  # first: a refused hub push fails before the PRM loads
     rewards = build_rewards(cfg)
-    args = _trl_args(cfg)
     with vllm_colocate.engine_options(cfg.vllm_engine if args.use_vllm else None):
         trainer = GRPOTrainer(
             model=model if model is not None else cfg.model, reward_funcs=rewards, args=args,

@@ -52,6 +52,7 @@ from clinrl.errors import ClinrlError, DataError
 from clinrl.prm.schema import Note
 from clinrl.prm.score import AGGREGATES, FLOOR, ScoreConfig, load_scorer
 from clinrl.prm.structure import DEFAULT_HEADER, is_follow_up_header, structure_note
+from clinrl.registry import Registry
 
 __all__ = [
     "FLOORS",
@@ -341,8 +342,7 @@ class PRMNoteReward(_Reward):
         super().__init__(guards)
         self.scorer = load_scorer(prm, score_config or ScoreConfig()) if isinstance(prm, (str, Path)) else prm
         self.aggregate = aggregate or self.scorer.default_aggregate
-        if self.aggregate not in AGGREGATES:
-            raise ClinrlError(f"unknown aggregate {self.aggregate!r}: use one of {', '.join(AGGREGATES)}")
+        AGGREGATES[self.aggregate]  # an unknown aggregate fails here, with the choices
         self.stats: dict[str, int] = {}
 
     def floor(self, limits: Limits) -> float:
@@ -423,23 +423,27 @@ def _merge_across_processes(lowest: dict[str, float]) -> dict[str, float]:
     return merged
 
 
-REWARDS: dict[str, Callable[..., _Reward]] = {
-    "prm": PRMNoteReward,
+def prm_reward(prm: Any = None, aggregate: str | None = None, guards: GuardConfig | None = None,
+               score_config: ScoreConfig | None = None, **_: Any) -> PRMNoteReward:  # fmt: skip
+    """The ``prm`` reward: needs ``prm=`` (a saved PRM folder or a scorer); loads the PRM."""
+    if prm is None:
+        raise ClinrlError("the prm reward needs a PRM (a saved PRM folder)")
+    return PRMNoteReward(prm, aggregate, guards, score_config)
+
+
+# name → factory(**options); every factory takes the same options and ignores those it does not use. The PRM
+# reward is a lazy target (like the backends), so no name needs an if-branch in build_reward.
+REWARDS: Registry[Callable[..., _Reward]] = Registry("reward", {
+    "prm": "clinrl.notes.rewards:prm_reward",
     "format": lambda guards=None, **_: FormatReward(guards),
     "completeness": lambda guards=None, **_: CompletenessReward(guards),
     "guard": lambda guards=None, **_: GuardReward(guards),
-}
+})  # fmt: skip
 
 
 def build_reward(name: str, **options: Any) -> _Reward:
     """A reward callable by name (:data:`REWARDS`); ``prm`` needs ``prm=`` (folder or scorer)."""
-    if name not in REWARDS:
-        raise ClinrlError(f"unknown reward {name!r}; available: {', '.join(REWARDS)}")
-    if name == "prm":
-        if options.get("prm") is None:
-            raise ClinrlError("the prm reward needs a PRM (a saved PRM folder)")
-        return PRMNoteReward(options["prm"], options.get("aggregate"), options.get("guards"), options.get("score_config"))
-    return REWARDS[name](guards=options.get("guards"))
+    return REWARDS[name](**options)
 
 
 def total_rewards(

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from clinrl.prm.schema import Note
+from clinrl.registry import Registry
 
 __all__ = ["RULES", "first_scores", "item_set", "length_scores", "medoid_scores"]
 
@@ -41,8 +42,8 @@ def first_scores(candidates: Sequence[Note]) -> list[float]:
     return [1.0 if i == 0 else 0.0 for i in range(len(candidates))]
 
 
-RULES: dict[str, Callable[[Sequence[Note]], list[float]]] = {
+RULES: Registry[Callable[[Sequence[Note]], list[float]]] = Registry("rule", {
     "medoid": medoid_scores,
     "length": length_scores,
     "first": first_scores,
-}
+})  # fmt: skip

@@ -24,6 +24,7 @@ from clinrl.errors import DataError
 from clinrl.io import atomic_path, write_json_atomic
 from clinrl.prm.format import LabelMode, PRMFormatError, SpecialTokens, render_prm_string
 from clinrl.prm.schema import Note, load_notes
+from clinrl.registry import Registry, unknown_name_message
 
 __all__ = [
     "COLUMNS",
@@ -51,7 +52,7 @@ COLUMNS: dict[str, str] = {
     "n_steps_removed": "int64", "n_problems_removed": "int64",
 }  # fmt: skip
 
-_TOKEN_SETS = {"llama3": SpecialTokens.llama3, "new": SpecialTokens.new}
+_TOKEN_SETS: Registry[Any] = Registry("token set", {"llama3": SpecialTokens.llama3, "new": SpecialTokens.new})
 
 
 def resolve_tokens(spec: str) -> tuple[str, SpecialTokens]:
@@ -60,7 +61,7 @@ def resolve_tokens(spec: str) -> tuple[str, SpecialTokens]:
         return spec, _TOKEN_SETS[spec]()
     if Path(spec).suffix == ".json" or Path(spec).exists():
         return str(spec), SpecialTokens.from_json(spec)
-    raise DataError(f"unknown token set {spec!r}: use {' / '.join(_TOKEN_SETS)} or a JSON file", field="tokens")
+    raise DataError(unknown_name_message("token set", spec, [*_TOKEN_SETS, "a special-token JSON file"]), field="tokens")
 
 
 def note_row(note: Note, text: str, *, origin: str, source_file: str) -> dict[str, Any]:
@@ -154,6 +155,8 @@ def build_prm_dataset(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from clinrl.cards import most_restricted, data_kind, write_dataset_card
+
     if synthesize < 0:
         raise DataError(f"--synthesize must be >= 0, got {synthesize}", field="synthesize")
     token_name, special = resolve_tokens(tokens) if isinstance(tokens, str) else ("custom", tokens)
@@ -211,6 +214,11 @@ def build_prm_dataset(
     with atomic_path(out / DATA_FILE) as tmp:
         pq.write_table(table, tmp)
     write_json_atomic(out / TOKENS_FILE, special.to_json_dict())
+    kinds = [data_kind(p) for p in (*gold_paths, *error_paths)]
+    write_dataset_card(out, {"train": DATA_FILE}, title="PRM training set (clinrl prm build)",
+                       kind=most_restricted(kinds or ["unknown"]), counts={"rows": report.rows,
+                       "by_origin": dict(report.by_origin), "by_outcome_label": dict(report.by_outcome)},
+                       made_by="clinrl prm build")  # fmt: skip
     write_json_atomic(out / REPORT_FILE, report.to_dict())
     return report
 

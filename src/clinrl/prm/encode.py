@@ -42,6 +42,7 @@ from typing import Any, Literal, Sequence
 from clinrl.errors import DataError
 from clinrl.prm.format import NOTE_HEADER, SpecialTokens, TokenIds, TokenSlot, label_token_positions, render_prm_string
 from clinrl.prm.schema import Note
+from clinrl.registry import Registry
 
 __all__ = [
     "HEADS",
@@ -65,11 +66,11 @@ Head = Literal["causal-lm", "token-classification"]
 
 # loss groups of a causal-LM target position; each trained group is averaged on its own, then summed
 GROUP_NONE, GROUP_LABEL, GROUP_STRUCTURAL, GROUP_TEXT = 0, 1, 2, 3
-LOSS_GROUPS: dict[str, tuple[int, ...]] = {
+LOSS_GROUPS: Registry[tuple[int, ...]] = Registry("loss_mode", {
     "vanilla": (GROUP_LABEL, GROUP_STRUCTURAL, GROUP_TEXT),  # one mean over all of them (see causal_loss)
     "special_token": (GROUP_LABEL, GROUP_STRUCTURAL),
     "score_token_only": (GROUP_LABEL,),
-}
+})  # fmt: skip
 
 
 class PRMInputError(DataError):
@@ -197,8 +198,7 @@ def causal_targets(window: Window, ids: TokenIds, loss_mode: str, *, notes_only:
     tokens, ``GROUP_TEXT`` every other token; ``GROUP_NONE`` is not trained. ``loss_mode`` picks the trained
     groups (:data:`LOSS_GROUPS`); ``notes_only`` drops targets before the note (prompt and dialogue).
     """
-    if loss_mode not in LOSS_GROUPS:
-        raise ValueError(f"loss_mode must be one of {LOSS_MODES}, got {loss_mode!r}")
+    LOSS_GROUPS[loss_mode]  # UnknownName (a ValueError) with the choices
     n = len(window.input_ids)
     groups = [GROUP_TEXT] * (n - 1)
     structural = {s.token_index for s in window.slots}

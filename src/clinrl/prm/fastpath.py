@@ -18,6 +18,8 @@ from typing import Any, Callable, Literal, Sequence
 
 import torch
 
+from clinrl.registry import Registry
+
 __all__ = [
     "READOUTS",
     "Readout",
@@ -40,7 +42,7 @@ def _binary(logits: torch.Tensor, plus: int, minus: int) -> torch.Tensor:
     return torch.softmax(logits.float()[:, [plus, minus]], dim=-1)[:, 0]
 
 
-READOUTS: dict[str, Callable[[torch.Tensor, int, int], torch.Tensor]] = {"full": _full, "binary": _binary}
+READOUTS: Registry[Callable[[torch.Tensor, int, int], torch.Tensor]] = Registry("readout", {"full": _full, "binary": _binary})
 
 
 def split_prefix(full: Sequence[Sequence[int]], prefix: Sequence[int]) -> list[bool]:

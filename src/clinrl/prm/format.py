@@ -23,6 +23,7 @@ from typing import Any, Iterator, Literal, Sequence
 
 from clinrl.errors import DataError
 from clinrl.prm.schema import Note, Problem, Step
+from clinrl.registry import Registry
 
 __all__ = [
     "DIALOGUE_HEADER",
@@ -207,11 +208,11 @@ def _labeled_items(note: Note) -> Iterator[tuple[str, str, str, str]]:
     yield "", "end_of_note", note.outcome_label, "outcome"
 
 
-_LABEL_MODES = {
+_LABEL_MODES: Registry[Any] = Registry("label mode", {
     "true": lambda tokens, label: tokens.label_token(label),
     "placeholder": lambda tokens, label: tokens.placeholder,
     "plus": lambda tokens, label: tokens.plus,
-}
+})  # fmt: skip
 
 
 def render_prm_string(
@@ -222,9 +223,7 @@ def render_prm_string(
     ``labels``: "true" (the note's labels), "placeholder" (PLACEHOLDER in every slot), "plus" ('+' everywhere).
     Raises :class:`PRMFormatError` when a text contains a special token or the dialogue contains NOTE_HEADER.
     """
-    if labels not in _LABEL_MODES:
-        raise ValueError(f"labels must be one of {tuple(_LABEL_MODES)}, got {labels!r}")
-    label_of = _LABEL_MODES[labels]
+    label_of = _LABEL_MODES[labels]  # UnknownName (a ValueError) with the choices
     pattern, _ = _token_pattern(tokens)
     row = _row(note)
     if pattern.search(note.dialogue):

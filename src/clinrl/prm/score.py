@@ -34,6 +34,7 @@ from clinrl.prm.format import (
     TokenIds,
 )
 from clinrl.prm.schema import Note
+from clinrl.registry import Registry
 
 __all__ = [
     "AGGREGATES",
@@ -60,12 +61,12 @@ def _last(logs: Sequence[float]) -> float:
     return logs[-1]
 
 
-AGGREGATES: dict[str, Callable[[Sequence[float]], float]] = {
+AGGREGATES: Registry[Callable[[Sequence[float]], float]] = Registry("aggregate", {
     "sum_log": lambda logs: float(sum(logs)),
     "min": lambda logs: float(min(logs)),
     "mean": lambda logs: float(sum(logs) / len(logs)),
     "last": _last,
-}
+})  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ results
@@ -115,8 +116,6 @@ class NoteScore:
 
     def score(self, aggregate: str = "sum_log") -> float:
         """The note score under ``aggregate`` (higher is better)."""
-        if aggregate not in AGGREGATES:
-            raise ClinrlError(f"unknown aggregate {aggregate!r}: use one of {', '.join(AGGREGATES)}")
         return AGGREGATES[aggregate]([s.log_p for s in self.slots])
 
     def weakest(self, k: int = 3, kinds: Iterable[str] = ("problem", "step")) -> list[SlotScore]:
@@ -195,8 +194,7 @@ class PRMScorer:
     backend: ClassVar[str] = "transformers"  # the scorer backend's name (vLLM: clinrl.prm.vllm_score)
 
     def __post_init__(self) -> None:
-        if self.head not in _BACKENDS:
-            raise ClinrlError(f"unknown PRM head {self.head!r}: expected one of {', '.join(_BACKENDS)}")
+        _BACKENDS[self.head]  # an unknown head fails here, with the choices
         self.model.eval()
         self.ids = TokenIds.from_tokenizer(self.tokens, self.tokenizer) if self.head == "causal-lm" else None
 
@@ -342,10 +340,10 @@ def _score_token_classification(scorer: PRMScorer, dialogue: str, notes: list[No
             for n in notes]  # fmt: skip
 
 
-_BACKENDS: dict[str, Callable[[PRMScorer, str, list[Note]], list[NoteScore]]] = {
+_BACKENDS: Registry[Callable[[PRMScorer, str, list[Note]], list[NoteScore]]] = Registry("PRM head", {
     "causal-lm": _score_causal,
     "token-classification": _score_token_classification,
-}
+})  # fmt: skip
 
 
 def load_scorer(path: str | Path, config: ScoreConfig | None = None) -> PRMScorer:

@@ -488,6 +488,7 @@ def train_prm(config: PRMTrainConfig, *, resume: bool = False) -> TrainResult:
     import torch
     from transformers import set_seed
 
+    from clinrl import cards
     from clinrl.config import resume_checkpoint, save_full_model
     from clinrl.io import atomic_path
     from clinrl.prm.model import PRMMeta, write_prm_files
@@ -518,6 +519,7 @@ def train_prm(config: PRMTrainConfig, *, resume: bool = False) -> TrainResult:
         loss_mode=config.loss_mode, causal=causal,
         ce_weight=_class_weights(examples, config.class_weight) if not causal else None,
     )  # fmt: skip
+    cards.install(trainer, config)
     trainer.train(resume_from_checkpoint=checkpoint)
     save_full_model(trainer, out)
     meta = PRMMeta(
@@ -537,6 +539,7 @@ def train_prm(config: PRMTrainConfig, *, resume: bool = False) -> TrainResult:
         with atomic_path(out / STATE_FILE) as tmp:  # the log history (loss, eval loss) for curves
             trainer.state.save_to_json(str(tmp))
         write_json_atomic(out / REPORT_FILE, {**result.to_dict(), "config": asdict(config)})
+        cards.write_model_card(out, config, trainer.state.log_history)
         write_prm_files(out, meta)  # last: its presence marks a complete PRM folder
     return result
 

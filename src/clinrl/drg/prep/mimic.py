@@ -53,6 +53,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clinrl import __version__
+from clinrl.cards import raw_notes_kind, write_dataset_card
 from clinrl.drg.prep.course import extract_course
 from clinrl.drg.prep.mimic_io import (
     DISCHARGE_COLUMNS,
@@ -171,6 +172,7 @@ def prepare(
                         seed=seed, chunksize=chunksize),
         )  # fmt: skip
         report["run_id"] = run_id
+        report["data_kind"] = raw_notes_kind(notes_src.path)  # synthetic or MIMIC-IV: the licence of the outputs
         report["stale_spill_folders_removed"] = len(stale_spills)
         if flow["kept"] == 0:
             report["timings"] = _timings(timings, started, flow)
@@ -184,6 +186,8 @@ def prepare(
         timings["write_s"] = time.perf_counter() - tick
 
     report["timings"] = _timings(timings, started, flow)
+    write_dataset_card(out, {"train": "train.parquet", "test": "test.parquet"}, title="DRG coding data (clinrl drg prepare)",
+                       kind=report["data_kind"], counts=flow, made_by="clinrl drg prepare")  # fmt: skip
     write_json_atomic(out / "prepare_report.json", report)
     write_json_atomic(out / "flow.json", flow)
     return flow

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clinrl.cards import data_kind, write_dataset_card
 from clinrl.drg.ontology import Ontology, load_ontology
 from clinrl.drg.prep.splitting import stratified_sample, stratified_split
 from clinrl.errors import ClinrlError, DataError
@@ -159,6 +160,10 @@ def split_prepared(
         bar.update()
         _write_parquet(rl, out / "rl.parquet")
         bar.update()
-    report = {"source": str(data), **report, "outputs": {"sft": "sft.parquet", "rl": "rl.parquet"}}
+    kind = data_kind(data)
+    report = {"source": str(data), "data_kind": kind, **report, "outputs": {"sft": "sft.parquet", "rl": "rl.parquet"}}
+    counts = {side: report[side] for side in ("input", "sft", "rl")}
+    write_dataset_card(out, report["outputs"], title="DRG coding SFT/RL split (clinrl drg split)", kind=kind,
+                       counts=counts, made_by="clinrl drg split")  # fmt: skip
     write_json_atomic(out / "split_report.json", report)
     return report

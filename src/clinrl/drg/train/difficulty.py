@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from clinrl.errors import ClinrlError, DataError, check_limit
+from clinrl.registry import Registry
 
 __all__ = [
     "CURRICULA",
@@ -123,13 +124,13 @@ class Curriculum:
     ordered: bool = False
 
 
-CURRICULA: dict[str, Curriculum] = {
+CURRICULA: Registry[Curriculum] = Registry("curriculum", {
     "none": Curriculum(),
     "drop_easy": Curriculum(frozenset({"easy"})),
     "drop_hard": Curriculum(frozenset({"hard"})),
     "drop_both": Curriculum(frozenset({"easy", "hard"})),
     "easy_to_hard": Curriculum(ordered=True),
-}
+})  # fmt: skip
 
 _RANK = {"easy": 0, "mixed": 1, None: 1, "hard": 2}
 
@@ -140,10 +141,7 @@ def curriculum_preserves_order(mode: str) -> bool:
 
 
 def _curriculum(mode: str) -> Curriculum:
-    try:
-        return CURRICULA[mode]
-    except KeyError:
-        raise ClinrlError(f"unknown curriculum {mode!r}; choose from {', '.join(CURRICULA)}") from None
+    return CURRICULA[mode]
 
 
 def apply_curriculum(

@@ -52,6 +52,7 @@ from clinrl.drg.prompts import SYSTEM_PROMPT, build_user_prompt, parse_completio
 from clinrl.drg.rewards import match_answer
 from clinrl.errors import ClinrlError, DataError, check_limit
 from clinrl.io import cut_torn_line, write_json_atomic
+from clinrl.registry import Registry
 
 __all__ = [
     "FAILURE_REASONS",
@@ -114,10 +115,10 @@ class _Variant:
     needs_candidates: bool
 
 
-VARIANTS: dict[str, _Variant] = {
+VARIANTS: Registry[_Variant] = Registry("variant", {
     "explain": _Variant(EXPLAIN_TASK, needs_candidates=False),
     "differential": _Variant(DIFFERENTIAL_TASK, needs_candidates=True),
-}
+})  # fmt: skip
 
 
 def build_prompt(course: str, gold: str, variant: str = "explain", candidates: Sequence[str] = ()) -> list[dict]:
@@ -132,10 +133,7 @@ def build_prompt(course: str, gold: str, variant: str = "explain", candidates: S
 
 
 def _variant(name: str) -> _Variant:
-    try:
-        return VARIANTS[name]
-    except KeyError:
-        raise ClinrlError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}") from None
+    return VARIANTS[name]
 
 
 def check_answer(text: str, gold: DRG, ontology: Ontology) -> tuple[str | None, str | None, str | None]:

@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from clinrl.registry import Registry
+
 __all__ = [
     "DEGENERACY",
     "ResampleResult",
@@ -43,11 +45,11 @@ def _no_positive(values: Sequence[float], threshold: float) -> bool:
 
 
 # mode -> predicate(group rewards, atol, positive_threshold) -> degenerate?
-DEGENERACY: dict[str, Callable[[Sequence[float], float, float], bool]] = {
+DEGENERACY: Registry[Callable[[Sequence[float], float, float], bool]] = Registry("mode", {
     "neutral": lambda r, atol, thr: _zero_variance(r, atol),
     "filter": lambda r, atol, thr: _zero_variance(r, atol),
     "positive": lambda r, atol, thr: _zero_variance(r, atol) or _no_positive(r, thr),
-}
+})  # fmt: skip
 
 
 def _split(rewards: Sequence[float], num_generations: int) -> list[list[float]]:
@@ -69,10 +71,7 @@ def degenerate_groups(
 
     ``rewards`` is flat (any sequence of floats, e.g. a 1-D tensor's ``tolist()``), group after group.
     """
-    try:
-        check = DEGENERACY[mode]
-    except KeyError:
-        raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(DEGENERACY)}") from None
+    check = DEGENERACY[mode]  # UnknownName (a ValueError) with the choices
     return [check(group, atol, positive_threshold) for group in _split(rewards, num_generations)]
 
 

@@ -47,6 +47,7 @@ class DRGGRPOConfig:
     output_dir: str
     name: str = "grpo"
     description: str = ""
+    data_allows_public_release: bool = False  # with trl.hub_private_repo: false (clinrl.cards.check_hub_push)
     max_prompt_tokens: int | None = 4096
     truncation: Literal["head", "tail", "head_tail"] = "head"
     limit: int | None = None
@@ -93,7 +94,11 @@ def load_grpo_config(path: str | Path, overrides: Any = ()) -> DRGGRPOConfig:
     """Load a GRPO recipe with ``overrides`` (``--key value`` strings or a dotted-key mapping)."""
     from trl import GRPOConfig
 
-    return build_config(DRGGRPOConfig, path, overrides, trl_class=GRPOConfig)
+    from clinrl.cards import check_hub_push
+
+    cfg = build_config(DRGGRPOConfig, path, overrides, trl_class=GRPOConfig)
+    check_hub_push(cfg)  # at load: a refused push fails before anything runs
+    return cfg
 
 
 def build_rl_dataset(cfg: DRGGRPOConfig, tokenizer: Any) -> tuple[Any, dict[str, Any] | None]:
@@ -132,13 +137,17 @@ def build_rewards(cfg: DRGGRPOConfig, tokenizer: Any = None) -> list:
 def _trl_args(cfg: DRGGRPOConfig):
     from trl import GRPOConfig
 
+    from clinrl.cards import check_hub_push
+
     kwargs = dict(cfg.trl)
     if cfg.curriculum == "easy_to_hard":
         kwargs["shuffle_dataset"] = False  # the order is the curriculum
     try:
-        return GRPOConfig(output_dir=cfg.output_dir, reward_weights=cfg.reward_weights, **kwargs)
+        args = GRPOConfig(output_dir=cfg.output_dir, reward_weights=cfg.reward_weights, **kwargs)
     except (TypeError, ValueError) as err:
         raise RecipeError(f"recipe {cfg.name!r}: invalid trl settings: {err}") from None
+    check_hub_push(cfg, args)  # before the model loads: private by default, public only if the data allow it
+    return args
 
 
 def _trainer(cfg: DRGGRPOConfig, args: Any, dataset: Any, tokenizer: Any, model: Any = None):

@@ -45,6 +45,7 @@ class DRGSFTConfig:
     output_dir: str
     name: str = "sft"
     description: str = ""
+    data_allows_public_release: bool = False  # with trl.hub_private_repo: false (clinrl.cards.check_hub_push)
     traces: str | None = None
     knowledge: bool = True
     max_prompt_tokens: int | None = None
@@ -66,9 +67,12 @@ def load_sft_config(path: str | Path, overrides: Any = ()) -> DRGSFTConfig:
     """Load an SFT recipe with ``overrides`` (``--key value`` strings or a dotted-key mapping)."""
     from trl import SFTConfig
 
+    from clinrl.cards import check_hub_push
+
     cfg = build_config(DRGSFTConfig, path, overrides, trl_class=SFTConfig)
     if "max_length" not in cfg.trl:
         raise RecipeError(f"{path}: key 'trl.max_length' is required (TRL's default of 1024 would cut notes)")
+    check_hub_push(cfg)
     return cfg
 
 
@@ -158,6 +162,8 @@ def train_sft(cfg: DRGSFTConfig, *, resume: bool = False, callbacks: Sequence[An
     (``callbacks`` are added to the trainer)."""
     from trl import SFTConfig, SFTTrainer
 
+    from clinrl.cards import check_hub_push
+
     checkpoint = resume_checkpoint(cfg.output_dir, resume)
     tokenizer = load_tokenizer(cfg.model)
     dataset, counts = build_sft_dataset(cfg, tokenizer)
@@ -177,6 +183,7 @@ def train_sft(cfg: DRGSFTConfig, *, resume: bool = False, callbacks: Sequence[An
         args = SFTConfig(output_dir=cfg.output_dir, **trl)
     except (TypeError, ValueError) as err:
         raise RecipeError(f"recipe {cfg.name!r}: invalid trl settings: {err}") from None
+    check_hub_push(cfg, args)  # before the model loads: private by default, public only if the data allow it
     trainer = SFTTrainer(
         model=cfg.model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=cfg.lora.to_peft(),
         callbacks=list(callbacks) or None,

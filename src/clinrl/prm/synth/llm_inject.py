@@ -39,6 +39,7 @@ from clinrl.prm.synth.inject import (
     choose_swap_targets,
 )
 from clinrl.prm.schema import ERROR_TYPES, LEVELS, Note, Swap
+from clinrl.registry import Registry
 
 __all__ = [
     "ERROR_PROMPTS",
@@ -68,7 +69,7 @@ SYSTEM = (
 )
 
 # error type -> (what to do to a step, what to do to a problem header)
-ERROR_PROMPTS: dict[str, tuple[str, str]] = {
+ERROR_PROMPTS: Registry[tuple[str, str]] = Registry("error type", {
     "Hallucination": (
         "add information the dialogue does not support: a finding, history item, diagnosis, test, drug, dose or "
         "referral that the doctor and patient never discussed (e.g. append 'Start metformin 500 mg daily.' when "
@@ -85,7 +86,7 @@ ERROR_PROMPTS: dict[str, tuple[str, str]] = {
         "a generic statement (e.g. 'Plan: Continue medication.'). Do not add new facts.",
         "replace it by a vague header that no longer names the problem (e.g. 'Health issue', 'Knee problem').",
     ),
-}
+})  # fmt: skip
 
 MAX_LENGTH_FACTOR, MAX_LENGTH_SLACK = 4, 300  # New_content may be at most 4x the original + 300 characters
 
