@@ -40,7 +40,7 @@ def merge_adapter(adapter: str | Path, out: str | Path, *, base: str | None = No
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from clinrl.config import load_tokenizer
+    from clinrl.llm.loading import load_tokenizer
 
     adapter, out = Path(adapter), Path(out)
     base_name = base or _adapter_base(adapter)
