@@ -371,25 +371,33 @@ def valid_keys(cls: type, prefix: str = "") -> list[str]:
     return keys
 
 
-def did_you_mean(key: str, candidates: Sequence[str]) -> str:
-    """``"; did you mean a, b?"`` for the closest names to ``key`` (difflib), or ``""``."""
+def did_you_mean(key: str, candidates: Sequence[str], aliases: Mapping[str, str] | None = None) -> str:
+    """``"; did you mean a, b?"`` for the closest names to ``key`` (difflib), or ``""``; a close name found in
+    ``aliases`` (an old name) is shown as its new name."""
     close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.6)
     if not close and "." in key:  # a misspelt leaf under the right block: compare the leaf names
         head, _, leaf = key.rpartition(".")
         leaves = [c.rpartition(".")[2] for c in candidates if c.startswith(head + ".")]
         close = [f"{head}.{m}" for m in difflib.get_close_matches(leaf, leaves, n=3, cutoff=0.6)]
+    close = list(dict.fromkeys((aliases or {}).get(name, name) for name in close))
     return f"; did you mean {', '.join(close)}?" if close else ""
 
 
-def _unknown_key(cls: type, key: str, prefix: str, source: object, root: type | None) -> RecipeError:
-    """The error for a key ``cls`` lacks: the key's new name when it was renamed (``RENAMED`` of the recipe
-    class), else the closest valid names."""
+def _unknown_key(
+    cls: type, key: str, prefix: str, source: object, root: type | None, training_fields: Mapping[str, Any] | None
+) -> RecipeError:
+    """The error for a key ``cls`` lacks: its new name when it was renamed (``RENAMED`` of the recipe class),
+    ``training.<key>`` when it is a library argument set at the top level, else the closest valid names."""
     full = f"{prefix}{key}"
-    renamed = getattr(root or cls, "RENAMED", {}).get(full)
-    if renamed:
-        return _fail(full, source, f"renamed: set {renamed} instead")
-    candidates = valid_keys(root or cls)
-    hint = did_you_mean(full, candidates)
+    recipe_cls = root or cls
+    renamed = getattr(recipe_cls, "RENAMED", {})
+    if full in renamed:
+        return _fail(full, source, f"renamed: set {renamed[full]} instead")
+    library = getattr(recipe_cls, "TRAINING_CLASS", "the library")
+    if not prefix and training_fields and key in training_fields:
+        return _fail(full, source, f"not a recipe key but a {library} argument: set {TRAINING_KEY}.{key}")
+    candidates = valid_keys(recipe_cls) + [f"{TRAINING_KEY}.{k}" for k in training_fields or ()]
+    hint = did_you_mean(full, candidates + list(renamed), aliases=renamed)  # a misspelt old name: its new name
     if not hint:
         hint = f"; {cls.__name__} knows {', '.join(f.name for f in dataclasses.fields(cls) if f.init)}"
     return _fail(full, source, f"unknown key{hint}")
@@ -408,11 +416,11 @@ def _build(
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in fields:
-            raise _unknown_key(cls, key, prefix, source, root)
+            raise _unknown_key(cls, key, prefix, source, root, training_fields)
         if key == TRAINING_KEY and not prefix and training_fields is not None:
             kwargs[key] = _check_training(training_fields, value, source, getattr(cls, "TRAINING_CLASS", ""))
         elif dataclasses.is_dataclass(hints[key]) and isinstance(value, Mapping):
-            kwargs[key] = _build(hints[key], value, source, f"{prefix}{key}.", root=root or cls)
+            kwargs[key] = _build(hints[key], value, source, f"{prefix}{key}.", training_fields, root or cls)
         else:
             kwargs[key] = coerce(value, hints[key], f"{prefix}{key}", source)
     missing = [

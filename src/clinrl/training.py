@@ -169,9 +169,12 @@ def _type_tag(annotation: Any) -> str:
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(annotation) if a is not type(None)]
         nullable = len(options) < len(typing.get_args(annotation))
-        if len(options) != 1:
+        if options and all(o is str or (isinstance(o, type) and issubclass(o, enum.Enum)) for o in options):
+            annotation = str  # a name or its enum (SchedulerType, SaveStrategy …): the library takes the string
+        elif len(options) != 1:
             return "any"
-        annotation = options[0]
+        else:
+            annotation = options[0]
     origin = typing.get_origin(annotation)
     if annotation in (bool, int, float, str):
         tag = annotation.__name__
