@@ -192,7 +192,7 @@ _TAG_TYPES: dict[str, Any] = {"bool": bool, "int": int, "float": float, "str": s
 
 def _tag_annotation(tag: str) -> Any:
     base = _TAG_TYPES.get(tag.rstrip("?"), Any)
-    return typing.Optional[base] if tag.endswith("?") and base is not Any else base
+    return base | None if tag.endswith("?") and base is not Any else base
 
 
 def _jsonable(value: Any) -> Any:

@@ -7,8 +7,9 @@ Kept apart from the commands so that each command adds one option and one call. 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import typer
 from typer.core import TyperCommand
