@@ -168,3 +168,18 @@ def test_cli_usage_errors_exit_2_without_traceback(capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "Missing" in err and "Traceback" not in err
+
+
+def test_moved_run_helpers_still_import_from_config_with_a_warning():
+    """resume_checkpoint & co. moved to clinrl.training (load_tokenizer to clinrl.llm.loading); the old import
+    keeps working for one release so that code written against it does not break."""
+    import clinrl.config as config
+    from clinrl import training
+    from clinrl.llm import loading
+
+    with pytest.warns(DeprecationWarning, match="moved to clinrl.training.resume_checkpoint"):
+        assert config.resume_checkpoint is training.resume_checkpoint
+    with pytest.warns(DeprecationWarning, match="clinrl.llm.loading"):
+        assert config.load_tokenizer is loading.load_tokenizer
+    with pytest.raises(AttributeError):
+        config.no_such_name  # noqa: B018
