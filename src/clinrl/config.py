@@ -39,15 +39,21 @@ __all__ = [
     "RECIPES_DIR",
     "TRAINING_KEY",
     "RecipeError",
+    "alias_overrides",
     "apply_overrides",
     "build_config",
+    "build_from_dict",
     "coerce",
     "config_to_dict",
+    "did_you_mean",
+    "library_fields",
     "list_recipes",
     "load_recipe",
     "load_recipe_sources",
     "parse_overrides",
     "resolve_recipe",
+    "resolve_with_sources",
+    "valid_keys",
 ]
 
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "src" / "clinrl" / "recipes" / "drg"
