@@ -56,10 +56,10 @@ def main() -> None:
     if not (sft_dir / "sft_summary.json").is_file():
         cfg = load_sft_config(RECIPES_DIR / "tiny" / "sft.yaml", {
             "model": str(out / "model"), "data": str(out / "split" / "sft.parquet"), "output_dir": str(sft_dir),
-            "limit": None, "max_prompt_tokens": a.max_prompt_tokens, "trl.max_length": a.max_prompt_tokens + 64,
-            "trl.max_steps": a.sft_steps, "trl.learning_rate": a.sft_lr, "trl.per_device_train_batch_size": 16,
-            "trl.save_strategy": "no", "trl.lr_scheduler_type": "constant", "trl.logging_steps": 20,
-            "trl.seed": a.seed,
+            "limit": None, "max_prompt_tokens": a.max_prompt_tokens, "training.max_length": a.max_prompt_tokens + 64,
+            "training.max_steps": a.sft_steps, "training.learning_rate": a.sft_lr, "training.per_device_train_batch_size": 16,
+            "training.save_strategy": "no", "training.lr_scheduler_type": "constant", "training.logging_steps": 20,
+            "seed": a.seed,
         })
         train_sft(cfg)
     sft_minutes = (time.perf_counter() - start) / 60

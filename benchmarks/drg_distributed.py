@@ -43,9 +43,9 @@ def main() -> int:
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(a.processes),
         "--master_port", str(a.port), "-m", "clinrl", "drg", "grpo", "--recipe", a.recipe,
         f"--model={a.workspace / 'model'}", f"--data={a.workspace / 'split' / 'rl.parquet'}",
-        f"--output_dir={a.out}", f"--trl.max_steps={a.steps}", "--trl.save_strategy=no",
+        f"--output_dir={a.out}", f"--training.max_steps={a.steps}", "--training.save_strategy=no",
         # G 4 completions per prompt, 2 per process: each group spans both processes (tests the gathers)
-        "--trl.num_generations=4", "--trl.per_device_train_batch_size=2", "--trl.disable_tqdm=true",
+        "--training.num_generations=4", "--training.per_device_train_batch_size=2", "--training.disable_tqdm=true",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     start = time.perf_counter()

@@ -105,7 +105,7 @@ def main() -> None:
     grpo_dir = out / "grpo" / a.recipe.replace("/", "_")
     overrides = grpo_overrides(ws, sft_dir, grpo_dir, max_prompt_tokens=a.max_prompt_tokens, max_steps=a.grpo_steps,
                                learning_rate=a.grpo_lr, temperature=a.grpo_temperature, seed=a.seed)
-    overrides["trl.use_vllm"] = a.use_vllm
+    overrides["training.use_vllm"] = a.use_vllm
     overrides.update(dict(kv.split("=", 1) for kv in a.grpo))
     if grpo_dir.exists():
         import shutil

@@ -53,11 +53,12 @@ def build_prm(train_cases, out: Path, args) -> dict:
     gold = out / "prm_train_gold.json.gz"
     save_notes([c.reference for c in train_cases], gold)
     cfg = PRMTrainConfig(
-        output_dir=str(out / "prm"), model_name_or_path="tiny:qwen2", head="causal-lm", objective="prm",
-        loss_mode="special_token", tokens="new", gold=[str(gold)], synthesize=1, synth_seed=args.seed,
-        max_notes=args.prm_notes, max_length=1024, learning_rate=1e-3, num_train_epochs=args.prm_epochs,
-        per_device_train_batch_size=4, warmup_steps=5, save_steps=0, logging_steps=20, num_threads=args.threads,
-        score_aggregate="mean", seed=args.seed, progress=False,
+        output_dir=str(out / "prm"), model="tiny:qwen2", head="causal-lm", objective="prm",
+        loss_mode="special_token", tokens="new", data=[str(gold)], synthesize=1, synth_seed=args.seed,
+        max_notes=args.prm_notes, max_length=1024, num_threads=args.threads, score_aggregate="mean",
+        seed=args.seed, progress=False,
+        training=dict(learning_rate=1e-3, num_train_epochs=args.prm_epochs, per_device_train_batch_size=4,
+                      warmup_steps=5, save_steps=0, logging_steps=20),
     )  # fmt: skip
     result = train_prm(cfg)
     return {"notes": result.notes, "steps": result.steps, "seconds": result.seconds, "final_loss": result.losses[-1][1]}
@@ -133,7 +134,7 @@ def run_grpo(out: Path, args) -> dict:
 
     overrides = {
         "model": str(out / "policy_sft"), "prm": str(out / "prm"), "output_dir": str(out / "grpo"),
-        "split_seed": args.seed, "trl.max_steps": args.grpo_steps, "trl.seed": args.seed, "trl.disable_tqdm": True,
+        "split_seed": args.seed, "training.max_steps": args.grpo_steps, "seed": args.seed, "training.disable_tqdm": True,
     }  # fmt: skip
     cfg = load_notes_grpo_config(RECIPE, overrides)
     summary = train_notes_grpo(cfg, callbacks=[Keep()])

@@ -69,7 +69,7 @@ def _grpo(folders, tmp_path, data: Path, **extra):
     from clinrl.drg.train.grpo import load_grpo_config
 
     overrides = {"model": "Qwen/unused", "data": str(data), "output_dir": str(tmp_path / "out"),
-                 "trl.push_to_hub": True, "trl.hub_model_id": "someone/drg", **extra}  # fmt: skip
+                 "training.push_to_hub": True, "training.hub_model_id": "someone/drg", **extra}  # fmt: skip
     return load_grpo_config(GRPO_RECIPE, overrides)
 
 
@@ -78,7 +78,7 @@ def test_hub_push_is_private_by_default_and_public_needs_the_data_to_allow_it(fo
 
     cfg = _grpo(folders, tmp_path, folders / "split" / "rl.parquet")
     assert _trl_args(cfg).hub_private_repo is True  # what the Trainer passes to create_repo(private=…)
-    public = {"trl.hub_private_repo": False}
+    public = {"training.hub_private_repo": False}
     with pytest.raises(HubPushError) as err:
         _grpo(folders, tmp_path, folders / "split" / "rl.parquet", **public)
     assert "data_allows_public_release" in str(err.value) and "\n" not in str(err.value)
@@ -94,7 +94,7 @@ def test_cli_refuses_a_public_push_in_one_line(folders, tmp_path, capsys):
     from clinrl.cli import main
 
     args = ["drg", "grpo", "--config", str(GRPO_RECIPE), "--data", str(folders / "mimic" / "split" / "rl.parquet"),
-            "--output_dir", str(tmp_path / "o"), "--trl.push_to_hub", "true", "--trl.hub_private_repo", "false"]  # fmt: skip
+            "--output_dir", str(tmp_path / "o"), "--training.push_to_hub", "true", "--training.hub_private_repo", "false"]  # fmt: skip
     with pytest.raises(SystemExit) as exit_:
         main(args)
     err = capsys.readouterr().err.strip()

@@ -16,7 +16,7 @@ Where data came from is read from what clinrl wrote beside it (:func:`data_kind`
 (``clinrl drg synth``), ``prepare_report.json``/``split_report.json`` (which record the kind at prepare
 time), the bundled PRM-Clinic files. Data of unknown origin is treated as restricted.
 
-Public pushes (:func:`check_hub_push`): a recipe that sets ``trl.push_to_hub`` gets a *private* repository
+Public pushes (:func:`check_hub_push`): a recipe that sets ``training.push_to_hub`` gets a *private* repository
 (``hub_private_repo`` defaults to true); a public one (``hub_private_repo: false``) needs the recipe's
 ``data_allows_public_release: true``, and is refused outright when the data is MIMIC-IV, whose licence
 forbids sharing a model trained on it in public.
@@ -232,10 +232,10 @@ def check_hub_push(config: Any, args: Any = None) -> None:
     """Refuse a hub push the data do not allow; make pushes private by default. One-line :class:`HubPushError`.
 
     ``args``: the built ``TrainingArguments`` (TRL config), whose ``hub_private_repo`` is set to True when
-    unset; without them the recipe's ``trl:`` mapping is checked (at recipe load, before anything runs).
+    unset; without them the recipe's ``training:`` mapping is checked (at recipe load, before anything runs).
     Nothing happens unless ``push_to_hub`` is on. A public repository (``hub_private_repo: false``) needs
     ``data_allows_public_release: true`` in the recipe, and is refused for MIMIC-IV data whatever it says."""
-    trl = getattr(config, "trl", None) or {}
+    trl = getattr(config, "training", None) or {}
     push = getattr(args, "push_to_hub", False) if args is not None else trl.get("push_to_hub", False)
     if not push:
         return
@@ -251,12 +251,12 @@ def check_hub_push(config: Any, args: Any = None) -> None:
     if restricted:
         raise HubPushError(
             f"refusing a public hub repository: {restricted[0].role} {restricted[0].path} is MIMIC-IV data (PhysioNet "
-            "Credentialed Health Data License); set trl.hub_private_repo: true or do not push"
+            "Credentialed Health Data License); set training.hub_private_repo: true or do not push"
         )
     if not getattr(config, "data_allows_public_release", False):
         kinds = ", ".join(sorted({s.kind for s in sources}))
         raise HubPushError(
-            f"refusing a public hub repository (trl.hub_private_repo: false) for data of kind {kinds}: set "
+            f"refusing a public hub repository (training.hub_private_repo: false) for data of kind {kinds}: set "
             "data_allows_public_release: true in the recipe if the data's licence allows it, or push privately"
         )
 

@@ -1,13 +1,19 @@
 """Recipes as data: a YAML file (optionally ``extends:`` other recipes) → a config dataclass.
 
-A recipe holds our own fields (model, data, prompt options, rewards, LoRA, sampling, …) at the top
-level and the arguments passed straight to TRL's ``SFTConfig``/``GRPOConfig`` under ``trl:``.
+This module only loads recipes; the trainers' shared schema (:class:`clinrl.training.TrainerRecipe`) and run
+plumbing (checkpoints, saving, ``run_from_cli``) live in :mod:`clinrl.training`.
+
+A trainer recipe holds our own fields (model, data, output_dir, seed, report_to, LoRA, rewards, …) at the top
+level and the arguments passed straight to the training library's config (``trl.SFTConfig``,
+``trl.GRPOConfig`` or ``transformers.TrainingArguments``) under ``training:``.
 
 - ``extends: base.yaml`` (or a list, applied left to right) deep-merges the named recipes first, paths
   relative to the extending file; the extending file's own keys win.
-- Overrides ``--key value`` / ``--key=value`` use dotted keys (``--trl.learning_rate 1e-5``,
-  ``--lora.r 8``); values are typed by the dataclass field or the TRL config field they target.
-- Unknown keys and values of the wrong type raise :class:`RecipeError`, naming the key and the file.
+- Overrides ``--key value`` / ``--key=value`` use dotted keys (``--training.learning_rate 1e-5``,
+  ``--lora.r 8``); values are typed by the dataclass field or the library field they target.
+- Unknown keys and values of the wrong type raise :class:`RecipeError`, naming the key and the file and,
+  for a misspelt key, the closest valid names.
+- ``trl:`` (the name of the block before ``training:``) is still read, with a one-time deprecation warning.
 
 Reporting is off (``report_to: none``) and hub pushes are refused unless a recipe sets them explicitly.
 """
@@ -15,11 +21,12 @@ Reporting is off (``report_to: none``) and hub pushes are refused unless a recip
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import enum
 import logging
-import time
 import types
 import typing
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,52 +37,37 @@ from clinrl.errors import ClinrlError
 
 __all__ = [
     "RECIPES_DIR",
-    "LoraOptions",
+    "TRAINING_KEY",
     "RecipeError",
+    "alias_overrides",
     "apply_overrides",
     "build_config",
-    "checkpoint_complete",
+    "build_from_dict",
     "coerce",
     "config_to_dict",
-    "finish_distributed",
+    "did_you_mean",
+    "library_fields",
     "list_recipes",
     "load_recipe",
+    "load_recipe_sources",
     "parse_overrides",
-    "read_split",
     "resolve_recipe",
-    "resume_checkpoint",
-    "save_full_model",
+    "resolve_with_sources",
+    "valid_keys",
 ]
 
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "src" / "clinrl" / "recipes" / "drg"
+
+TRAINING_KEY = "training"  # the block of library training arguments in every trainer recipe
+OLD_TRAINING_KEY = "trl"  # its name before; read with a deprecation warning (remove after one release)
+# Keys a recipe sets at the top level, which the old ``trl:`` block carried: moved there by the alias.
+_LIFTED_FROM_TRL = ("seed", "report_to")
 
 T = TypeVar("T")
 
 
 class RecipeError(ClinrlError):
     """A recipe or override that cannot be loaded: names the key and the file."""
-
-
-@dataclasses.dataclass
-class LoraOptions:
-    """LoRA adapters (peft); off by default (full fine-tuning, as in the study)."""
-
-    enabled: bool = False
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: list[str] | str = "all-linear"
-
-    def to_peft(self):
-        """A ``peft.LoraConfig`` for these options, or None when disabled."""
-        if not self.enabled:
-            return None
-        from peft import LoraConfig
-
-        return LoraConfig(
-            r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=self.target_modules,
-            task_type="CAUSAL_LM",
-        )
 
 
 # --------------------------------------------------------------------------- YAML and extends
@@ -133,22 +125,81 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
 
 def load_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The recipe at ``path`` as a plain dict, with every ``extends:`` resolved (cycles are an error)."""
+    return load_recipe_sources(path, _seen)[0]
+
+
+def load_recipe_sources(path: str | Path, _seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any], dict[str, str]]:
+    """:func:`load_recipe`, plus which file set each value: dotted key (``training.learning_rate``) → file.
+
+    A key's source is the last file in ``extends`` order that set it; a key whose value a later file replaced
+    by a whole mapping or scalar takes that file as its source."""
     path = Path(path).resolve()
     if path in _seen:
         chain = " -> ".join(str(p) for p in (*_seen, path))
         raise RecipeError(f"recipe extends itself: {chain}")
-    data = _read_yaml(path)
+    data = _alias_old_training_key(_read_yaml(path), path)
     parents = data.pop("extends", None)
+    own = {key: str(path) for key in _leaf_keys(data)}
     if parents is None:
-        return data
+        return data, own
     if isinstance(parents, str):
         parents = [parents]
     if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
         raise RecipeError(f"{path}: 'extends' must be a file name or a list of file names")
     merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     for parent in parents:
-        merged = _merge(merged, load_recipe(path.parent / parent, (*_seen, path)))
-    return _merge(merged, data)
+        parent_data, parent_sources = load_recipe_sources(path.parent / parent, (*_seen, path))
+        merged = _merge(merged, parent_data)
+        sources.update(parent_sources)
+    merged = _merge(merged, data)
+    sources.update(own)
+    leaves = set(_leaf_keys(merged))
+    return merged, {key: src for key, src in sources.items() if key in leaves}
+
+
+def _leaf_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys of the non-mapping values (and empty mappings) in ``data``."""
+    keys: list[str] = []
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value:
+            keys += _leaf_keys(value, f"{prefix}{key}.")
+        else:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+_warned_old_key = False
+
+
+def _warn_old_training_key(where: object) -> None:
+    """One deprecation warning (a log warning, shown without logging set up) per process for the ``trl:`` block / ``--trl.x`` overrides."""
+    global _warned_old_key
+    if not _warned_old_key:
+        _warned_old_key = True
+        logging.getLogger(__name__).warning(
+            "deprecated: %s: '%s' is now '%s' (recipes: %s: …, overrides: --%s.KEY); '%s' is read for one more release",
+            where, OLD_TRAINING_KEY, TRAINING_KEY, TRAINING_KEY, TRAINING_KEY, OLD_TRAINING_KEY,
+        )  # fmt: skip
+
+
+def _alias_old_training_key(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``trl:`` → ``training:`` in one file (its ``seed``/``report_to`` move to the top level), with the
+    deprecation warning; both blocks in one file is an error (which one was meant?)."""
+    if OLD_TRAINING_KEY not in data:
+        return data
+    if TRAINING_KEY in data:
+        raise RecipeError(f"{path}: both '{OLD_TRAINING_KEY}' and '{TRAINING_KEY}' are set; keep '{TRAINING_KEY}' only")
+    _warn_old_training_key(path)
+    data = dict(data)
+    block = data.pop(OLD_TRAINING_KEY)
+    if isinstance(block, Mapping):
+        block = dict(block)
+        for key in _LIFTED_FROM_TRL:
+            if key in block and key not in data:
+                data[key] = block.pop(key)
+    data[TRAINING_KEY] = block
+    return data
 
 
 def list_recipes(root: str | Path = RECIPES_DIR) -> list[str]:
@@ -185,6 +236,18 @@ def parse_overrides(args: Sequence[str]) -> dict[str, str]:
             i += 1
         out[key.replace("-", "_")] = value
         i += 1
+    return out
+
+
+def alias_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``trl.x`` override keys renamed ``training.x`` (``trl.seed``/``trl.report_to`` → top level), warning once."""
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        head, dot, rest = key.partition(".")
+        if head == OLD_TRAINING_KEY:
+            _warn_old_training_key(f"--{key}")
+            key = rest if rest in _LIFTED_FROM_TRL else f"{TRAINING_KEY}{dot}{rest}"
+        out[key] = value
     return out
 
 
@@ -300,15 +363,70 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _build(cls: type[T], data: Mapping[str, Any], source: object, prefix: str = "", trl_class: type | None = None) -> T:
+def valid_keys(cls: type, prefix: str = "") -> list[str]:
+    """Every dotted key a recipe of dataclass ``cls`` may set (nested dataclasses expanded; ``training``
+    and other mappings as one key)."""
+    keys: list[str] = []
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        keys.append(f"{prefix}{f.name}")
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys += valid_keys(hints[f.name], f"{prefix}{f.name}.")
+    return keys
+
+
+def did_you_mean(key: str, candidates: Sequence[str], aliases: Mapping[str, str] | None = None) -> str:
+    """``"; did you mean a, b?"`` for the closest names to ``key`` (difflib), or ``""``; a close name found in
+    ``aliases`` (an old name) is shown as its new name."""
+    close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.6)
+    if not close and "." in key:  # a misspelt leaf under the right block: compare the leaf names
+        head, _, leaf = key.rpartition(".")
+        leaves = [c.rpartition(".")[2] for c in candidates if c.startswith(head + ".")]
+        close = [f"{head}.{m}" for m in difflib.get_close_matches(leaf, leaves, n=3, cutoff=0.6)]
+    close = list(dict.fromkeys((aliases or {}).get(name, name) for name in close))
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+def _unknown_key(
+    cls: type, key: str, prefix: str, source: object, root: type | None, training_fields: Mapping[str, Any] | None
+) -> RecipeError:
+    """The error for a key ``cls`` lacks: its new name when it was renamed (``RENAMED`` of the recipe class),
+    ``training.<key>`` when it is a library argument set at the top level, else the closest valid names."""
+    full = f"{prefix}{key}"
+    recipe_cls = root or cls
+    renamed = getattr(recipe_cls, "RENAMED", {})
+    if full in renamed:
+        return _fail(full, source, f"renamed: set {renamed[full]} instead")
+    library = getattr(recipe_cls, "TRAINING_CLASS", "the library")
+    if not prefix and training_fields and key in training_fields:
+        return _fail(full, source, f"not a recipe key but a {library} argument: set {TRAINING_KEY}.{key}")
+    candidates = valid_keys(recipe_cls) + [f"{TRAINING_KEY}.{k}" for k in training_fields or ()]
+    hint = did_you_mean(full, candidates + list(renamed), aliases=renamed)  # a misspelt old name: its new name
+    if not hint:
+        hint = f"; {cls.__name__} knows {', '.join(f.name for f in dataclasses.fields(cls) if f.init)}"
+    return _fail(full, source, f"unknown key{hint}")
+
+
+def _build(
+    cls: type[T],
+    data: Mapping[str, Any],
+    source: object,
+    prefix: str = "",
+    training_fields: Mapping[str, Any] | None = None,
+    root: type | None = None,
+) -> T:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = _hints(cls)
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in fields:
-            raise _fail(f"{prefix}{key}", source, f"unknown key; {cls.__name__} knows {', '.join(sorted(fields))}")
-        if key == "trl" and trl_class is not None:
-            kwargs[key] = _check_trl(trl_class, value, source)
+            raise _unknown_key(cls, key, prefix, source, root, training_fields)
+        if key == TRAINING_KEY and not prefix and training_fields is not None:
+            kwargs[key] = _check_training(training_fields, value, source, getattr(cls, "TRAINING_CLASS", ""))
+        elif dataclasses.is_dataclass(hints[key]) and isinstance(value, Mapping):
+            kwargs[key] = _build(hints[key], value, source, f"{prefix}{key}.", training_fields, root or cls)
         else:
             kwargs[key] = coerce(value, hints[key], f"{prefix}{key}", source)
     missing = [
@@ -323,24 +441,31 @@ def _build(cls: type[T], data: Mapping[str, Any], source: object, prefix: str = 
         raise RecipeError(f"{source}: {err}") from None
 
 
-def _check_trl(trl_class: type, value: Any, source: object) -> dict[str, Any]:
-    """Type every entry of the ``trl:`` mapping by ``trl_class``'s field of that name."""
+def _check_training(fields: Mapping[str, Any], value: Any, source: object, library: str) -> dict[str, Any]:
+    """Type every entry of the ``training:`` mapping by the library config's field of that name
+    (``fields``: name → annotation, from the installed class or the shipped list)."""
+    library = library or "training"
     if not isinstance(value, Mapping):
-        raise _fail("trl", source, f"expected a mapping of {trl_class.__name__} arguments, got {value!r}")
-    fields = {f.name for f in dataclasses.fields(trl_class) if f.init}
-    hints = _hints(trl_class)
+        raise _fail(TRAINING_KEY, source, f"expected a mapping of {library} arguments, got {value!r}")
     out = {}
     for key, item in value.items():
         if key not in fields:
-            raise _fail(f"trl.{key}", source, f"not a {trl_class.__name__} argument")
-        out[key] = coerce(item, hints.get(key, Any), f"trl.{key}", source)
-    _check_trl_values(out, source)
+            hint = did_you_mean(f"{TRAINING_KEY}.{key}", [f"{TRAINING_KEY}.{name}" for name in fields])
+            raise _fail(f"{TRAINING_KEY}.{key}", source, f"not a {library} argument{hint}")
+        out[key] = coerce(item, fields[key], f"{TRAINING_KEY}.{key}", source)
+    _check_training_values(out, source)
     return out
+
+
+def library_fields(library_class: type) -> dict[str, Any]:
+    """``name → annotation`` of a library config dataclass's init fields (e.g. ``trl.GRPOConfig``)."""
+    hints = _hints(library_class)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(library_class) if f.init}
 
 
 # TRL/transformers accept these values and fail only once the model is loaded (the optimiser is built at
 # the first step, trackers when the trainer starts): checked here, at recipe load, instead.
-_TRL_RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
+_TRAINING_RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
     "learning_rate": ("> 0", lambda v: v > 0),
     "weight_decay": (">= 0", lambda v: v >= 0),
     "max_grad_norm": (">= 0", lambda v: v >= 0),
@@ -351,15 +476,13 @@ _TRL_RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
 }
 
 
-def _check_trl_values(trl: Mapping[str, Any], source: object) -> None:
-    """Refuse ``trl:`` values that would only fail after the model has loaded: out-of-range optimiser
-    settings (:data:`_TRL_RANGES`) and ``report_to`` trackers that are unknown or not installed."""
-    for key, (rule, ok) in _TRL_RANGES.items():
-        value = trl.get(key)
+def _check_training_values(training: Mapping[str, Any], source: object) -> None:
+    """Refuse ``training:`` values that would only fail after the model has loaded: out-of-range optimiser
+    settings (:data:`_TRAINING_RANGES`)."""
+    for key, (rule, ok) in _TRAINING_RANGES.items():
+        value = training.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and not ok(value):
-            raise _fail(f"trl.{key}", source, f"must be {rule}, got {value!r}")
-    if "report_to" in trl:
-        _check_report_to(trl["report_to"], source)
+            raise _fail(f"{TRAINING_KEY}.{key}", source, f"must be {rule}, got {value!r}")
 
 
 def _check_report_to(report_to: Any, source: object) -> None:
@@ -373,10 +496,29 @@ def _check_report_to(report_to: Any, source: object) -> None:
         if name in ("none", "all"):
             continue
         if name not in INTEGRATION_TO_CALLBACK:
-            raise _fail("trl.report_to", source, f"unknown tracker {name!r}; known: {', '.join(INTEGRATION_TO_CALLBACK)}")
+            raise _fail("report_to", source, f"unknown tracker {name!r}; known: {', '.join(INTEGRATION_TO_CALLBACK)}")
         if name not in installed:
-            raise _fail("trl.report_to", source, f"tracker {name!r} is not installed (pip install {name}), "
+            raise _fail("report_to", source, f"tracker {name!r} is not installed (pip install {name}), "
                         "or set report_to: none")  # fmt: skip
+
+
+def resolve_with_sources(
+    path: str | Path, overrides: Mapping[str, Any] | Sequence[str] = ()
+) -> tuple[dict[str, Any], dict[str, str], dict[str, Any], object]:
+    """Recipe ``path`` with ``overrides`` applied: ``(recipe, sources, overrides, source label)``; sources
+    map dotted keys to the file that set them, or ``"override"``."""
+    recipe, sources = load_recipe_sources(path)
+    if not isinstance(overrides, Mapping):
+        overrides = parse_overrides(list(overrides))
+    overrides = alias_overrides(overrides)
+    recipe = apply_overrides(recipe, overrides)
+    for key in overrides:
+        sources = {k: v for k, v in sources.items() if not k.startswith(key + ".")}
+        sources[key] = "override"
+    label: object = Path(path)
+    if overrides:
+        label = f"{label} (with overrides {', '.join('--' + k for k in overrides)})"
+    return recipe, sources, dict(overrides), label
 
 
 def build_config(
@@ -384,25 +526,41 @@ def build_config(
     path: str | Path,
     overrides: Mapping[str, Any] | Sequence[str] = (),
     *,
-    trl_class: type | None = None,
+    training_fields: Mapping[str, Any] | None = None,
+    training_class: type | None = None,
 ) -> T:
     """Load recipe ``path``, apply ``overrides`` (a mapping or ``--key value`` strings), return ``cls``.
 
-    ``trl_class`` (e.g. ``trl.GRPOConfig``) types the ``trl:`` entries. Safe defaults are added to them:
-    ``report_to: none`` and ``push_to_hub: false`` unless the recipe sets them.
+    The ``training:`` entries are typed by ``training_class`` (e.g. ``trl.GRPOConfig``, whose trackers in
+    ``report_to`` are then checked too) or by ``training_fields`` (name → annotation, e.g. the shipped list
+    that needs no heavy import). ``cls.TRAINING_DEFAULTS`` (our defaults where they differ from the
+    library's) go under the recipe's own entries; ``push_to_hub`` is false unless the recipe sets it.
     """
-    recipe = load_recipe(path)
-    if not isinstance(overrides, Mapping):
-        overrides = parse_overrides(list(overrides))
-    recipe = apply_overrides(recipe, overrides)
-    source = Path(path)
-    if overrides:
-        source = f"{source} (with overrides {', '.join('--' + k for k in overrides)})"
-    trl = recipe.setdefault("trl", {})
-    if isinstance(trl, dict):
-        trl.setdefault("report_to", "none")
-        trl.setdefault("push_to_hub", False)
-    return _build(cls, recipe, source, trl_class=trl_class)
+    recipe, _, _, source = resolve_with_sources(path, overrides)
+    return build_from_dict(cls, recipe, source, training_fields=training_fields, training_class=training_class)
+
+
+def build_from_dict(
+    cls: type[T],
+    recipe: Mapping[str, Any],
+    source: object,
+    *,
+    training_fields: Mapping[str, Any] | None = None,
+    training_class: type | None = None,
+) -> T:
+    """:func:`build_config` on an already loaded recipe (``source`` names it in errors)."""
+    recipe = dict(recipe)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    if TRAINING_KEY in names:
+        training = recipe.get(TRAINING_KEY, {})
+        if isinstance(training, Mapping):
+            recipe[TRAINING_KEY] = {"push_to_hub": False, **getattr(cls, "TRAINING_DEFAULTS", {}), **training}
+    if training_class is not None:
+        training_fields = library_fields(training_class)
+    config = _build(cls, recipe, source, training_fields=training_fields)
+    if training_class is not None and getattr(config, "report_to", None) is not None:
+        _check_report_to(config.report_to, source)
+    return config
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -410,170 +568,20 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-# --------------------------------------------------------------------------- run helpers shared by the trainers
+# Names that moved to clinrl.training / clinrl.llm.loading: importable from here for one more release.
+_MOVED = {
+    "LoraOptions": "clinrl.training", "resume_checkpoint": "clinrl.training", "checkpoint_complete": "clinrl.training",
+    "train_and_save": "clinrl.training", "save_full_model": "clinrl.training", "read_split": "clinrl.training",
+    "finish_distributed": "clinrl.training", "load_tokenizer": "clinrl.llm.loading",
+    "ensure_pad_token": "clinrl.llm.loading",
+}
 
 
-def resume_checkpoint(output_dir: str | Path, resume: bool) -> str | None:
-    """The checkpoint to resume from: the last *complete* ``checkpoint-N`` in ``output_dir`` when ``resume``.
+def __getattr__(name: str) -> Any:
+    """``from clinrl.config import resume_checkpoint`` (the old place) still works, with a warning."""
+    if name in _MOVED:
+        import importlib
 
-    The trainer writes a checkpoint in place, ``trainer_state.json`` last; a run killed while saving
-    leaves a folder without it (or with it cut short). Such a folder is skipped with a warning: resuming
-    from it would restart at step 0 or fail on half-written weights. ``resume`` without a complete
-    checkpoint, or a fresh run into a folder that already holds checkpoints (which would mix two runs),
-    raise :class:`ClinrlError`.
-    """
-    out = Path(output_dir)
-    found = sorted(
-        (p for p in out.glob("checkpoint-*") if p.is_dir() and p.name.removeprefix("checkpoint-").isdigit()),
-        key=lambda p: int(p.name.removeprefix("checkpoint-")),
-    ) if out.is_dir() else []  # fmt: skip
-    complete = [p for p in found if checkpoint_complete(p)]
-    if resume:
-        if not found:
-            raise ClinrlError(f"--resume: no checkpoint-* folder in {out}")
-        if not complete:
-            names = ", ".join(p.name for p in found)
-            raise ClinrlError(f"--resume: no complete checkpoint-* folder in {out} ({len(found)} incomplete: {names})")
-        newer = [p.name for p in found[found.index(complete[-1]) + 1 :]]
-        if newer:
-            logging.getLogger(__name__).warning(
-                "skipping incomplete %s (interrupted while saving); resuming from %s", ", ".join(newer), complete[-1].name
-            )
-        return str(complete[-1])
-    if found:
-        raise ClinrlError(f"{out} already holds checkpoints ({found[-1].name}); pass --resume or choose a new output_dir")
-    return None
-
-
-def checkpoint_complete(folder: str | Path) -> bool:
-    """Whether a trainer checkpoint folder was written to the end (its ``trainer_state.json`` parses)."""
-    import json
-
-    try:
-        return isinstance(json.loads((Path(folder) / "trainer_state.json").read_text(encoding="utf-8")), dict)
-    except (OSError, ValueError):
-        return False
-
-
-def load_tokenizer(name: str | Path) -> Any:
-    """``AutoTokenizer.from_pretrained(name)`` with a pad token; a name that cannot be loaded (no such
-    folder, a hub name not in the local cache while the hub is off) is a :class:`ClinrlError`, not a
-    traceback. Offline unless ``CLINRL_ALLOW_HUB=1`` (:mod:`clinrl.llm.hub`)."""
-    from transformers import AutoTokenizer
-
-    from clinrl.llm.hub import local_files_only, resolve_model
-
-    source = resolve_model(name)  # a missing folder fails here, before any hub request
-    try:
-        return ensure_pad_token(AutoTokenizer.from_pretrained(source, local_files_only=local_files_only()))
-    except (OSError, ValueError) as err:  # ValueError: a folder without tokenizer files
-        first = " ".join(str(err).split())[:200]
-        raise ClinrlError(f"cannot load the tokenizer of model {str(name)!r} ({type(err).__name__}: {first})") from None
-
-
-def ensure_pad_token(tokenizer: Any) -> Any:
-    """Give ``tokenizer`` a padding token (its EOS) when it has none, as batching needs one; returns it."""
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def train_and_save(
-    trainer: Any,
-    config: Any,
-    tokenizer: Any,
-    checkpoint: str | None,
-    summary_file: str,
-    fields: Mapping[str, Any],
-    late_fields: Callable[[], Mapping[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """Run ``trainer`` (from ``checkpoint`` when resuming) and save the model, tokenizer and resolved recipe to
-    ``config.output_dir``; write and return the run summary: recipe, output_dir, ``fields``, step, resume
-    point, loss, then ``late_fields()`` (values known only after training) and the seconds taken.
-    Files are written by the main process only."""
-    from clinrl import cards
-    from clinrl.io import atomic_path, write_json_atomic
-    from clinrl.llm import vllm_colocate
-
-    out = Path(config.output_dir)
-    main = trainer.is_world_process_zero()
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / "clinrl_recipe.json", config_to_dict(config))
-    start = time.perf_counter()
-    vllm_colocate.install_weight_sync(trainer)  # GRPO with colocated vLLM rollouts; no-op otherwise
-    cards.install(trainer, config)  # checkpoints and hub pushes write our model card, not TRL's
-    try:
-        result = trainer.train(resume_from_checkpoint=checkpoint)
-    finally:
-        vllm_colocate.shutdown(trainer)
-    save_full_model(trainer, out)
-    if main:
-        tokenizer.save_pretrained(str(out))
-        # The log history (loss, reward, completion length, KL …) for curves, also when no checkpoint was saved.
-        with atomic_path(out / "trainer_state.json") as tmp:
-            trainer.state.save_to_json(str(tmp))
-        cards.write_model_card(out, config, trainer.state.log_history)  # after the save: replaces TRL's/peft's
-    summary = {
-        "recipe": config.name,
-        "output_dir": config.output_dir,
-        **fields,
-        "global_step": trainer.state.global_step,
-        "resumed_from": checkpoint,
-        "train_loss": result.training_loss,
-        **(late_fields() if late_fields else {}),
-        "seconds": round(time.perf_counter() - start, 2),
-    }
-    if main:
-        write_json_atomic(out / summary_file, summary)
-    return summary
-
-
-def save_full_model(trainer: Any, out: str | Path) -> None:
-    """Save ``trainer``'s model to ``out`` as one consolidated Hugging Face model (every process must call it;
-    the main process writes), whatever the sharding:
-
-    * DeepSpeed ZeRO-3: the parameters are gathered even when the config lacks
-      ``stage3_gather_16bit_weights_on_model_save`` (without it ``Trainer.save_model`` writes 0-element
-      tensors plus a DeepSpeed checkpoint that needs zero_to_fp32.py);
-    * FSDP/FSDP2: a full state dict (``Trainer.save_model`` writes no model at all under
-      ``SHARDED_STATE_DICT``, the fast checkpoint format);
-    * a peft model: its adapter (``adapter_model.safetensors``), from the gathered weights.
-    """
-    if getattr(trainer, "is_deepspeed_enabled", False):
-        engine = trainer.model_wrapped
-        zero = getattr(getattr(engine, "_config", None), "zero_config", None)
-        if zero is not None:
-            zero.gather_16bit_weights_on_model_save = True
-        trainer.save_model(str(out))
-    elif getattr(trainer, "is_fsdp_enabled", False):
-        state_dict = trainer.accelerator.get_state_dict(trainer.model)  # collective: every rank
-        if trainer.args.should_save:
-            trainer._save(str(out), state_dict=state_dict)
-    else:
-        trainer.save_model(str(out))  # main process only
-    trainer.accelerator.wait_for_everyone()
-
-
-def read_split(path: str | Path, columns: Sequence[str] = ("text", "solution"), limit: int | None = None):
-    """A split parquet (from ``clinrl drg split``) as a DataFrame, checked for ``columns``; first ``limit`` rows."""
-    from clinrl.errors import DataError, check_limit
-    from clinrl.io import read_parquet_checked
-
-    check_limit(limit)
-    frame = read_parquet_checked(path, columns, made_by="clinrl drg split")
-    from clinrl.drg.prep.prepared import check_prepared_input
-
-    check_prepared_input(path)  # training straight on a `drg prepare` output: one finished run only
-    if frame.empty:
-        raise DataError("no rows", path=path)
-    return frame.head(limit).reset_index(drop=True) if limit is not None else frame
-
-
-def finish_distributed() -> None:
-    """Leave a torch.distributed group cleanly (barrier, then destroy) so that every rank exits 0."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+        warnings.warn(f"clinrl.config.{name} moved to {_MOVED[name]}.{name}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module 'clinrl.config' has no attribute {name!r}")

@@ -141,7 +141,7 @@ def test_differential_rows_and_sft_consumption(data: Path, tmp_path: Path):
     split = tmp_path / "sft.parquet"
     add_solution(pd.read_parquet(data), load_ontology()).to_parquet(split, index=False)
     cfg = DRGSFTConfig(model="unused", data=str(split), output_dir=str(tmp_path / "run"), traces=str(out),
-                       knowledge=False, trl={"max_length": 512})
+                       knowledge=False, training={"max_length": 512})
     dataset, counts = build_sft_dataset(cfg, tokenizer=None)
     assert counts["cases_with_trace"] == 6 and counts["cases_answer_only"] == N - 6
     frame = pd.read_parquet(split)

@@ -52,8 +52,8 @@ def test_rewards_follow_recipe_order(ws, tmp_path):
 
 
 def test_invalid_combinations_are_recipe_errors(ws, tmp_path):
-    with pytest.raises(ClinrlError, match="cosine needs trl.beta"):
-        load_grpo_config(RECIPES_DIR / "tiny" / "best.yaml", {**ws.grpo_overrides(tmp_path), "trl.beta": 0.0})
+    with pytest.raises(ClinrlError, match="cosine needs training.beta"):
+        load_grpo_config(RECIPES_DIR / "tiny" / "best.yaml", {**ws.grpo_overrides(tmp_path), "training.beta": 0.0})
     with pytest.raises(ClinrlError, match="reward_weights"):
         load_grpo_config(RECIPES_DIR / "tiny" / "best.yaml", {**ws.grpo_overrides(tmp_path), "reward_weights": "[1.0]"})
     with pytest.raises(ClinrlError, match="unknown"):
@@ -62,7 +62,7 @@ def test_invalid_combinations_are_recipe_errors(ws, tmp_path):
 
 def test_cosine_kl_decays_beta_in_a_real_run(ws, tmp_path):
     cfg = load_grpo_config(
-        RECIPES_DIR / "tiny" / "best.yaml", ws.grpo_overrides(tmp_path / "run", **{"trl.max_steps": 4})
+        RECIPES_DIR / "tiny" / "best.yaml", ws.grpo_overrides(tmp_path / "run", **{"training.max_steps": 4})
     )
     logged = []
 
@@ -72,7 +72,7 @@ def test_cosine_kl_decays_beta_in_a_real_run(ws, tmp_path):
 
     summary = train_grpo(cfg, callbacks=[Spy()])
     assert summary["global_step"] == 4
-    beta0 = cfg.trl["beta"]
+    beta0 = cfg.training["beta"]
     # the beta used during step t (t = 0..3 of T = 4) is beta0 * (1 + cos(pi t / 4)) / 2
     expected = [beta0 * 0.5 * (1 + math.cos(math.pi * t / 4)) for t in range(4)]
     assert logged == pytest.approx(expected)
@@ -81,7 +81,7 @@ def test_cosine_kl_decays_beta_in_a_real_run(ws, tmp_path):
 
 def test_resume_reaches_the_same_final_step(ws, tmp_path):
     out = tmp_path / "run"
-    overrides = ws.grpo_overrides(out, **{"trl.max_steps": 3, "trl.save_strategy": "steps", "trl.save_steps": 1})
+    overrides = ws.grpo_overrides(out, **{"training.max_steps": 3, "training.save_strategy": "steps", "training.save_steps": 1})
     cfg = load_grpo_config(RECIPES_DIR / "tiny" / "vanilla_dense.yaml", overrides)
     first = train_grpo(cfg, callbacks=[StopAt(2)])
     assert first["global_step"] == 2

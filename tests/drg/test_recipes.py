@@ -47,16 +47,16 @@ def test_every_study_configuration_has_a_full_and_a_tiny_recipe():
 def test_recipe_loads_and_validates(name):
     cfg = load(name)
     assert isinstance(cfg, DRGSFTConfig if is_sft(name) else DRGGRPOConfig)
-    assert cfg.trl["report_to"] == "none" and cfg.trl["push_to_hub"] is False
+    assert cfg.report_to == ["none"] and cfg.training["push_to_hub"] is False
     if not is_sft(name):
         # TRL 1.16's defaults differ from the study's TRL 0.15: every recipe sets these itself
-        raw = load_recipe(RECIPES_DIR / f"{name}.yaml")["trl"]
+        raw = load_recipe(RECIPES_DIR / f"{name}.yaml")["training"]
         assert {"loss_type", "beta", "scale_rewards", "num_generations", "learning_rate", "temperature"} <= set(raw)
 
 
 @pytest.mark.parametrize("name", [n for n in FULL if not is_sft(n)])
 def test_full_recipes_use_the_study_hyperparameters(name):
-    trl = load(name).trl
+    trl = load(name).training
     assert trl["num_generations"] == 8 and trl["learning_rate"] == pytest.approx(3e-6)
     assert trl["temperature"] == 1.0 and trl["num_iterations"] == 1 and trl["num_train_epochs"] == 1
     assert trl["max_completion_length"] == 10240 and trl["use_vllm"] is True
@@ -65,16 +65,16 @@ def test_full_recipes_use_the_study_hyperparameters(name):
 
 def test_best_and_final_are_the_study_configs():
     best, final = load("best"), load("final")
-    assert best.trl["loss_type"] == "dapo" and best.rewards == ["format", "accuracy_strict"]
+    assert best.training["loss_type"] == "dapo" and best.rewards == ["format", "accuracy_strict"]
     assert best.kl_schedule == "cosine" and final.curriculum == "drop_hard"
-    assert load("no_kl").trl["beta"] == 0.0 and load("dr_grpo_advantage").trl["scale_rewards"] == "none"
-    assert load("sft").trl["max_length"] == 12846 and load("sft_cold_start").trl["num_train_epochs"] == 9
+    assert load("no_kl").training["beta"] == 0.0 and load("dr_grpo_advantage").training["scale_rewards"] == "none"
+    assert load("sft").training["max_length"] == 12846 and load("sft_cold_start").training["num_train_epochs"] == 9
 
 
 def test_dr_grpo_loss_recipe_divides_by_the_studys_constant():
     # TRL 1.16 would divide by max_completion_length (10,240); the study's Dr. GRPO constant was 1,024
     cfg = load("dr_grpo_loss")
-    assert cfg.trl["loss_type"] == "dr_grpo" and cfg.dr_grpo_normalizer == 1024
+    assert cfg.training["loss_type"] == "dr_grpo" and cfg.dr_grpo_normalizer == 1024
     assert load("tiny/dr_grpo_loss").dr_grpo_normalizer == 1024
     with pytest.raises(RecipeError, match="loss_type: dr_grpo"):
         load("dapo_loss", {"dr_grpo_normalizer": 1024})
@@ -84,19 +84,19 @@ def test_dr_grpo_loss_recipe_divides_by_the_studys_constant():
 def test_tiny_variant_keeps_the_algorithm(name):
     tiny, full = load(name), load(name.removeprefix("tiny/").removesuffix("_vllm"))
     if is_sft(name):
-        assert tiny.trl["learning_rate"] == full.trl["learning_rate"]
+        assert tiny.training["learning_rate"] == full.training["learning_rate"]
         return
     for key in ALGORITHM:
         assert getattr(tiny, key) == getattr(full, key), key
     for key in TRL_ALGORITHM:
-        assert tiny.trl.get(key) == full.trl.get(key), key
+        assert tiny.training.get(key) == full.training.get(key), key
 
 
 @pytest.mark.parametrize("name", TINY_LOCAL)
 def test_tiny_variant_trains_a_step(name, tmp_path):
     ws = tiny_workspace()
     if is_sft(name):
-        summary = train_sft(load(name, ws.sft_overrides(tmp_path, **{"trl.max_steps": 1})))
+        summary = train_sft(load(name, ws.sft_overrides(tmp_path, **{"training.max_steps": 1})))
     else:
         summary = train_grpo(load(name, ws.grpo_overrides(tmp_path)))
     assert summary["global_step"] == 1
@@ -113,5 +113,5 @@ def test_cli_lists_and_launches_by_name(tmp_path):
     assert result.exit_code == 0, result.output
     line = result.output[result.output.rindex('{"recipe"') :].splitlines()[0]
     assert json.loads(line)["global_step"] == 1
-    bad = runner.invoke(app, ["drg", "grpo", "--recipe", "tiny/best", "--trl.no_such_key", "1"])
-    assert bad.exit_code != 0 and "trl.no_such_key" in str(bad.exception or bad.output)
+    bad = runner.invoke(app, ["drg", "grpo", "--recipe", "tiny/best", "--training.no_such_key", "1"])
+    assert bad.exit_code != 0 and "training.no_such_key" in str(bad.exception or bad.output)

@@ -80,8 +80,8 @@ def test_max_length_is_required(ws, tmp_path):
 
 def test_tiny_sft_runs_reports_cut_rows_and_resumes(ws, tmp_path):
     out = tmp_path / "sft"
-    overrides = ws.sft_overrides(out, **{"trl.max_steps": 3, "trl.save_strategy": "steps", "trl.save_steps": 1,
-                                          "trl.max_length": MAX_PROMPT_TOKENS + 10})
+    overrides = ws.sft_overrides(out, **{"training.max_steps": 3, "training.save_strategy": "steps", "training.save_steps": 1,
+                                          "training.max_length": MAX_PROMPT_TOKENS + 10})
     cfg = load_sft_config(RECIPE, overrides)
     first = train_sft(cfg, callbacks=[StopAt(2)])
     assert first["global_step"] == 2 and first["rows"] == 8

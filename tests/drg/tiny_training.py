@@ -28,16 +28,16 @@ class TinyWorkspace:
         return {
             "model": str(self.model), "data": str(self.rl), "output_dir": str(out), "limit": 8,
             "max_prompt_tokens": MAX_PROMPT_TOKENS, "difficulty_file": str(self.difficulty),
-            "trl.max_steps": 1, "trl.num_generations": 2, "trl.per_device_train_batch_size": 2,
-            "trl.max_completion_length": 8, "trl.save_strategy": "no", "trl.disable_tqdm": True, **extra,
+            "training.max_steps": 1, "training.num_generations": 2, "training.per_device_train_batch_size": 2,
+            "training.max_completion_length": 8, "training.save_strategy": "no", "training.disable_tqdm": True, **extra,
         }
 
     def sft_overrides(self, out: Path, **extra) -> dict:
         return {
             "model": str(self.model), "data": str(self.sft), "output_dir": str(out), "limit": 8,
-            "max_prompt_tokens": MAX_PROMPT_TOKENS, "trl.max_length": MAX_PROMPT_TOKENS + 48,
-            "trl.max_steps": 2, "trl.per_device_train_batch_size": 2, "trl.save_strategy": "no",
-            "trl.disable_tqdm": True, **extra,
+            "max_prompt_tokens": MAX_PROMPT_TOKENS, "training.max_length": MAX_PROMPT_TOKENS + 48,
+            "training.max_steps": 2, "training.per_device_train_batch_size": 2, "training.save_strategy": "no",
+            "training.disable_tqdm": True, **extra,
         }
 
 

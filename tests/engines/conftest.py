@@ -36,7 +36,7 @@ def drg_policy(tmp_path_factory) -> DRGPolicy:
     root = tmp_path_factory.mktemp("engines-drg")
     ws = build_tiny_workspace(root, n_notes=600, classes=6)
     overrides = sft_overrides(ws, root / "sft", max_prompt_tokens=MAX_PROMPT_TOKENS, max_steps=60, logging_steps=20)
-    train_sft(load_sft_config(resolve_recipe("tiny/sft"), {**overrides, "trl.disable_tqdm": True}))
+    train_sft(load_sft_config(resolve_recipe("tiny/sft"), {**overrides, "training.disable_tqdm": True}))
     return DRGPolicy(root, ws.model, root / "sft", ws.split / "rl.parquet", ws.prepared / "test.parquet")
 
 

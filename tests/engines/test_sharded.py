@@ -138,16 +138,16 @@ PRM_STEPS, PRM_KILL = 4, 2
 def _prm_argv(kind: str, out: Path, accumulation: int, gold: Path, model: Path | None) -> list:
     """The PRM's losses are means over each batch's label targets, so 2 ranks × batch 4 are compared with one
     process accumulating 2 batches of 4 (the same samples, and the same mean of two batch means)."""
-    common = ["--output_dir", out, "--max_steps", PRM_STEPS, "--save_steps", PRM_KILL, "--logging_steps", 1,
-              "--per_device_train_batch_size", 4, "--gradient_accumulation_steps", accumulation,
-              "--progress", "false", "--gold", f"[{gold}]", "--seed", 7]  # fmt: skip
+    common = ["--output_dir", out, "--training.max_steps", PRM_STEPS, "--training.save_steps", PRM_KILL, "--training.logging_steps", 1,
+              "--training.per_device_train_batch_size", 4, "--training.gradient_accumulation_steps", accumulation,
+              "--progress", "false", "--data", f"[{gold}]", "--seed", 7]  # fmt: skip
     if kind == "causal":
         return ["prm", "train", "--config", REPO / "src" / "clinrl" / "recipes" / "prm" / "tiny_causal.yaml", "--max_notes", 16,
                 "--max_length", 512, "--tiny_hidden_size", 32, "--tiny_layers", 1, "--tiny_heads", 2,
                 "--tiny_vocab_size", 512, *common]  # fmt: skip
-    return ["prm", "train", "--config", REPO / "src" / "clinrl" / "recipes" / "prm" / "cpu_minilm.yaml", "--model_name_or_path", model,
-            "--max_notes", 16, "--max_length", 64, "--mark_unsupported", 0, "--learning_rate", 1e-3,
-            "--warmup_steps", 0, "--num_threads", 1, *common]  # fmt: skip
+    return ["prm", "train", "--config", REPO / "src" / "clinrl" / "recipes" / "prm" / "cpu_minilm.yaml", "--model", model,
+            "--max_notes", 16, "--max_length", 64, "--mark_unsupported", 0, "--training.learning_rate", 1e-3,
+            "--training.warmup_steps", 0, "--num_threads", 1, *common]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -220,9 +220,9 @@ def workspace():
 def _sft_argv(ws, out: Path, batch: int, *extra) -> list:
     return ["drg", "sft", "--config", REPO / "src" / "clinrl" / "recipes" / "drg" / "tiny" / "sft.yaml", "--model", ws.model,
             "--data", ws.sft, "--output_dir", out, "--limit", 16, "--max_prompt_tokens", 480,
-            "--trl.max_length", 528, "--trl.max_steps", SFT_STEPS, "--trl.per_device_train_batch_size", batch,
-            "--trl.save_strategy", "steps", "--trl.save_steps", SFT_KILL, "--trl.logging_steps", 1,
-            "--trl.disable_tqdm", "true", "--trl.seed", 7, *extra]  # fmt: skip
+            "--training.max_length", 528, "--training.max_steps", SFT_STEPS, "--training.per_device_train_batch_size", batch,
+            "--training.save_strategy", "steps", "--training.save_steps", SFT_KILL, "--training.logging_steps", 1,
+            "--training.disable_tqdm", "true", "--seed", 7, *extra]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -251,9 +251,9 @@ def test_sft_sharded_kill_resume_load_and_loss(backend, workspace, sft_reference
 def _grpo_argv(ws, out: Path, *extra) -> list:
     return ["drg", "grpo", "--config", REPO / "src" / "clinrl" / "recipes" / "drg" / "tiny" / "vanilla_dense.yaml", "--model", ws.model,
             "--data", ws.rl, "--output_dir", out, "--limit", 8, "--max_prompt_tokens", 480,
-            "--difficulty_file", ws.difficulty, "--trl.max_steps", 3, "--trl.num_generations", 2,
-            "--trl.per_device_train_batch_size", 2, "--trl.max_completion_length", 8, "--trl.save_strategy", "steps",
-            "--trl.save_steps", 1, "--trl.logging_steps", 1, "--trl.disable_tqdm", "true", *extra]  # fmt: skip
+            "--difficulty_file", ws.difficulty, "--training.max_steps", 3, "--training.num_generations", 2,
+            "--training.per_device_train_batch_size", 2, "--training.max_completion_length", 8, "--training.save_strategy", "steps",
+            "--training.save_steps", 1, "--training.logging_steps", 1, "--training.disable_tqdm", "true", *extra]  # fmt: skip
 
 
 def _notes_argv(out: Path, *extra) -> list:
@@ -261,9 +261,9 @@ def _notes_argv(out: Path, *extra) -> list:
 
     return ["notes", "grpo", "--config", REPO / "src" / "clinrl" / "recipes" / "notes" / "tiny" / "grpo_prm.yaml",
             "--model", tiny_policy_dir(), "--prm", tiny_prm_dir(), "--output_dir", out, "--limit", 4,
-            "--max_dialogue_tokens", 48, "--trl.max_steps", 3, "--trl.num_generations", 2,
-            "--trl.per_device_train_batch_size", 2, "--trl.max_completion_length", 12, "--trl.save_strategy", "steps",
-            "--trl.save_steps", 1, "--trl.logging_steps", 1, "--trl.disable_tqdm", "true", *extra]  # fmt: skip
+            "--max_dialogue_tokens", 48, "--training.max_steps", 3, "--training.num_generations", 2,
+            "--training.per_device_train_batch_size", 2, "--training.max_completion_length", 12, "--training.save_strategy", "steps",
+            "--training.save_steps", 1, "--training.logging_steps", 1, "--training.disable_tqdm", "true", *extra]  # fmt: skip
 
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
@@ -295,7 +295,7 @@ def test_lora_sft_and_grpo_sharded_save_adapters_that_merge(backend, workspace, 
     lora = ["--lora.enabled", "true", "--lora.r", 4, "--lora.alpha", 8]
     port = 29680 + sorted(BACKENDS).index(backend)
     sft = tmp_path / "sft"
-    _, sft_s = _launch(backend, [*_sft_argv(workspace, sft, 2, *lora), "--trl.save_strategy", "no"], port=port)
+    _, sft_s = _launch(backend, [*_sft_argv(workspace, sft, 2, *lora), "--training.save_strategy", "no"], port=port)
     assert (sft / "adapter_model.safetensors").is_file() and not (sft / "model.safetensors").exists()
     _assert_consolidated(sft)
     merged = tmp_path / "sft_merged"
@@ -312,7 +312,7 @@ def test_lora_sft_and_grpo_sharded_save_adapters_that_merge(backend, workspace, 
         torch.testing.assert_close(full(ids).logits, adapted(ids).logits, rtol=1e-4, atol=1e-5)
         assert not torch.allclose(full(ids).logits, base(ids).logits)  # the adapter was trained
     grpo = tmp_path / "grpo"
-    argv = _grpo_argv(workspace, grpo, *lora, "--trl.save_strategy", "no", "--trl.max_steps", 1)
+    argv = _grpo_argv(workspace, grpo, *lora, "--training.save_strategy", "no", "--training.max_steps", 1)
     argv[argv.index("--model") + 1] = merged
     _, grpo_s = _launch(backend, argv, port=port)
     assert (grpo / "adapter_model.safetensors").is_file()

@@ -25,10 +25,10 @@ def _drg_args(policy, out, steps: int, *extra: str) -> list[str]:
         "drg", "grpo", "--recipe", "tiny/best_vllm", "--model", str(policy.policy), "--data", str(policy.rl),
         "--output_dir", str(out), "--max_prompt_tokens", str(MAX_PROMPT_TOKENS), "--limit", "48",
         "--rewards", '["format", "accuracy_dense"]', "--kl_schedule", "constant",
-        "--trl.max_steps", str(steps), "--trl.learning_rate", "1e-3", "--trl.temperature", "1.0",
-        "--trl.num_generations", "8", "--trl.per_device_train_batch_size", "8",
-        "--trl.max_completion_length", "48", "--trl.save_steps", "1", "--trl.save_total_limit", "2",
-        "--trl.disable_tqdm", "true", *extra,
+        "--training.max_steps", str(steps), "--training.learning_rate", "1e-3", "--training.temperature", "1.0",
+        "--training.num_generations", "8", "--training.per_device_train_batch_size", "8",
+        "--training.max_completion_length", "48", "--training.save_steps", "1", "--training.save_total_limit", "2",
+        "--training.disable_tqdm", "true", *extra,
     ]  # fmt: skip
 
 
@@ -88,9 +88,9 @@ def test_notes_grpo_with_vllm_rollouts(drg_policy, tmp_path):
     result = run_clinrl([
         "notes", "grpo", "--config", "src/clinrl/recipes/notes/tiny/grpo_prm_vllm.yaml", "--model", str(drg_policy.policy),
         "--prm", str(tiny_prm_dir()), "--output_dir", str(out), "--limit", "8", "--max_dialogue_tokens", "96",
-        "--trl.max_steps", "3", "--trl.learning_rate", "1e-3", "--trl.num_generations", "4",
-        "--trl.per_device_train_batch_size", "8", "--trl.max_completion_length", "32", "--trl.logging_steps", "1",
-        "--trl.disable_tqdm", "true",
+        "--training.max_steps", "3", "--training.learning_rate", "1e-3", "--training.num_generations", "4",
+        "--training.per_device_train_batch_size", "8", "--training.max_completion_length", "32", "--training.logging_steps", "1",
+        "--training.disable_tqdm", "true",
     ])  # fmt: skip
     _clean_exit(result)
     history = _history(out)

@@ -18,17 +18,17 @@ RECIPES = Path(__file__).resolve().parents[2] / "src" / "clinrl" / "recipes" / "
 def overrides(out, **extra) -> dict:
     return {
         "model": str(tiny_policy_dir()), "prm": str(tiny_prm_dir()), "output_dir": str(out), "limit": 4,
-        "max_dialogue_tokens": 48, "trl.max_steps": 2, "trl.num_generations": 2,
-        "trl.per_device_train_batch_size": 2, "trl.max_completion_length": 12, "trl.disable_tqdm": True, **extra,
+        "max_dialogue_tokens": 48, "training.max_steps": 2, "training.num_generations": 2,
+        "training.per_device_train_batch_size": 2, "training.max_completion_length": 12, "training.disable_tqdm": True, **extra,
     }  # fmt: skip
 
 
 def test_study_and_tiny_recipes_load():
     study = load_notes_grpo_config(RECIPES / "grpo_prm.yaml")
     assert study.rewards == ["prm", "format", "completeness", "guard"] and study.aggregate == "mean"
-    assert study.trl["use_vllm"] is True and study.trl["report_to"] == "none"
+    assert study.training["use_vllm"] is True and study.report_to == ["none"]
     tiny = load_notes_grpo_config(RECIPES / "tiny" / "grpo_prm.yaml")
-    assert tiny.trl["use_cpu"] is True and tiny.rewards == study.rewards
+    assert tiny.training["use_cpu"] is True and tiny.rewards == study.rewards
     from dataclasses import replace
 
     assert replace(tiny.guards, min_step_ratio=0.3, floor_margin=1.0) == study.guards  # only these two differ

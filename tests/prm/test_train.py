@@ -200,14 +200,20 @@ def gold_file(tmp_path_factory) -> Path:
     return path
 
 
+TRAINING_KEYS = {"learning_rate", "per_device_train_batch_size", "warmup_steps", "save_steps", "logging_steps",
+                 "max_steps", "num_train_epochs", "eval_steps", "gradient_accumulation_steps", "save_total_limit"}
+
+
 def _config(tiny_causal, gold_file, out, **kw) -> PRMTrainConfig:
+    """A tiny causal PRM config; keyword arguments that are TrainingArguments go under ``training``."""
     base = dict(
-        output_dir=str(out), model_name_or_path=str(tiny_causal), head="causal-lm", gold=[str(gold_file)],
-        synthesize=1, max_length=512, learning_rate=1e-3, per_device_train_batch_size=2, warmup_steps=1,
-        save_steps=2, logging_steps=1, progress=False, num_threads=1,
+        output_dir=str(out), model=str(tiny_causal), head="causal-lm", data=[str(gold_file)],
+        synthesize=1, max_length=512, progress=False, num_threads=1,
     )  # fmt: skip
-    base.update(kw)
-    return PRMTrainConfig(**base)
+    training = dict(learning_rate=1e-3, per_device_train_batch_size=2, warmup_steps=1, save_steps=2, logging_steps=1)
+    for key, value in kw.items():
+        (training if key in TRAINING_KEYS else base)[key] = value
+    return PRMTrainConfig(**base, training=training)
 
 
 def test_training_notes_from_gold_and_build_output(tiny_causal, gold_file, tmp_path):
@@ -217,7 +223,7 @@ def test_training_notes_from_gold_and_build_output(tiny_causal, gold_file, tmp_p
     notes = load_training_notes(cfg)
     assert sum(n.is_error_sample for n in notes) == 6 and len(notes) == 12
     build_prm_dataset([gold_file], tmp_path / "data", synthesize=1, tokens="llama3")
-    parsed = load_training_notes(_config(tiny_causal, gold_file, tmp_path / "run", gold=[], train_data=str(tmp_path / "data")))
+    parsed = load_training_notes(_config(tiny_causal, gold_file, tmp_path / "run", data=[], train_data=str(tmp_path / "data")))
     assert sorted("".join(note_slot_labels(n)) for n in parsed) == sorted("".join(note_slot_labels(n)) for n in notes)
 
 
@@ -292,10 +298,10 @@ def test_token_classification_training_learns(gold_file, tmp_path):
                      intermediate_size=64, max_position_embeddings=128)  # fmt: skip
     BertForTokenClassification(cfg).save_pretrained(folder)
     config = PRMTrainConfig(
-        output_dir=str(tmp_path / "tc"), model_name_or_path=str(folder), head="token-classification",
-        gold=[str(gold_file)], synthesize=2, max_length=64, learning_rate=3e-3, num_train_epochs=6,
-        per_device_train_batch_size=8, warmup_steps=0, save_steps=0, logging_steps=1, class_weight="sqrt",
-        progress=False, num_threads=1,
+        output_dir=str(tmp_path / "tc"), model=str(folder), head="token-classification",
+        data=[str(gold_file)], synthesize=2, max_length=64, class_weight="sqrt", progress=False, num_threads=1,
+        training=dict(learning_rate=3e-3, num_train_epochs=6, per_device_train_batch_size=8, warmup_steps=0,
+                      save_steps=0, logging_steps=1),
     )  # fmt: skip
     result = train_prm(config)
     assert result.label_counts["-"] > 0 and result.label_counts["+"] > result.label_counts["-"]
@@ -309,20 +315,34 @@ def test_token_classification_training_learns(gold_file, tmp_path):
 
 
 def test_recipes_load_and_bad_keys_fail(tmp_path):
-    from clinrl.config import RecipeError, apply_overrides, coerce, load_recipe, parse_overrides
+    from clinrl.config import RecipeError
+    from clinrl.training import load_trainer_config
 
     root = Path(__file__).resolve().parents[2] / "src" / "clinrl" / "recipes" / "prm"
     names = sorted(p.name for p in root.glob("*.yaml"))
     assert {"cpu_minilm.yaml", "llama31_8b.yaml", "llama31_8b_orm.yaml", "tiny_causal.yaml"} <= set(names)
     for name in names:
-        cfg = coerce(load_recipe(root / name), PRMTrainConfig, "recipe", root / name)
-        assert isinstance(cfg, PRMTrainConfig)
-    orm = coerce(load_recipe(root / "llama31_8b_orm.yaml"), PRMTrainConfig, "recipe", "orm")
-    assert orm.objective == "orm" and orm.learning_rate == 3e-5 and orm.bf16
-    recipe = apply_overrides(load_recipe(root / "cpu_minilm.yaml"), parse_overrides(["--learning_rate", "2e-5"]))
-    assert coerce(recipe, PRMTrainConfig, "recipe", "x").learning_rate == 2e-5
+        for light in (True, False):
+            assert isinstance(load_trainer_config(PRMTrainConfig, root / name, light=light), PRMTrainConfig)
+    orm = load_trainer_config(PRMTrainConfig, root / "llama31_8b_orm.yaml")
+    assert orm.objective == "orm" and orm.training["learning_rate"] == 3e-5 and orm.training["bf16"] is True
+    minilm = load_trainer_config(PRMTrainConfig, root / "cpu_minilm.yaml", ["--training.learning_rate", "2e-5"])
+    assert minilm.training["learning_rate"] == 2e-5 and minilm.training["save_total_limit"] == 2  # a PRM default
     with pytest.raises(RecipeError, match="no_such_key"):
-        coerce({**recipe, "no_such_key": 1}, PRMTrainConfig, "recipe", "x")
+        load_trainer_config(PRMTrainConfig, root / "cpu_minilm.yaml", {"no_such_key": 1})
+
+
+@pytest.mark.parametrize(("old", "new"), [("model_name_or_path", "model"), ("gold", "data"),
+                                          ("learning_rate", "training.learning_rate"), ("bf16", "training.bf16")])
+def test_old_flat_prm_keys_name_their_new_key(tmp_path, old, new):
+    """PRM recipes before the common schema set model_name_or_path, gold and flat TrainingArguments."""
+    from clinrl.config import RecipeError
+    from clinrl.training import load_trainer_config
+
+    recipe = tmp_path / "old.yaml"
+    recipe.write_text(f"output_dir: o\ndata: [demo]\n{old}: x\n")
+    with pytest.raises(RecipeError, match=f"key '{old}': renamed: set {new} instead"):
+        load_trainer_config(PRMTrainConfig, recipe, light=True)
 
 
 def test_cli_train_reports_unknown_override_cleanly(capsys):
@@ -339,8 +359,8 @@ def test_cli_trains_the_tiny_causal_recipe(tmp_path, gold_file, capsys):
     from clinrl.prm.model import load_prm
 
     recipe = Path(__file__).resolve().parents[2] / "src" / "clinrl" / "recipes" / "prm" / "tiny_causal.yaml"
-    main(["prm", "train", "--config", str(recipe), "--output_dir", str(tmp_path / "out"), "--gold", f"[{gold_file}]",
-          "--max_steps", "2", "--loss_mode", "vanilla", "--notes_only", "true", "--progress", "false"])  # fmt: skip
+    main(["prm", "train", "--config", str(recipe), "--output_dir", str(tmp_path / "out"), "--data", f"[{gold_file}]",
+          "--training.max_steps", "2", "--loss_mode", "vanilla", "--notes_only", "true", "--progress", "false"])  # fmt: skip
     assert "2 steps on" in capsys.readouterr().err
     loaded = load_prm(tmp_path / "out")
     assert loaded.meta.loss_mode == "vanilla" and loaded.meta.notes_only and loaded.meta.base_model == "tiny:qwen2"
@@ -352,15 +372,15 @@ def test_cpu_causal_recipe_shapes_the_random_init_model(tmp_path, gold_file):
     from clinrl.prm.train import train_from_recipe
 
     recipe = Path(__file__).resolve().parents[2] / "src" / "clinrl" / "recipes" / "prm" / "cpu_causal.yaml"
-    result = train_from_recipe(recipe, ["--output_dir", str(tmp_path / "out"), "--gold", f"[{gold_file}]",
-                                        "--max_steps", "1", "--tiny_hidden_size", "48", "--tiny_layers", "3",
+    result = train_from_recipe(recipe, ["--output_dir", str(tmp_path / "out"), "--data", f"[{gold_file}]",
+                                        "--training.max_steps", "1", "--tiny_hidden_size", "48", "--tiny_layers", "3",
                                         "--tiny_heads", "4", "--tiny_vocab_size", "600", "--progress", "false"])  # fmt: skip
     assert result.steps == 1
     config = load_prm(tmp_path / "out").model.config
     assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (48, 3, 4)
     assert config.num_key_value_heads == 2 and config.intermediate_size == 96
     with pytest.raises(ClinrlError, match="multiple of tiny_heads"):
-        train_from_recipe(recipe, ["--output_dir", str(tmp_path / "bad"), "--gold", f"[{gold_file}]",
+        train_from_recipe(recipe, ["--output_dir", str(tmp_path / "bad"), "--data", f"[{gold_file}]",
                                    "--tiny_hidden_size", "50", "--progress", "false"])  # fmt: skip
 
 

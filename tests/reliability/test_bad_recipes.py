@@ -22,19 +22,20 @@ CASES = [
     ("unknown key", "bogus_key: 1\n", ["bogus_key", "unknown key"]),
     ("wrong type", "max_prompt_tokens: lots\n", ["max_prompt_tokens", "'lots'"]),
     ("bool for int", "max_prompt_tokens: true\n", ["max_prompt_tokens"]),
-    ("unknown trl key", "trl:\n  learning_rat: 1.0e-5\n", ["trl.learning_rat"]),
-    ("trl list for int", "trl:\n  max_steps: [1, 2]\n", ["trl.max_steps", "integer"]),
-    ("trl not a mapping", "trl: 5\n", ["'trl'", "mapping"]),
-    ("NaN learning rate", "trl:\n  learning_rate: .nan\n", ["trl.learning_rate", "nan"]),
+    ("unknown training key", "training:\n  learning_rat: 1.0e-5\n", ["training.learning_rat", "did you mean"]),
+    ("training list for int", "training:\n  max_steps: [1, 2]\n", ["training.max_steps", "integer"]),
+    ("training not a mapping", "training: 5\n", ["'training'", "mapping"]),
+    ("old trl block, bad key", "trl:\n  learning_rat: 1.0e-5\n", ["training.learning_rat"]),
+    ("NaN learning rate", "training:\n  learning_rate: .nan\n", ["training.learning_rate", "nan"]),
     ("duplicate key", "name: a\nname: b\n", ["'name' given twice", "line 3"]),
     ("unclosed list", "name: [a, b\n", ["not valid YAML", "line"]),
     ("python tag", "name: !!python/object/apply:os.system ['echo hi']\n", ["not valid YAML", "python/object"]),
     ("NUL character", "name: a\x00b\n", ["not valid YAML"]),
-    ("tab indentation", "trl:\n\tmax_steps: 1\n", ["not valid YAML"]),
-    ("output_dir under trl", "trl:\n  output_dir: x\n", ["output_dir"]),
+    ("tab indentation", "training:\n\tmax_steps: 1\n", ["not valid YAML"]),
+    ("output_dir under training", "training:\n  output_dir: x\n", ["output_dir", "top level"]),
+    ("seed under training", "training:\n  seed: 1\n", ["seed", "top level"]),
 ]
-DRG_ONLY = {"unknown key", "wrong type", "bool for int", "unknown trl key", "trl list for int", "trl not a mapping",
-            "NaN learning rate", "output_dir under trl"}  # PRM recipes have other keys and no trl section
+DRG_ONLY = {"wrong type", "bool for int"}  # the PRM has no max_prompt_tokens (an unknown key there)
 
 
 def _recipe(tmp_path: Path, base: Path, body: str | bytes) -> Path:
@@ -67,7 +68,7 @@ def test_undecodable_missing_and_non_mapping_recipes(tmp_path, capsys, command):
 
 
 def test_bad_overrides_on_the_command_line(tmp_path, capsys):
-    assert_clean_error(["drg", "sft", "--config", SFT, "--trl.max_steps", "many"], capsys, "trl.max_steps")
+    assert_clean_error(["drg", "sft", "--config", SFT, "--training.max_steps", "many"], capsys, "training.max_steps")
     assert_clean_error(["drg", "sft", "--config", SFT, "--nonsense", "1"], capsys, "nonsense")
     assert_clean_error(["drg", "sft", "--config", SFT, "--limit"], capsys, "no value")
 

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from clinrl.config import checkpoint_complete, resume_checkpoint
+from clinrl.training import checkpoint_complete, resume_checkpoint
 from clinrl.errors import ClinrlError
 
 

@@ -3,7 +3,7 @@ checkpoint to the same final step, and a killed run never looks finished.
 
 Each run is a subprocess (``tests.reliability.interrupt``) killed at a chosen point of a checkpoint: right
 after it is complete, or half-written (weights on disk, ``trainer_state.json`` not yet). Before
-``clinrl.config.resume_checkpoint`` skipped half-written checkpoints, ``--resume`` picked the newest folder
+``clinrl.training.resume_checkpoint`` skipped half-written checkpoints, ``--resume`` picked the newest folder
 whatever its state. The PRM case is also killed from outside at an arbitrary moment.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from clinrl.cli import main
-from clinrl.config import checkpoint_complete, resume_checkpoint
+from clinrl.training import checkpoint_complete, resume_checkpoint
 from clinrl.errors import ClinrlError
 from tests.drg.tiny_training import tiny_workspace
 
@@ -60,7 +60,7 @@ def _resume_in_process(argv: list[str], capsys) -> str:
 def test_sft_killed_while_saving_resumes_from_the_last_complete_checkpoint(tmp_path, capsys):
     ws = tiny_workspace()
     out = tmp_path / "sft"
-    overrides = ws.sft_overrides(out, **{"trl.max_steps": 4, "trl.save_strategy": "steps", "trl.save_steps": 1})
+    overrides = ws.sft_overrides(out, **{"training.max_steps": 4, "training.save_strategy": "steps", "training.save_steps": 1})
     argv = ["drg", "sft", "--config", DRG_RECIPES / "sft.yaml", *_cli_args(overrides)]
     _killed("mid-save", 3, argv)
     assert _checkpoints(out) == {"checkpoint-1": True, "checkpoint-2": True, "checkpoint-3": False}
@@ -79,7 +79,7 @@ def test_sft_killed_while_saving_resumes_from_the_last_complete_checkpoint(tmp_p
 def test_grpo_killed_after_a_checkpoint_resumes_to_the_same_final_step(tmp_path, capsys):
     ws = tiny_workspace()
     out = tmp_path / "grpo"
-    overrides = ws.grpo_overrides(out, **{"trl.max_steps": 3, "trl.save_strategy": "steps", "trl.save_steps": 1})
+    overrides = ws.grpo_overrides(out, **{"training.max_steps": 3, "training.save_strategy": "steps", "training.save_steps": 1})
     argv = ["drg", "grpo", "--config", DRG_RECIPES / "vanilla_dense.yaml", *_cli_args(overrides)]
     _killed("after-save", 2, argv)
     assert _checkpoints(out) == {"checkpoint-1": True, "checkpoint-2": True}
@@ -90,8 +90,8 @@ def test_grpo_killed_after_a_checkpoint_resumes_to_the_same_final_step(tmp_path,
 
 
 def _prm_argv(out: Path, max_steps: int) -> list[str]:
-    return ["prm", "train", "--config", str(PRM_RECIPE), "--output_dir", str(out), "--max_steps", str(max_steps),
-            "--save_steps", "1", "--logging_steps", "1", "--max_notes", "8", "--max_length", "1024", "--progress", "false"]  # fmt: skip
+    return ["prm", "train", "--config", str(PRM_RECIPE), "--output_dir", str(out), "--training.max_steps", str(max_steps),
+            "--training.save_steps", "1", "--training.logging_steps", "1", "--max_notes", "8", "--max_length", "1024", "--progress", "false"]  # fmt: skip
 
 
 def test_prm_killed_while_saving_resumes_to_the_same_final_step(tmp_path, capsys):

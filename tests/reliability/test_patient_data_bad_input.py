@@ -226,13 +226,13 @@ def test_bad_dialogue_file_is_one_line(tmp_path, capsys, kind, command):
 @pytest.mark.parametrize("command", [["drg", "sft", "--config", SFT], ["drg", "grpo", "--config", GRPO]])
 def test_bad_learning_rate_is_refused_before_the_model_loads(capsys, command):
     # the model does not exist: the recipe check must come first (it used to fail only after loading)
-    assert_clean_error([*command, "--model", "runs/nope", "--trl.learning_rate", "-1"], capsys,
-                       "trl.learning_rate", "must be > 0, got -1.0")  # fmt: skip
+    assert_clean_error([*command, "--model", "runs/nope", "--training.learning_rate", "-1"], capsys,
+                       "training.learning_rate", "must be > 0, got -1.0")  # fmt: skip
 
 
 def test_prm_learning_rate_is_refused_before_training(capsys, tmp_path):
-    argv = ["prm", "train", "--config", PRM_TINY, "--learning_rate", "-1", "--output_dir", tmp_path / "o"]
-    assert_clean_error(argv, capsys, "learning_rate must be > 0")
+    argv = ["prm", "train", "--config", PRM_TINY, "--training.learning_rate", "-1", "--output_dir", tmp_path / "o"]
+    assert_clean_error(argv, capsys, "training.learning_rate", "must be > 0")
     assert not (tmp_path / "o").exists()
 
 
@@ -242,8 +242,8 @@ def test_report_to_a_tracker_that_is_not_installed(capsys):
     if "wandb" in get_available_reporting_integrations():
         pytest.skip("wandb is installed here")
     base = ["drg", "sft", "--config", SFT, "--model", "runs/nope"]
-    assert_clean_error([*base, "--trl.report_to", "wandb"], capsys, "trl.report_to", "'wandb' is not installed")
-    assert_clean_error([*base, "--trl.report_to", "nosuch"], capsys, "trl.report_to", "unknown tracker 'nosuch'")
+    assert_clean_error([*base, "--report_to", "wandb"], capsys, "'report_to'", "'wandb' is not installed")
+    assert_clean_error([*base, "--report_to", "nosuch"], capsys, "'report_to'", "unknown tracker 'nosuch'")
 
 
 # ----------------------------------------------------------------------- item 14: values accepted silently
@@ -262,7 +262,7 @@ def test_limit_below_one_is_refused_everywhere(tmp_path, capsys, cases, limit):
 
 
 def test_read_split_limit_is_the_first_n_rows_only(tmp_path):
-    from clinrl.config import read_split
+    from clinrl.training import read_split
 
     with pytest.raises(ClinrlError, match="limit must be at least 1"):
         read_split(tmp_path / "any.parquet", limit=-3)

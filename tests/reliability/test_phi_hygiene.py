@@ -122,7 +122,7 @@ def test_marker_never_leaves_the_data(tmp_path, capfd, caplog, no_network):
     cli("prm", "check-labels", "--errors", errors, "--gold", gold, "--json", tmp_path / "prm" / "labels.json")
     model = tmp_path / "prm" / "model"
     cli("prm", "train", "--config", REPO / "src" / "clinrl" / "recipes" / "prm" / "tiny_causal.yaml", "--output_dir", model,
-        "--gold", f"[{gold}]", "--max_steps", "2", "--save_steps", "1", "--progress", "false")  # fmt: skip
+        "--data", f"[{gold}]", "--training.max_steps", "2", "--training.save_steps", "1", "--progress", "false")  # fmt: skip
     cli("prm", "score", "--model", model, "--notes", gold, "--json", tmp_path / "prm" / "scores.json")
     (tmp_path / "prm" / "dialogue.txt").write_text(f"[doctor] hi {MARKER}", encoding="utf-8")
     (tmp_path / "prm" / "cand.txt").write_text(f"Knee pain:\nPlan: {MARKER} rest.", encoding="utf-8")
@@ -162,9 +162,10 @@ def test_every_training_recipe_reports_nowhere():
     trackers = re.compile(r"\b(wandb|comet|mlflow|neptune|clearml|tensorboard|dagshub|swanlab)\b", re.I)
     for path in _all_recipes():
         recipe = load_recipe(path)
-        trl = recipe.get("trl") or {}
-        assert trl.get("report_to", "none") in ("none", [], None), path
-        assert not trl.get("push_to_hub", False) and not recipe.get("push_to_hub", False), path
+        training = recipe.get("training") or {}
+        assert "trl" not in recipe and "report_to" not in training, path  # the old block / the old place
+        assert recipe.get("report_to", "none") in ("none", ["none"], [], None), path
+        assert not training.get("push_to_hub", False) and not recipe.get("push_to_hub", False), path
         assert not trackers.search(path.read_text(encoding="utf-8")), path
 
 
@@ -176,8 +177,8 @@ def test_build_config_defaults_reporting_off(tmp_path):
 
     path = tmp_path / "r.yaml"
     path.write_text("model: m\ndata: d\noutput_dir: o\n", encoding="utf-8")
-    cfg = build_config(DRGGRPOConfig, path, trl_class=GRPOConfig)
-    assert cfg.trl["report_to"] == "none" and cfg.trl["push_to_hub"] is False
+    cfg = build_config(DRGGRPOConfig, path, training_class=GRPOConfig)
+    assert cfg.report_to == ["none"] and cfg.training["push_to_hub"] is False
 
 
 SECRET = re.compile(

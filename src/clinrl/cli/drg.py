@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from clinrl.cli._show_config import SHOW_CONFIG_HELP, recipe_command, show_config_and_exit
+
 app = typer.Typer(no_args_is_help=True)
 
 # Commands are added below, one function each.
@@ -115,31 +117,39 @@ def _recipe_path(config: Optional[Path], recipe: Optional[str]) -> Path:
     return config if config is not None else resolve_recipe(recipe)
 
 
-@app.command("sft", context_settings=_TRAIN_CONTEXT)
+@app.command("sft", context_settings=_TRAIN_CONTEXT, cls=recipe_command("clinrl.drg.train.sft:DRGSFTConfig"))
 def sft_command(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, "--config", help="SFT recipe YAML (e.g. recipes/drg/sft.yaml)."),
     recipe: Optional[str] = typer.Option(None, "--recipe", help="Recipe name under recipes/drg (e.g. sft, tiny/sft)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in output_dir."),
+    show_config: bool = typer.Option(False, "--show-config", help=SHOW_CONFIG_HELP),
 ) -> None:
     """Supervised fine-tuning (cold start + knowledge rows). Extra --key value pairs override the recipe."""
+    path = _recipe_path(config, recipe)
+    if show_config:
+        show_config_and_exit("clinrl.drg.train.sft:DRGSFTConfig", path, ctx.args)
     from clinrl.drg.train.sft import run_from_cli
 
-    summary = run_from_cli(_recipe_path(config, recipe), ctx.args, resume)
+    summary = run_from_cli(path, ctx.args, resume)
     typer.echo(json.dumps(summary, default=str))
 
 
-@app.command("grpo", context_settings=_TRAIN_CONTEXT)
+@app.command("grpo", context_settings=_TRAIN_CONTEXT, cls=recipe_command("clinrl.drg.train.grpo:DRGGRPOConfig"))
 def grpo_command(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, "--config", help="GRPO recipe YAML (e.g. recipes/drg/best.yaml)."),
     recipe: Optional[str] = typer.Option(None, "--recipe", help="Recipe name under recipes/drg (e.g. best, tiny/best)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in output_dir."),
+    show_config: bool = typer.Option(False, "--show-config", help=SHOW_CONFIG_HELP),
 ) -> None:
-    """GRPO with our rewards. Extra --key value pairs override the recipe (--trl.learning_rate 1e-6)."""
+    """GRPO with our rewards. Extra --key value pairs override the recipe (--training.learning_rate 1e-6)."""
+    path = _recipe_path(config, recipe)
+    if show_config:
+        show_config_and_exit("clinrl.drg.train.grpo:DRGGRPOConfig", path, ctx.args)
     from clinrl.drg.train.grpo import run_from_cli
 
-    summary = run_from_cli(_recipe_path(config, recipe), ctx.args, resume)
+    summary = run_from_cli(path, ctx.args, resume)
     typer.echo(json.dumps(summary, default=str))
 
 
@@ -273,7 +283,7 @@ def _openai_eval_backend(endpoint, model, api_key_env, concurrency, cache_dir, t
         raise ClinrlError("--backend openai cuts courses only with both --tokenizer PATH and --max-prompt-tokens N")
     tok = None
     if tokenizer is not None:
-        from clinrl.config import load_tokenizer
+        from clinrl.llm.loading import load_tokenizer
 
         tok = load_tokenizer(tokenizer)
     else:

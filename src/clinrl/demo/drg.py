@@ -48,7 +48,8 @@ def run_drg(out: Path, cfg: DemoConfig, section: Section, console: Any) -> dict[
 
 
 def _sft(out: Path, ws: Any, cfg: DemoConfig) -> dict[str, Any]:
-    from clinrl.config import load_tokenizer, resolve_recipe
+    from clinrl.config import resolve_recipe
+    from clinrl.llm.loading import load_tokenizer
     from clinrl.drg.train.sft import load_sft_config, train_sft
     from clinrl.demo.workspace import partly_trained_stop, sft_overrides, tiny_prompts
     from clinrl.io import write_json_atomic

@@ -97,9 +97,9 @@ def sft_overrides(ws: TinyWorkspace, output_dir: str | Path, *, max_prompt_token
     return {
         "model": str(ws.model), "data": str(ws.split / "sft.parquet"), "output_dir": str(output_dir),
         "limit": None, "max_prompt_tokens": max_prompt_tokens,
-        "trl.max_length": max_prompt_tokens + 64, "trl.max_steps": max_steps,
-        "trl.learning_rate": learning_rate, "trl.per_device_train_batch_size": 16, "trl.save_strategy": "no",
-        "trl.lr_scheduler_type": "constant", "trl.logging_steps": logging_steps, "trl.seed": seed,
+        "training.max_length": max_prompt_tokens + 64, "training.max_steps": max_steps,
+        "training.learning_rate": learning_rate, "training.per_device_train_batch_size": 16, "training.save_strategy": "no",
+        "training.lr_scheduler_type": "constant", "training.logging_steps": logging_steps, "seed": seed,
     }  # fmt: skip
 
 
@@ -111,10 +111,10 @@ def grpo_overrides(ws: TinyWorkspace, policy: str | Path, output_dir: str | Path
     return {
         "model": str(policy), "data": str(ws.split / "rl.parquet"), "output_dir": str(output_dir),
         "limit": None, "max_prompt_tokens": max_prompt_tokens,
-        "trl.max_steps": max_steps, "trl.save_strategy": "no", "trl.logging_steps": logging_steps, "trl.seed": seed,
-        "trl.num_generations": 8, "trl.per_device_train_batch_size": batch_size,
-        "trl.max_completion_length": completion_tokens, "trl.learning_rate": learning_rate,
-        "trl.temperature": temperature, "trl.lr_scheduler_type": "constant_with_warmup", "trl.warmup_steps": 0.05,
+        "training.max_steps": max_steps, "training.save_strategy": "no", "training.logging_steps": logging_steps, "seed": seed,
+        "training.num_generations": 8, "training.per_device_train_batch_size": batch_size,
+        "training.max_completion_length": completion_tokens, "training.learning_rate": learning_rate,
+        "training.temperature": temperature, "training.lr_scheduler_type": "constant_with_warmup", "training.warmup_steps": 0.05,
     }  # fmt: skip
 
 

@@ -216,7 +216,7 @@ class VLLMBackend:
     def tokenizer(self) -> Any:
         """The model's tokenizer, loaded without starting the engine (prompt truncation needs it first)."""
         if self._tokenizer is None:
-            from clinrl.config import load_tokenizer
+            from clinrl.llm.loading import load_tokenizer
 
             self._tokenizer = load_tokenizer(self.model)
         return self._tokenizer

@@ -13,7 +13,7 @@ from typing import Any
 
 from clinrl.errors import ClinrlError
 
-__all__ = ["default_device", "load_causal_lm", "weight_load_errors"]
+__all__ = ["default_device", "ensure_pad_token", "load_causal_lm", "load_tokenizer", "weight_load_errors"]
 
 
 def default_device() -> str:
@@ -50,8 +50,6 @@ def load_causal_lm(path: str | Path, *, device: str | None = None, dtype: str = 
     import torch
     from transformers import AutoModelForCausalLM
 
-    from clinrl.config import load_tokenizer
-
     device = device or default_device()
     if dtype == "auto":
         torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
@@ -67,3 +65,26 @@ def load_causal_lm(path: str | Path, *, device: str | None = None, dtype: str = 
         raise ClinrlError(f"{path}: cannot load a causal LM ({exc.__class__.__name__}: {detail})") from None
     model.to(device).eval()
     return model, tokenizer
+
+
+def load_tokenizer(name: str | Path) -> Any:
+    """``AutoTokenizer.from_pretrained(name)`` with a pad token; a name that cannot be loaded (no such
+    folder, a hub name not in the local cache while the hub is off) is a :class:`ClinrlError`, not a
+    traceback. Offline unless ``CLINRL_ALLOW_HUB=1`` (:mod:`clinrl.llm.hub`)."""
+    from transformers import AutoTokenizer
+
+    from clinrl.llm.hub import local_files_only, resolve_model
+
+    source = resolve_model(name)  # a missing folder fails here, before any hub request
+    try:
+        return ensure_pad_token(AutoTokenizer.from_pretrained(source, local_files_only=local_files_only()))
+    except (OSError, ValueError) as err:  # ValueError: a folder without tokenizer files
+        first = " ".join(str(err).split())[:200]
+        raise ClinrlError(f"cannot load the tokenizer of model {str(name)!r} ({type(err).__name__}: {first})") from None
+
+
+def ensure_pad_token(tokenizer: Any) -> Any:
+    """Give ``tokenizer`` a padding token (its EOS) when it has none, as batching needs one; returns it."""
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer

@@ -41,7 +41,7 @@ def merge_adapter(adapter: str | Path, out: str | Path, *, base: str | None = No
     from transformers import AutoModelForCausalLM
 
     from clinrl.cards import write_merged_card
-    from clinrl.config import load_tokenizer
+    from clinrl.llm.loading import load_tokenizer
 
     adapter, out = Path(adapter), Path(out)
     base_name = base or _adapter_base(adapter)

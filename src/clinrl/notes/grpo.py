@@ -3,7 +3,7 @@
 The recipe (:class:`NotesGRPOConfig`) names the policy, the PRM, the gold-note file whose dialogues are the
 prompts (split train/held-out by case, :mod:`clinrl.notes.dialogues`; only the train side is used), the
 rewards with their weights, the PRM aggregation and the guards (:mod:`clinrl.notes.rewards`). Everything
-TRL handles — G, loss type, β, lengths, vLLM — goes to ``trl.GRPOConfig`` through ``trl:``, as in
+TRL handles — G, loss type, β, lengths, vLLM — goes to ``trl.GRPOConfig`` through ``training:``, as in
 :mod:`clinrl.drg.train.grpo`. Besides the model, ``output_dir`` receives ``dialogue_split.json`` (the split report
 and the case ids on each side, no text) and ``grpo_summary.json`` (with the PRM reward's counters).
 """
@@ -12,40 +12,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
-from clinrl.config import (
-    LoraOptions,
-    RecipeError,
-    build_config,
-    finish_distributed,
-    load_tokenizer,
-    resume_checkpoint,
-    train_and_save,
-)
-from clinrl.errors import limit_problem
+from clinrl.llm.loading import load_tokenizer
 from clinrl.notes.rewards import REWARDS, GuardConfig, build_reward
 from clinrl.prm.score import AGGREGATES, ScoreConfig
+from clinrl.training import TRLRecipe, load_trainer_config, resume_checkpoint, train_and_save
+from clinrl.training import run_from_cli as _run_from_cli
 
 __all__ = ["NotesGRPOConfig", "build_notes_dataset", "build_rewards", "load_notes_grpo_config", "train_notes_grpo"]
 
 SPLIT_FILE = "dialogue_split.json"
 
 
-@dataclass
-class NotesGRPOConfig:
-    """A note-generation GRPO recipe: our fields, plus ``trl`` passed to ``trl.GRPOConfig``."""
+@dataclass(kw_only=True)
+class NotesGRPOConfig(TRLRecipe):
+    """A note-generation GRPO recipe: the common trainer fields (:class:`clinrl.training.TRLRecipe`;
+    ``training`` goes to ``trl.GRPOConfig``) plus the PRM, the dialogue split, rewards and guards."""
 
-    model: str
+    TRAINING_CLASS: ClassVar[str] = "trl.GRPOConfig"
+    TOP_LEVEL: ClassVar[tuple[str, ...]] = (*TRLRecipe.TOP_LEVEL, "reward_weights")
+
     prm: str
-    output_dir: str
     name: str = "notes_grpo"
-    description: str = ""
-    data_allows_public_release: bool = False  # with trl.hub_private_repo: false (clinrl.cards.check_hub_push)
     data: str = "demo"  # gold-note file (PRM-Clinic JSON); "demo" = the bundled one
     held_out_fraction: float = 0.1
     split_seed: int = 0
-    limit: int | None = None  # first N training dialogues
     max_dialogue_tokens: int | None = 2048  # the policy's prompt; rewards see the whole dialogue
     rewards: list[str] = field(default_factory=lambda: ["prm", "format", "completeness", "guard"])
     reward_weights: list[float] | None = None
@@ -53,11 +45,10 @@ class NotesGRPOConfig:
     prm_fast: bool = True  # shared-prefix fast path (causal-LM PRMs)
     prm_batch_size: int = 8
     guards: GuardConfig = field(default_factory=GuardConfig)
-    lora: LoraOptions = field(default_factory=LoraOptions)
     vllm_engine: dict[str, Any] = field(default_factory=dict)  # extra vllm.LLM keywords (colocate mode)
-    trl: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         unknown = [r for r in self.rewards if r not in REWARDS]
         if unknown or not self.rewards:
             raise ValueError(f"rewards: unknown {unknown or 'empty list'}; available: {', '.join(REWARDS)}")
@@ -67,24 +58,13 @@ class NotesGRPOConfig:
             raise ValueError(f"reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards")
         if self.aggregate is not None and self.aggregate not in AGGREGATES:
             raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
-        if limit_problem(self.limit):
-            raise ValueError(limit_problem(self.limit))
         if not 0 < self.held_out_fraction < 1:
             raise ValueError(f"held_out_fraction must be in (0, 1), got {self.held_out_fraction}")
-        for key in ("output_dir", "reward_weights"):
-            if key in self.trl:
-                raise ValueError(f"set {key} at the top level of the recipe, not under trl")
 
 
 def load_notes_grpo_config(path: str | Path, overrides: Any = ()) -> NotesGRPOConfig:
     """Load a notes GRPO recipe with ``overrides`` (``--key value`` strings or a dotted-key mapping)."""
-    from trl import GRPOConfig
-
-    from clinrl.cards import check_hub_push
-
-    cfg = build_config(NotesGRPOConfig, path, overrides, trl_class=GRPOConfig)
-    check_hub_push(cfg)  # at load: a refused push fails before anything runs
-    return cfg
+    return load_trainer_config(NotesGRPOConfig, path, overrides)
 
 
 def build_notes_dataset(cfg: NotesGRPOConfig, tokenizer: Any) -> tuple[Any, dict[str, Any]]:
@@ -115,16 +95,7 @@ def build_rewards(cfg: NotesGRPOConfig) -> list:
 
 
 def _trl_args(cfg: NotesGRPOConfig):
-    from trl import GRPOConfig
-
-    from clinrl.cards import check_hub_push
-
-    try:
-        args = GRPOConfig(output_dir=cfg.output_dir, reward_weights=cfg.reward_weights, **cfg.trl)
-    except (TypeError, ValueError) as err:
-        raise RecipeError(f"recipe {cfg.name!r}: invalid trl settings: {err}") from None
-    check_hub_push(cfg, args)  # before the model loads: private by default, public only if the data allow it
-    return args
+    return cfg.training_arguments(reward_weights=cfg.reward_weights)
 
 
 def train_notes_grpo(
@@ -163,8 +134,5 @@ def train_notes_grpo(
 
 
 def run_from_cli(config: Path, overrides: Sequence[str], resume: bool) -> dict[str, Any]:
-    """Entry for ``clinrl notes grpo``: load, validate, train."""
-    try:
-        return train_notes_grpo(load_notes_grpo_config(config, list(overrides)), resume=resume)
-    finally:
-        finish_distributed()
+    """Entry for ``clinrl notes grpo``: check, load, train (:func:`clinrl.training.run_from_cli`)."""
+    return _run_from_cli(NotesGRPOConfig, train_notes_grpo, config, overrides, resume)

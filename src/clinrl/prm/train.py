@@ -10,14 +10,14 @@ Two heads (:class:`PRMTrainConfig` ``head``):
 * ``token-classification`` — an encoder with a 2-way head (0 '-', 1 '+') at the structural tokens of
   placeholder-rendered windows (:mod:`clinrl.prm.encode`); CE over the label slots, optionally class-weighted.
 
-Data: ``train_data`` (a ``clinrl prm build`` folder or its ``data.parquet``) and/or ``gold`` files plus
+Data: ``train_data`` (a ``clinrl prm build`` folder or its ``data.parquet``) and/or gold note files (``data``) plus
 ``synthesize`` rule-based error samples per gold note.
 
 The loop is transformers' ``Trainer`` (``PRMTrainer``: the losses above as ``compute_loss``), so DDP, FSDP2,
 DeepSpeed ZeRO-3 (``accelerate launch``), gradient checkpointing, mixed precision, evaluation during training
-(``eval_notes``), tracking (``report_to``), checkpoint rotation and ``--resume`` (transformers' own
+(``eval_notes``), tracking (``report_to``), the ``training:`` arguments, checkpoint rotation and ``--resume`` (transformers' own
 ``checkpoint-N`` with ``trainer_state.json``) come from the library, as for SFT and GRPO. The final model is
-saved consolidated (:func:`clinrl.config.save_full_model`) to ``output_dir`` with ``clinrl_prm.json``
+saved consolidated (:func:`clinrl.training.save_full_model`) to ``output_dir`` with ``clinrl_prm.json``
 (:mod:`clinrl.prm.model`, written last), ``trainer_state.json`` (log history) and ``train_report.json``
 (counts, losses, timings; no note text).
 """
@@ -30,7 +30,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, ClassVar, Literal, Optional, Sequence
 
 from clinrl.errors import ClinrlError, DataError
 from clinrl.io import write_json_atomic
@@ -49,29 +49,51 @@ from clinrl.prm.encode import (
 )
 from clinrl.prm.format import PRMFormatError, SpecialTokens, TokenIds, parse_prm_string
 from clinrl.prm.schema import Note, load_notes
+from clinrl.training import TrainerRecipe
 
 __all__ = ["PRMTrainConfig", "TrainResult", "causal_loss", "encode_examples", "load_training_notes", "prm_loss", "train_prm"]
 
 STATE_FILE = "trainer_state.json"
 REPORT_FILE = "train_report.json"
-DEMO_GOLD = "demo"  # alias in ``gold``: the bundled prm_clinic_gold.json.gz
-TINY_PREFIX = "tiny:"  # model_name_or_path "tiny:qwen2" / "tiny:llama": a random-init tiny causal LM
+DEMO_GOLD = "demo"  # alias in ``data``: the bundled prm_clinic_gold.json.gz
+TINY_PREFIX = "tiny:"  # model "tiny:qwen2" / "tiny:llama": a random-init tiny causal LM
 
 
-@dataclass
-class PRMTrainConfig:
-    """Everything a PRM training run needs (a recipe under recipes/prm/ sets these fields)."""
+# Keys of PRM recipes before the common trainer schema (clinrl.training): a recipe that still sets one gets a
+# one-line error naming the new key.
+_MOVED_TO_TRAINING = (
+    "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
+    "warmup_steps", "lr_scheduler_type", "weight_decay", "max_grad_norm", "bf16", "gradient_checkpointing",
+    "save_steps", "save_total_limit", "logging_steps", "eval_steps",
+)  # fmt: skip
 
-    output_dir: str
-    model_name_or_path: str = "minilm"  # "minilm": the packaged MiniLM encoder; "tiny:qwen2": a tiny random LM
+
+@dataclass(kw_only=True)
+class PRMTrainConfig(TrainerRecipe):
+    """Everything a PRM training run needs (a recipe under recipes/prm/ sets these fields): the common trainer
+    fields (:class:`clinrl.training.TrainerRecipe`; ``training`` goes to ``transformers.TrainingArguments``,
+    ``model`` is a folder, hub name, ``minilm`` or ``tiny:qwen2``, ``data`` the gold note files) plus the
+    PRM's own."""
+
+    TRAINING_CLASS: ClassVar[str] = "transformers.TrainingArguments"
+    TRAINING_DEFAULTS: ClassVar[dict[str, Any]] = {
+        "learning_rate": 3e-5, "num_train_epochs": 1.0, "per_device_train_batch_size": 4, "warmup_steps": 50,
+        "save_steps": 200, "save_total_limit": 2, "logging_steps": 10,
+    }  # fmt: skip
+    RENAMED: ClassVar[dict[str, str]] = {
+        "model_name_or_path": "model", "gold": "data", **{k: f"training.{k}" for k in _MOVED_TO_TRAINING},
+    }  # fmt: skip
+
+    model: str = "minilm"  # "minilm": the packaged MiniLM encoder; "tiny:qwen2": a tiny random LM
+    data: list[str] = field(default_factory=list)  # gold note files ("demo" = bundled gold notes)
+    name: str = "prm"
     head: Literal["causal-lm", "token-classification"] = "token-classification"
     objective: Literal["prm", "orm"] = "prm"
     loss_mode: Literal["vanilla", "special_token", "score_token_only"] = "special_token"
     notes_only: bool = False  # causal-lm: prompt and dialogue out of the loss
     tokens: str = "auto"  # auto | llama3 | new | path to a special-token JSON file
     # data
-    train_data: str | None = None  # `clinrl prm build` folder or its data.parquet
-    gold: list[str] = field(default_factory=list)  # gold note files ("demo" = bundled gold notes)
+    train_data: str | None = None  # `clinrl prm build` folder or its data.parquet (labels as they are)
     synthesize: int = 0  # synthetic error samples per gold note
     synth_seed: int = 0
     max_notes: int | None = None  # random subset of the training notes (after synthesis)
@@ -82,31 +104,14 @@ class PRMTrainConfig:
     line_max_tokens: int = 64
     mark_unsupported: int = 0  # token-classification: list note words the dialogue lacks (0 = off)
     score_aggregate: Optional[str] = None  # default note-score aggregation stored with the model (None: study's)
-    # optimisation
-    learning_rate: float = 3e-5
-    num_train_epochs: float = 1.0
-    max_steps: int = -1
-    per_device_train_batch_size: int = 4
-    gradient_accumulation_steps: int = 1
-    warmup_steps: int = 50
-    lr_scheduler_type: Literal["linear", "cosine", "constant_with_warmup"] = "linear"
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
+    # optimisation (the rest is under training:)
     class_weight: Literal["none", "sqrt", "balanced"] = "none"  # token-classification: weigh '-' up
-    bf16: bool = False
-    gradient_checkpointing: bool = False
-    seed: int = 42
     # bookkeeping
-    save_steps: int = 200
-    save_total_limit: int = 2
-    logging_steps: int = 10
     eval_notes: list[str] = field(default_factory=list)  # note files for an evaluation loss during training
-    eval_steps: int | None = None  # evaluate every N steps (default: logging_steps) when eval_notes is set
-    report_to: list[str] = field(default_factory=lambda: ["none"])  # tracking (wandb, tensorboard …): opt-in
     num_threads: int | None = None  # torch CPU threads
     accelerate_config: str | None = None  # documentation only: launch with `accelerate launch --config_file <this>`
     progress: bool = True
-    # model_name_or_path "tiny:…" only: shape of the random-init model and its tokenizer
+    # model "tiny:…" only: shape of the random-init model and its tokenizer
     tiny_hidden_size: int = 64
     tiny_layers: int = 2
     tiny_heads: int = 4
@@ -114,16 +119,18 @@ class PRMTrainConfig:
     tiny_tokenizer_notes: int = 200  # the first N training notes train the BPE tokenizer
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.loss_mode not in LOSS_MODES:
             raise ClinrlError(f"loss_mode must be one of {', '.join(LOSS_MODES)}, got {self.loss_mode!r}")
         if self.notes_only and self.head != "causal-lm":
             raise ClinrlError("notes_only applies to head causal-lm only (encoders train the label slots only)")
-        if self.train_data is None and not self.gold:
-            raise ClinrlError("no training data: set train_data (a `clinrl prm build` output) or gold (+ synthesize)")
+        if self.train_data is None and not self.data:
+            raise ClinrlError("no training data: set train_data (a `clinrl prm build` output) or data (gold notes, + synthesize)")
         if not 0 < self.note_fraction < 1:
             raise ClinrlError(f"note_fraction must be in (0, 1), got {self.note_fraction}")
-        if not self.learning_rate > 0:  # the optimiser would refuse it only after the model has loaded
-            raise ClinrlError(f"learning_rate must be > 0, got {self.learning_rate}")
+        learning_rate = self.training.get("learning_rate")
+        if isinstance(learning_rate, (int, float)) and not learning_rate > 0:  # the optimiser would refuse it late
+            raise ClinrlError(f"training.learning_rate must be > 0, got {learning_rate}")
 
     @property
     def settings(self) -> EncodeSettings:
@@ -195,7 +202,7 @@ def load_training_notes(config: PRMTrainConfig) -> list[Note]:
     if config.train_data:
         notes += _read_parquet_notes(config.train_data)
     gold: list[Note] = []
-    for path in _gold_paths(config.gold):
+    for path in _gold_paths(config.data):
         gold += [n for n in load_notes(path) if not n.is_error_sample]
     notes += gold
     if config.synthesize:
@@ -326,7 +333,7 @@ def _load_base(config: PRMTrainConfig, path: str):
     from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from clinrl.config import ensure_pad_token
+    from clinrl.llm.loading import ensure_pad_token
     from clinrl.llm.hub import local_files_only, resolve_model
     from clinrl.llm.loading import weight_load_errors
     from clinrl.prm.model import prepare_tokens
@@ -347,7 +354,7 @@ def _load_base(config: PRMTrainConfig, path: str):
             )
     except weight_load_errors() as err:
         detail = " ".join(str(err).split())[:200]
-        raise ClinrlError(f"cannot load model {config.model_name_or_path!r} ({type(err).__name__}: {detail})") from None
+        raise ClinrlError(f"cannot load model {config.model!r} ({type(err).__name__}: {detail})") from None
     finally:
         hf_logging.set_verbosity(verbosity)
     ensure_pad_token(tokenizer)
@@ -436,27 +443,21 @@ def _training_args(config: PRMTrainConfig, has_eval: bool) -> Any:
     Building them also sets up the process group and, under ``accelerate launch`` with DeepSpeed ZeRO-3,
     the zero.Init context in which the base model is then loaded sharded."""
     import torch
-    from transformers import TrainingArguments
 
-    try:
-        return TrainingArguments(
-            output_dir=config.output_dir, learning_rate=config.learning_rate, num_train_epochs=config.num_train_epochs,
-            max_steps=config.max_steps, per_device_train_batch_size=config.per_device_train_batch_size,
-            per_device_eval_batch_size=config.per_device_train_batch_size,
-            gradient_accumulation_steps=config.gradient_accumulation_steps, warmup_steps=config.warmup_steps,
-            lr_scheduler_type=config.lr_scheduler_type, weight_decay=config.weight_decay,
-            max_grad_norm=config.max_grad_norm, bf16=config.bf16 and torch.cuda.is_available(),
-            seed=config.seed, dataloader_pin_memory=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available(),
-            save_strategy="steps" if config.save_steps > 0 else "no", save_steps=max(config.save_steps, 1),
-            save_total_limit=config.save_total_limit if config.save_total_limit > 0 else None,
-            logging_strategy="steps", logging_steps=config.logging_steps,
-            eval_strategy="steps" if has_eval else "no", eval_steps=config.eval_steps or config.logging_steps,
-            report_to=config.report_to, disable_tqdm=not config.progress, remove_unused_columns=False,
-            label_names=["targets"], dataloader_num_workers=0,
-            **({"gradient_checkpointing": True} if config.gradient_checkpointing else {}),
-        )  # fmt: skip
-    except (TypeError, ValueError) as err:
-        raise ClinrlError(f"invalid training settings: {' '.join(str(err).split())[:300]}") from None
+    cuda = torch.cuda.is_available()
+    t = config.training
+    save_steps, save_limit = t.get("save_steps", 500), t.get("save_total_limit")
+    derived = {
+        "per_device_eval_batch_size": t.get("per_device_eval_batch_size", t.get("per_device_train_batch_size", 8)),
+        "bf16": bool(t.get("bf16")) and cuda,  # a bf16 recipe still runs (in float32) on a CPU
+        "dataloader_pin_memory": cuda, "use_cpu": bool(t.get("use_cpu")) or not cuda,
+        "save_strategy": t.get("save_strategy", "steps" if save_steps > 0 else "no"),  # save_steps 0: no checkpoints
+        "save_steps": max(save_steps, 1), "save_total_limit": save_limit if save_limit and save_limit > 0 else None,
+        "eval_strategy": "steps" if has_eval else "no", "eval_steps": t.get("eval_steps") or t.get("logging_steps", 500),
+        "disable_tqdm": t.get("disable_tqdm", not config.progress), "remove_unused_columns": False,
+        "label_names": ["targets"], "dataloader_num_workers": 0,
+    }  # fmt: skip
+    return config.training_arguments(**derived)
 
 
 def _base_model_path(config: PRMTrainConfig, notes: Sequence[Note]) -> str:
@@ -466,7 +467,7 @@ def _base_model_path(config: PRMTrainConfig, notes: Sequence[Note]) -> str:
 
     from clinrl.prm.model import resolve_model_path
 
-    path = resolve_model_path(config.model_name_or_path)
+    path = resolve_model_path(config.model)
     if not path.startswith(TINY_PREFIX):
         return path
     folder = Path(config.output_dir) / "base_model"
@@ -489,7 +490,7 @@ def train_prm(config: PRMTrainConfig, *, resume: bool = False) -> TrainResult:
     from transformers import set_seed
 
     from clinrl import cards
-    from clinrl.config import resume_checkpoint, save_full_model
+    from clinrl.training import resume_checkpoint, save_full_model
     from clinrl.io import atomic_path
     from clinrl.prm.model import PRMMeta, write_prm_files
 
@@ -525,7 +526,7 @@ def train_prm(config: PRMTrainConfig, *, resume: bool = False) -> TrainResult:
     meta = PRMMeta(
         head=config.head, objective=config.objective, tokens=tokens, loss_mode=config.loss_mode,
         notes_only=config.notes_only, max_length=config.max_length, dialogue_max_tokens=config.dialogue_max_tokens,
-        base_model=config.model_name_or_path, note_fraction=config.note_fraction,
+        base_model=config.model, note_fraction=config.note_fraction,
         line_max_tokens=config.line_max_tokens, mark_unsupported=config.mark_unsupported,
         score_aggregate=config.score_aggregate,
     )  # fmt: skip
@@ -562,14 +563,7 @@ def _label_counts(examples: list[dict[str, list[int]]], causal: bool) -> dict[st
 
 
 def train_from_recipe(path: str | Path, overrides: Sequence[str] = (), *, resume: bool = False) -> TrainResult:
-    """Load recipe ``path`` (with ``--key value`` overrides) and train."""
-    from clinrl.config import apply_overrides, coerce, load_recipe, parse_overrides
+    """Load recipe ``path`` (with ``--key value`` overrides) and train (:func:`clinrl.training.run_from_cli`)."""
+    from clinrl.training import run_from_cli
 
-    from clinrl.config import finish_distributed
-
-    recipe = apply_overrides(load_recipe(path), parse_overrides(list(overrides)))
-    config = coerce(recipe, PRMTrainConfig, "recipe", Path(path))
-    try:
-        return train_prm(config, resume=resume)
-    finally:
-        finish_distributed()
+    return run_from_cli(PRMTrainConfig, train_prm, path, overrides, resume)

@@ -3,7 +3,7 @@
 The recipe (:class:`DRGGRPOConfig`) names the policy, the RL split, our rewards and their weights, the
 KL schedule, LoRA, dynamic resampling and the difficulty curriculum; everything TRL itself handles —
 loss type (grpo / dapo / dr_grpo / bnpo), advantage scaling (``scale_rewards: none`` = Dr. GRPO
-advantage), β, G, lengths, vLLM — goes to ``GRPOConfig`` through the recipe's ``trl:`` mapping. TRL
+advantage), β, G, lengths, vLLM — goes to ``GRPOConfig`` through the recipe's ``training:`` mapping. TRL
 1.16's defaults differ from the study's TRL 0.15 (loss ``dapo`` not ``grpo``, β 0 not 0.04), so the
 recipes set those explicitly. TRL 1.16 has no prompt-length cap, so prompts are cut here (the course,
 never the instructions) to ``max_prompt_tokens``.
@@ -18,19 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, ClassVar, Literal, Sequence
 
-from clinrl.config import (
-    LoraOptions,
-    RecipeError,
-    build_config,
-    finish_distributed,
-    load_tokenizer,
-    read_split,
-    resume_checkpoint,
-    train_and_save,
-)
-from clinrl.errors import ClinrlError, limit_problem
+from clinrl.errors import ClinrlError
+from clinrl.llm.loading import load_tokenizer
+from clinrl.training import TRLRecipe, load_trainer_config, read_split, resume_checkpoint, train_and_save
+from clinrl.training import run_from_cli as _run_from_cli
 
 __all__ = ["CURRICULA", "SAMPLING_MODES", "DRGGRPOConfig", "build_rewards", "build_rl_dataset", "load_grpo_config", "train_grpo"]
 
@@ -38,24 +31,22 @@ SAMPLING_MODES = ("off", "neutral", "positive", "filter")
 CURRICULA = ("none", "drop_easy", "drop_hard", "drop_both", "easy_to_hard")
 
 
-@dataclass
-class DRGGRPOConfig:
-    """A GRPO recipe: our fields, plus ``trl`` passed to ``trl.GRPOConfig`` (``output_dir`` is ours)."""
+@dataclass(kw_only=True)
+class DRGGRPOConfig(TRLRecipe):
+    """A GRPO recipe: the common trainer fields (:class:`clinrl.training.TRLRecipe`; ``training`` goes to
+    ``trl.GRPOConfig``) plus our rewards, KL schedule, resampling and curriculum."""
 
-    model: str
+    TRAINING_CLASS: ClassVar[str] = "trl.GRPOConfig"
+    TOP_LEVEL: ClassVar[tuple[str, ...]] = (*TRLRecipe.TOP_LEVEL, "reward_weights")
+
     data: str
-    output_dir: str
     name: str = "grpo"
-    description: str = ""
-    data_allows_public_release: bool = False  # with trl.hub_private_repo: false (clinrl.cards.check_hub_push)
     max_prompt_tokens: int | None = 4096
     truncation: Literal["head", "tail", "head_tail"] = "head"
-    limit: int | None = None
     rewards: list[str] = field(default_factory=lambda: ["format", "accuracy_dense"])
     reward_weights: list[float] | None = None
     cot_first_tokens: int = 50
     kl_schedule: Literal["constant", "cosine"] = "constant"
-    lora: LoraOptions = field(default_factory=LoraOptions)
     sampling_mode: Literal["off", "neutral", "positive", "filter"] = "off"
     max_resample_retries: int = 12
     resample_temperatures: list[float] = field(default_factory=lambda: [0.7, 0.8, 0.9, 1.0])
@@ -63,11 +54,11 @@ class DRGGRPOConfig:
     difficulty_file: str | None = None
     dr_grpo_normalizer: int | None = None  # the Dr. GRPO loss constant (study: 1024); None = TRL's
     vllm_engine: dict[str, Any] = field(default_factory=dict)  # extra vllm.LLM keywords (colocate mode)
-    trl: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from clinrl.drg.rewards import available_rewards
 
+        super().__post_init__()
         unknown = [r for r in self.rewards if r not in available_rewards()]
         if unknown or not self.rewards:
             raise ValueError(f"rewards: unknown {unknown or 'empty list'}; available: {', '.join(available_rewards())}")
@@ -75,30 +66,19 @@ class DRGGRPOConfig:
             raise ValueError(f"reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards")
         if self.curriculum != "none" and not self.difficulty_file:
             raise ValueError(f"curriculum {self.curriculum!r} needs difficulty_file (from `clinrl drg difficulty`)")
-        if self.kl_schedule == "cosine" and not float(self.trl.get("beta", 0.0)) > 0:
-            raise ValueError("kl_schedule cosine needs trl.beta > 0 (the schedule decays from it)")
-        if self.dr_grpo_normalizer is not None and self.trl.get("loss_type") != "dr_grpo":
-            raise ValueError("dr_grpo_normalizer needs trl.loss_type: dr_grpo (it sets that loss's constant)")
+        if self.kl_schedule == "cosine" and not float(self.training.get("beta", 0.0)) > 0:
+            raise ValueError("kl_schedule cosine needs training.beta > 0 (the schedule decays from it)")
+        if self.dr_grpo_normalizer is not None and self.training.get("loss_type") != "dr_grpo":
+            raise ValueError("dr_grpo_normalizer needs training.loss_type: dr_grpo (it sets that loss's constant)")
         if self.dr_grpo_normalizer is not None and not self.dr_grpo_normalizer >= 1:
             raise ValueError(f"dr_grpo_normalizer must be at least 1, got {self.dr_grpo_normalizer}")
-        if limit_problem(self.limit):
-            raise ValueError(limit_problem(self.limit))
         if self.max_resample_retries < 0:
             raise ValueError("max_resample_retries must be >= 0")
-        for key in ("output_dir", "reward_weights"):
-            if key in self.trl:
-                raise ValueError(f"set {key} at the top level of the recipe, not under trl")
 
 
 def load_grpo_config(path: str | Path, overrides: Any = ()) -> DRGGRPOConfig:
     """Load a GRPO recipe with ``overrides`` (``--key value`` strings or a dotted-key mapping)."""
-    from trl import GRPOConfig
-
-    from clinrl.cards import check_hub_push
-
-    cfg = build_config(DRGGRPOConfig, path, overrides, trl_class=GRPOConfig)
-    check_hub_push(cfg)  # at load: a refused push fails before anything runs
-    return cfg
+    return load_trainer_config(DRGGRPOConfig, path, overrides)
 
 
 def build_rl_dataset(cfg: DRGGRPOConfig, tokenizer: Any) -> tuple[Any, dict[str, Any] | None]:
@@ -135,19 +115,11 @@ def build_rewards(cfg: DRGGRPOConfig, tokenizer: Any = None) -> list:
 
 
 def _trl_args(cfg: DRGGRPOConfig):
-    from trl import GRPOConfig
-
-    from clinrl.cards import check_hub_push
-
-    kwargs = dict(cfg.trl)
+    """``trl.GRPOConfig`` of the recipe; an ``easy_to_hard`` curriculum keeps the dataset's order."""
+    forced: dict[str, Any] = {"reward_weights": cfg.reward_weights}
     if cfg.curriculum == "easy_to_hard":
-        kwargs["shuffle_dataset"] = False  # the order is the curriculum
-    try:
-        args = GRPOConfig(output_dir=cfg.output_dir, reward_weights=cfg.reward_weights, **kwargs)
-    except (TypeError, ValueError) as err:
-        raise RecipeError(f"recipe {cfg.name!r}: invalid trl settings: {err}") from None
-    check_hub_push(cfg, args)  # before the model loads: private by default, public only if the data allow it
-    return args
+        forced["shuffle_dataset"] = False  # the order is the curriculum
+    return cfg.training_arguments(**forced)
 
 
 def _trainer(cfg: DRGGRPOConfig, args: Any, dataset: Any, tokenizer: Any, model: Any = None):
@@ -208,8 +180,5 @@ def train_grpo(
 
 
 def run_from_cli(config: Path, overrides: Sequence[str], resume: bool) -> dict[str, Any]:
-    """Entry for ``clinrl drg grpo``: load, validate, train."""
-    try:
-        return train_grpo(load_grpo_config(config, list(overrides)), resume=resume)
-    finally:
-        finish_distributed()
+    """Entry for ``clinrl drg grpo``: check, load, train (:func:`clinrl.training.run_from_cli`)."""
+    return _run_from_cli(DRGGRPOConfig, train_grpo, config, overrides, resume)

@@ -148,7 +148,7 @@ def _check_dr_grpo_normalizer(value: int | None, loss_type: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise SamplingConfigError(f"dr_grpo_normalizer must be a positive integer, got {value!r}")
     if loss_type != "dr_grpo":
-        raise SamplingConfigError(f"dr_grpo_normalizer needs trl.loss_type dr_grpo, not {loss_type!r}")
+        raise SamplingConfigError(f"dr_grpo_normalizer needs training.loss_type dr_grpo, not {loss_type!r}")
     return value
 
 

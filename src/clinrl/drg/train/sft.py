@@ -13,21 +13,14 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, ClassVar, Literal, Sequence
 
-from clinrl.config import (
-    LoraOptions,
-    RecipeError,
-    build_config,
-    finish_distributed,
-    load_tokenizer,
-    read_split,
-    resume_checkpoint,
-    train_and_save,
-)
-from clinrl.errors import DataError, limit_problem
+from clinrl.errors import DataError
+from clinrl.llm.loading import load_tokenizer
+from clinrl.training import TRLRecipe, load_trainer_config, read_split, resume_checkpoint, train_and_save
+from clinrl.training import run_from_cli as _run_from_cli
 
 __all__ = ["DRGSFTConfig", "build_sft_dataset", "count_too_long", "load_sft_config", "read_traces", "train_sft"]
 
@@ -36,44 +29,32 @@ log = logging.getLogger(__name__)
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 
 
-@dataclass
-class DRGSFTConfig:
-    """An SFT recipe: our fields, plus ``trl`` passed to ``trl.SFTConfig`` (``output_dir`` is ours)."""
+@dataclass(kw_only=True)
+class DRGSFTConfig(TRLRecipe):
+    """An SFT recipe: the common trainer fields (:class:`clinrl.training.TRLRecipe`; ``training`` goes to
+    ``trl.SFTConfig``) plus the SFT rows' options. ``training.max_length`` is required: TRL's default of 1024
+    would silently cut notes."""
 
-    model: str
+    TRAINING_CLASS: ClassVar[str] = "trl.SFTConfig"
+    TRAINING_DEFAULTS: ClassVar[dict[str, Any]] = {"completion_only_loss": True}
+
     data: str
-    output_dir: str
     name: str = "sft"
-    description: str = ""
-    data_allows_public_release: bool = False  # with trl.hub_private_repo: false (clinrl.cards.check_hub_push)
     traces: str | None = None
     knowledge: bool = True
     max_prompt_tokens: int | None = None
     truncation: Literal["head", "tail", "head_tail"] = "head"
-    limit: int | None = None
-    lora: LoraOptions = field(default_factory=LoraOptions)
-    trl: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if "output_dir" in self.trl:
-            raise ValueError("set output_dir at the top level of the recipe, not under trl")
-        if limit_problem(self.limit):
-            raise ValueError(limit_problem(self.limit))
-        if self.trl.get("max_length", 0) is None:
-            raise ValueError("trl.max_length must be a number: without a cap TRL cannot report cut rows")
+        super().__post_init__()
+        if self.training.get("max_length") is None:
+            raise ValueError("training.max_length must be set to a number (TRL's default of 1024 would cut notes, "
+                             "and without a cap TRL cannot report cut rows)")
 
 
 def load_sft_config(path: str | Path, overrides: Any = ()) -> DRGSFTConfig:
     """Load an SFT recipe with ``overrides`` (``--key value`` strings or a dotted-key mapping)."""
-    from trl import SFTConfig
-
-    from clinrl.cards import check_hub_push
-
-    cfg = build_config(DRGSFTConfig, path, overrides, trl_class=SFTConfig)
-    if "max_length" not in cfg.trl:
-        raise RecipeError(f"{path}: key 'trl.max_length' is required (TRL's default of 1024 would cut notes)")
-    check_hub_push(cfg)
-    return cfg
+    return load_trainer_config(DRGSFTConfig, path, overrides)
 
 
 def read_traces(path: str | Path) -> tuple[dict[str, str], dict[str, int]]:
@@ -160,14 +141,12 @@ def _n_tokens(tokenizer: Any, messages: list[dict[str, str]], prompt: bool = Fal
 def train_sft(cfg: DRGSFTConfig, *, resume: bool = False, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Run SFT; save the model, tokenizer and resolved recipe to ``output_dir``; return a summary
     (``callbacks`` are added to the trainer)."""
-    from trl import SFTConfig, SFTTrainer
-
-    from clinrl.cards import check_hub_push
+    from trl import SFTTrainer
 
     checkpoint = resume_checkpoint(cfg.output_dir, resume)
     tokenizer = load_tokenizer(cfg.model)
     dataset, counts = build_sft_dataset(cfg, tokenizer)
-    max_length = cfg.trl["max_length"]
+    max_length = cfg.training["max_length"]
     counts["rows"] = len(dataset)
     counts.update(count_too_long(dataset, tokenizer, max_length))
     if counts["rows_longer_than_max_length"]:
@@ -178,12 +157,7 @@ def train_sft(cfg: DRGSFTConfig, *, resume: bool = False, callbacks: Sequence[An
         )
     if counts.get("traces_dropped_tags"):
         log.warning("dropped %d traces that contain <think>/<answer> tags", counts["traces_dropped_tags"])
-    trl = {"completion_only_loss": True, **cfg.trl}
-    try:
-        args = SFTConfig(output_dir=cfg.output_dir, **trl)
-    except (TypeError, ValueError) as err:
-        raise RecipeError(f"recipe {cfg.name!r}: invalid trl settings: {err}") from None
-    check_hub_push(cfg, args)  # before the model loads: private by default, public only if the data allow it
+    args = cfg.training_arguments()
     trainer = SFTTrainer(
         model=cfg.model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=cfg.lora.to_peft(),
         callbacks=list(callbacks) or None,
@@ -192,8 +166,5 @@ def train_sft(cfg: DRGSFTConfig, *, resume: bool = False, callbacks: Sequence[An
 
 
 def run_from_cli(config: Path, overrides: Sequence[str], resume: bool) -> dict[str, Any]:
-    """Entry for ``clinrl drg sft``: load, validate, train."""
-    try:
-        return train_sft(load_sft_config(config, list(overrides)), resume=resume)
-    finally:
-        finish_distributed()
+    """Entry for ``clinrl drg sft``: check, load, train (:func:`clinrl.training.run_from_cli`)."""
+    return _run_from_cli(DRGSFTConfig, train_sft, config, overrides, resume)
