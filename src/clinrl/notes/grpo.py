@@ -20,6 +20,7 @@ from clinrl.config import (
     build_config,
     finish_distributed,
     load_tokenizer,
+    resolve_paths,
     resume_checkpoint,
     train_and_save,
 )
@@ -153,9 +154,15 @@ def train_notes_grpo(
     )  # fmt: skip
 
 
-def run_from_cli(config: Path, overrides: Sequence[str], resume: bool) -> dict[str, Any]:
-    """Entry for ``clinrl notes grpo``: load, validate, train."""
+def run_from_cli(
+    config: Path, overrides: Sequence[str], resume: bool, *, workdir: Path | None = None, report_to: str | None = None
+) -> dict[str, Any]:
+    """Entry for ``clinrl notes grpo``: load, resolve relative paths against the root (:func:`clinrl.config.resolve_paths`),
+    set the tracker (:func:`clinrl.tracking.apply_report_to`), train."""
+    from clinrl.tracking import apply_report_to
+
+    cfg = apply_report_to(resolve_paths(load_notes_grpo_config(config, list(overrides)), workdir), report_to)
     try:
-        return train_notes_grpo(load_notes_grpo_config(config, list(overrides)), resume=resume)
+        return train_notes_grpo(cfg, resume=resume)
     finally:
         finish_distributed()

@@ -558,14 +558,19 @@ def _label_counts(examples: list[dict[str, list[int]]], causal: bool) -> dict[st
     }
 
 
-def train_from_recipe(path: str | Path, overrides: Sequence[str] = (), *, resume: bool = False) -> TrainResult:
-    """Load recipe ``path`` (with ``--key value`` overrides) and train."""
-    from clinrl.config import apply_overrides, coerce, load_recipe, parse_overrides
-
-    from clinrl.config import finish_distributed
+def train_from_recipe(
+    path: str | Path, overrides: Sequence[str] = (), *, resume: bool = False, workdir: str | Path | None = None,
+    report_to: str | None = None,
+) -> TrainResult:
+    """Load recipe ``path`` (with ``--key value`` overrides), resolve its relative paths against the root
+    (``workdir`` > ``$CLINRL_HOME`` > the current folder; :func:`clinrl.config.resolve_paths`), set the
+    tracker (``report_to``: None keeps the recipe's; :func:`clinrl.tracking.apply_report_to`) and train."""
+    from clinrl.config import apply_overrides, coerce, finish_distributed, load_recipe, parse_overrides, resolve_paths
+    from clinrl.tracking import apply_report_to
 
     recipe = apply_overrides(load_recipe(path), parse_overrides(list(overrides)))
     config = coerce(recipe, PRMTrainConfig, "recipe", Path(path))
+    config = apply_report_to(resolve_paths(config, workdir), report_to)
     try:
         return train_prm(config, resume=resume)
     finally:

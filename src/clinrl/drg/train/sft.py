@@ -24,6 +24,7 @@ from clinrl.config import (
     finish_distributed,
     load_tokenizer,
     read_split,
+    resolve_paths,
     resume_checkpoint,
     train_and_save,
 )
@@ -184,9 +185,15 @@ def train_sft(cfg: DRGSFTConfig, *, resume: bool = False, callbacks: Sequence[An
     return train_and_save(trainer, cfg, tokenizer, checkpoint, "sft_summary.json", counts)
 
 
-def run_from_cli(config: Path, overrides: Sequence[str], resume: bool) -> dict[str, Any]:
-    """Entry for ``clinrl drg sft``: load, validate, train."""
+def run_from_cli(
+    config: Path, overrides: Sequence[str], resume: bool, *, workdir: Path | None = None, report_to: str | None = None
+) -> dict[str, Any]:
+    """Entry for ``clinrl drg sft``: load, resolve relative paths against the root (:func:`clinrl.config.resolve_paths`),
+    set the tracker (:func:`clinrl.tracking.apply_report_to`), train."""
+    from clinrl.tracking import apply_report_to
+
+    cfg = apply_report_to(resolve_paths(load_sft_config(config, list(overrides)), workdir), report_to)
     try:
-        return train_sft(load_sft_config(config, list(overrides)), resume=resume)
+        return train_sft(cfg, resume=resume)
     finally:
         finish_distributed()
