@@ -216,15 +216,18 @@ def _unknown_recipe(name: str, known: Sequence[str], group: str | None) -> str:
 def recipe_file(ref: str) -> Path:
     """The packaged file of ``group/name`` (``accelerate/zero3_cpu``, ``prm/cpu_minilm``, ``drg/tiny/sft``)."""
     group, _, name = ref.removesuffix(".yaml").partition("/")
-    if group not in RECIPE_GROUPS or not name:
-        import difflib
+    if group in RECIPE_GROUPS and name:
+        try:
+            return resolve_recipe(name, group)
+        except RecipeError:
+            pass
+    import difflib
 
-        every = [f"{g}/{n}" for g in RECIPE_GROUPS for n in list_recipes(g)]
-        close = difflib.get_close_matches(ref, every, n=4, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise RecipeError(f"unknown recipe {ref!r}; give GROUP/NAME with GROUP one of {', '.join(RECIPE_GROUPS)}; "
-                          f"{hint}list them with `clinrl recipes`")  # fmt: skip
-    return resolve_recipe(name, group)
+    every = [f"{g}/{n}" for g in RECIPE_GROUPS for n in list_recipes(g)]
+    close = difflib.get_close_matches(ref, every, n=4, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise RecipeError(f"unknown recipe {ref!r} (GROUP/NAME, GROUP one of {', '.join(RECIPE_GROUPS)}); "
+                      f"{hint}list them with `clinrl recipes`")  # fmt: skip
 
 
 def recipe_description(path: str | Path, limit: int = 100) -> str:

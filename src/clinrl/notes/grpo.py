@@ -157,11 +157,11 @@ def train_notes_grpo(
 def run_from_cli(
     config: Path, overrides: Sequence[str], resume: bool, *, workdir: Path | None = None, report_to: str | None = None
 ) -> dict[str, Any]:
-    """Entry for ``clinrl notes grpo``: load, resolve relative paths against the root (:func:`clinrl.config.resolve_paths`),
-    set the tracker (:func:`clinrl.tracking.apply_report_to`), train."""
+    """Entry for ``clinrl notes grpo``: load, set the tracker (:func:`clinrl.tracking.apply_report_to`), resolve relative
+    paths against the root (:func:`clinrl.config.resolve_paths`), train."""
     from clinrl.tracking import apply_report_to
 
-    cfg = apply_report_to(resolve_paths(load_notes_grpo_config(config, list(overrides)), workdir), report_to)
+    cfg = resolve_paths(apply_report_to(load_notes_grpo_config(config, list(overrides)), report_to), workdir)
     try:
         return train_notes_grpo(cfg, resume=resume)
     finally:

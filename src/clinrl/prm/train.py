@@ -570,7 +570,7 @@ def train_from_recipe(
 
     recipe = apply_overrides(load_recipe(path), parse_overrides(list(overrides)))
     config = coerce(recipe, PRMTrainConfig, "recipe", Path(path))
-    config = apply_report_to(resolve_paths(config, workdir), report_to)
+    config = resolve_paths(apply_report_to(config, report_to), workdir)
     try:
         return train_prm(config, resume=resume)
     finally:

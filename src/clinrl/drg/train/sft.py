@@ -188,11 +188,11 @@ def train_sft(cfg: DRGSFTConfig, *, resume: bool = False, callbacks: Sequence[An
 def run_from_cli(
     config: Path, overrides: Sequence[str], resume: bool, *, workdir: Path | None = None, report_to: str | None = None
 ) -> dict[str, Any]:
-    """Entry for ``clinrl drg sft``: load, resolve relative paths against the root (:func:`clinrl.config.resolve_paths`),
-    set the tracker (:func:`clinrl.tracking.apply_report_to`), train."""
+    """Entry for ``clinrl drg sft``: load, set the tracker (:func:`clinrl.tracking.apply_report_to`), resolve relative
+    paths against the root (:func:`clinrl.config.resolve_paths`), train."""
     from clinrl.tracking import apply_report_to
 
-    cfg = apply_report_to(resolve_paths(load_sft_config(config, list(overrides)), workdir), report_to)
+    cfg = resolve_paths(apply_report_to(load_sft_config(config, list(overrides)), report_to), workdir)
     try:
         return train_sft(cfg, resume=resume)
     finally:
