@@ -344,6 +344,8 @@ def _resolve_one(config: Any, name: str, kind: str, value: Any, root: Path, sour
             hint += " (`clinrl drg difficulty --out FILE` writes it)"
         elif "tiny-drg" in value:
             hint += " (`clinrl drg tiny-workspace --workdir DIR` builds the tiny recipes' files)"
+        elif "notes_prm_rl" in value:
+            hint += " (`python benchmarks/notes_prm_rl.py --setup-only`, in a checkout, builds these models)"
     return str(target), f"{name}: {what}: {target}{hint}"
 
 

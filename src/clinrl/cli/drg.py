@@ -141,7 +141,7 @@ def tiny_workspace_command(
     seed: int = typer.Option(0, "--seed", help="Random seed."),
 ) -> None:
     """Build what the drg tiny/* recipes read, under ROOT/runs/tiny-drg: SYNTHETIC notes, a split, a tokenizer
-    and a random-init tiny model (CPU, about a minute; idempotent). Then: clinrl drg sft --recipe tiny/sft --workdir ROOT."""
+    and a random-init tiny model (CPU, about 15 s; idempotent). Then: clinrl drg sft --recipe tiny/sft --workdir ROOT."""
     from clinrl.config import run_root
     from clinrl.demo.workspace import TINY_DRG, build_tiny_workspace
 

@@ -60,7 +60,7 @@ TINY_PREFIX = "tiny:"  # model_name_or_path "tiny:qwen2" / "tiny:llama": a rando
 
 @dataclass
 class PRMTrainConfig:
-    """Everything a PRM training run needs (a recipe under recipes/prm/ sets these fields)."""
+    """Everything a PRM training run needs (a recipe sets these fields: `clinrl recipes prm`)."""
 
     output_dir: str
     model_name_or_path: str = "minilm"  # "minilm": the packaged MiniLM encoder; "tiny:qwen2": a tiny random LM
