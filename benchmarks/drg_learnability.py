@@ -2,11 +2,11 @@
 evaluate both on held-out synthetic cases with the same sampling (CPU, minutes).
 
     python benchmarks/drg_learnability.py [--recipe tiny/vanilla_dense] [--out runs/learnability]
-    python benchmarks/drg_learnability.py --setup-only --out runs/tiny-drg   # files the tiny recipes use
+    python benchmarks/drg_learnability.py --setup-only --out runs/tiny-drg   # = clinrl drg tiny-workspace
 
 Pipeline: ``clinrl drg synth`` → ``prepare`` → ``split`` (50/50) → a byte-level BPE tokenizer trained on
 the synthetic notes and prompts → a random-init 3-layer, 128-wide Qwen2 → SFT (answer-only targets,
-stopped early so that the policy is only partly trained) → GRPO with a recipe from recipes/drg/ →
+stopped early so that the policy is only partly trained) → GRPO with a packaged drg recipe (`clinrl recipes drg`) →
 both evaluated on ≥ 200 test cases (n samples each, T 0.6, top-p 0.95). The last line printed is one
 JSON object: recipe, sft_pass1, grpo_pass1, sft_maj, grpo_maj, n_test, minutes.
 """
@@ -42,7 +42,7 @@ def headline(metrics: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "learnability")
-    parser.add_argument("--recipe", default="tiny/no_kl", help="GRPO recipe name under recipes/drg/")
+    parser.add_argument("--recipe", default="tiny/no_kl", help="GRPO recipe name (clinrl recipes drg)")
     parser.add_argument("--n-notes", type=int, default=2400)
     parser.add_argument("--classes", type=int, default=19)
     parser.add_argument("--n-test", type=int, default=240)

@@ -3,14 +3,14 @@
     python benchmarks/notes_prm_rl.py [--out runs/notes_prm_rl] [--grpo-steps 100] [--setup-only]
 
 1. Dialogues: the bundled gold notes, split 90/10 by case (:mod:`clinrl.notes.dialogues`).
-2. PRM: the tiny causal-LM PRM (random-init 2-layer, 64-wide Qwen2, recipes/prm/tiny_causal.yaml's shape),
+2. PRM: the tiny causal-LM PRM (random-init 2-layer, 64-wide Qwen2, prm/tiny_causal's shape),
    trained 2 epochs on a random 600 of the *train-side* gold notes and their rule-based error samples (one
    per gold note); stored default aggregation ``mean``. Sanity figure: on held-out cases, how often it
    scores the gold note above a synthesized error sample of it.
 3. Starting policy: a random-init 2-layer, 128-wide Qwen2 with a byte-level BPE tokenizer trained on the train
    side, given a short SFT (TRL, 2 epochs) on train-side gold A&P notes (dialogue cut to 96 tokens, note
    shortened to 128 tokens by :func:`clinrl.notes.dialogues.fit_note`), so that it writes parseable notes.
-4. GRPO (recipes/notes/tiny/grpo_prm.yaml via :func:`clinrl.notes.grpo.train_notes_grpo`): rewards prm (mean,
+4. GRPO (notes/tiny/grpo_prm via :func:`clinrl.notes.grpo.train_notes_grpo`): rewards prm (mean,
    weight 20), format, completeness, guard; G 8, 2 dialogues per step, 100 steps.
 5. Held-out evaluation: ``--samples`` notes per held-out dialogue from each policy (temperature 1, the training
    temperature). Figures: mean PRM reward (guarded, absolute floor so that each note's value stands alone),

@@ -6,7 +6,7 @@ PLACEHOLDER token in its input. At inference the labels are unknown, and the sco
 the PLACEHOLDER (the study), with '+' everywhere, or greedily with the label the model predicted at each
 slot (:class:`clinrl.prm.score.ScoreConfig` ``context``).
 
-This script trains a CPU-sized causal-LM PRM (``recipes/prm/cpu_causal.yaml``: random-init Qwen2, byte-level
+This script trains a CPU-sized causal-LM PRM (``prm/cpu_causal``: random-init Qwen2, byte-level
 BPE trained on the spot, ``special_token`` loss, bundled gold notes + synthetic errors, no verification data)
 unless ``--model`` names a trained one, then scores every candidate of the dev verification cases once per
 context × probability readout (``full`` vocabulary, the study's, or ``binary`` {'+', '-'}), each note on its

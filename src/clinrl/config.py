@@ -24,6 +24,7 @@ import dataclasses
 import difflib
 import enum
 import logging
+import os
 import types
 import typing
 import warnings
@@ -37,7 +38,13 @@ from clinrl.errors import ClinrlError
 
 __all__ = [
     "RECIPES_DIR",
+    "RECIPE_GROUPS",
+    "RECIPES_ROOT",
     "TRAINING_KEY",
+    "recipe_description",
+    "recipe_file",
+    "resolve_paths",
+    "run_root",
     "RecipeError",
     "alias_overrides",
     "apply_overrides",
@@ -56,7 +63,23 @@ __all__ = [
     "valid_keys",
 ]
 
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "src" / "clinrl" / "recipes" / "drg"
+
+
+def _recipes_root() -> Path:
+    """The packaged ``clinrl/recipes`` folder, found through :mod:`importlib.resources` (so it is the same in a
+    source checkout, an editable install and a wheel). Recipes name each other by relative path
+    (``extends: ../best.yaml``), so they must be real files: a zipped install is refused."""
+    from importlib.resources import files
+
+    root = files("clinrl").joinpath("recipes")
+    if not isinstance(root, Path):
+        raise ClinrlError(f"clinrl's recipes are not plain files ({root!r}); install clinrl unzipped")
+    return root
+
+
+RECIPES_ROOT = _recipes_root()
+RECIPE_GROUPS = ("drg", "prm", "notes", "accelerate")  # the folders under RECIPES_ROOT
+RECIPES_DIR = RECIPES_ROOT / "drg"  # the default group of list_recipes/resolve_recipe (names kept stable)
 
 TRAINING_KEY = "training"  # the block of library training arguments in every trainer recipe
 OLD_TRAINING_KEY = "trl"  # its name before; read with a deprecation warning (remove after one release)
@@ -203,18 +226,177 @@ def _alias_old_training_key(data: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 def list_recipes(root: str | Path = RECIPES_DIR) -> list[str]:
-    """Recipe names under ``root`` (``best``, ``tiny/best``, …); files starting with ``_`` are fragments."""
-    root = Path(root)
+    """Recipe names under ``root`` (``best``, ``tiny/best``, …); files starting with ``_`` are fragments.
+    ``root`` is a folder or a group name (``drg``, ``prm``, ``notes``, ``accelerate``)."""
+    root = _group_dir(root)
     names = [p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml") if not p.name.startswith("_")]
     return sorted(names, key=lambda n: (n.count("/"), n))
 
 
+def _group_dir(root: str | Path) -> Path:
+    """A group name (``prm``) → its packaged folder; a path stays a path."""
+    return RECIPES_ROOT / root if isinstance(root, str) and root in RECIPE_GROUPS else Path(root)
+
+
 def resolve_recipe(name: str, root: str | Path = RECIPES_DIR) -> Path:
-    """The file of recipe ``name`` (``best`` → recipes/drg/best.yaml, ``tiny/best`` → …/tiny/best.yaml)."""
-    path = Path(root) / f"{name.removesuffix('.yaml')}.yaml"
-    if not path.is_file():
-        raise RecipeError(f"unknown recipe {name!r}; available: {', '.join(list_recipes(root))}")
+    """The file of recipe ``name`` in group ``root`` (a group name or a folder; default ``drg``):
+    ``best`` → recipes/drg/best.yaml, ``tiny/best`` → …/tiny/best.yaml. The group's own prefix is accepted too
+    (``drg/best``), as ``clinrl recipes`` prints it. An unknown name is a :class:`RecipeError` listing the
+    close names and how to list them all."""
+    folder = _group_dir(root)
+    stem = name.removesuffix(".yaml")
+    if folder.parent == RECIPES_ROOT and stem.startswith(f"{folder.name}/"):
+        stem = stem.removeprefix(f"{folder.name}/")
+    path = folder / f"{stem}.yaml"
+    if not path.is_file() or path.name.startswith("_") or ".." in Path(stem).parts:
+        raise RecipeError(_unknown_recipe(name, list_recipes(folder), folder.name if folder.parent == RECIPES_ROOT else None))
     return path
+
+
+def _unknown_recipe(name: str, known: Sequence[str], group: str | None) -> str:
+    """One line: the unknown name, the closest known ones (difflib), and the command that lists them all."""
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=4, cutoff=0.5)
+    close += [k for k in known if name in k and k not in close][: 4 - len(close)]  # "best" → "tiny/best"
+    listing = f"`clinrl recipes {group}`" if group else "`clinrl recipes`"
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    return f"unknown recipe {name!r}{' in ' + group if group else ''}; {hint}list them with {listing}"
+
+
+def recipe_file(ref: str) -> Path:
+    """The packaged file of ``group/name`` (``accelerate/zero3_cpu``, ``prm/cpu_minilm``, ``drg/tiny/sft``)."""
+    group, _, name = ref.removesuffix(".yaml").partition("/")
+    if group in RECIPE_GROUPS and name:
+        try:
+            return resolve_recipe(name, group)
+        except RecipeError:
+            pass
+    import difflib
+
+    every = [f"{g}/{n}" for g in RECIPE_GROUPS for n in list_recipes(g)]
+    close = difflib.get_close_matches(ref, every, n=4, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise RecipeError(f"unknown recipe {ref!r} (GROUP/NAME, GROUP one of {', '.join(RECIPE_GROUPS)}); "
+                      f"{hint}list them with `clinrl recipes`")  # fmt: skip
+
+
+def recipe_description(path: str | Path, limit: int = 100) -> str:
+    """A recipe's one-line description: the file's own ``description:`` (not one inherited through
+    ``extends``: a tiny variant says that it is one), else the first sentence of the comment block it opens
+    with (accelerate configs and PRM recipes have no such key), cut at a colon or semicolon when longer than
+    ``limit`` characters."""
+    path = Path(path)
+    try:
+        described = _read_yaml(path).get("description")
+    except RecipeError:
+        described = None
+    if isinstance(described, str) and described.strip():
+        return described.strip()
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    sentence = " ".join(" ".join(lines).split()).split(". ")[0].rstrip(".")
+    for mark in (": ", "; "):
+        if len(sentence) > limit and mark in sentence:
+            sentence = sentence.split(mark)[0]
+    if sentence.count("(") > sentence.count(")"):  # cut inside a parenthesis: drop it
+        sentence = sentence[: sentence.rindex("(")].rstrip()
+    return sentence if len(sentence) <= limit else sentence[: limit - 1] + "…"
+
+
+# --------------------------------------------------------------------------- the root of relative paths
+
+HOME_ENV = "CLINRL_HOME"
+
+# Recipe fields that hold paths, by name (the same name means the same thing in every trainer's recipe):
+# "out" is written, "in" must exist, "model" may also be a Hugging Face Hub name (owner/name), so it is
+# taken as a path only when it has two or more parts (runs/tiny-drg/model) or exists under the root.
+# Values that are aliases, not paths, are kept as they are.
+PATH_FIELDS: dict[str, str] = {
+    "output_dir": "out",
+    "data": "in", "traces": "in", "difficulty_file": "in", "train_data": "in", "eval_notes": "in",
+    "tokens": "in",
+    "model": "model", "prm": "model",
+}  # fmt: skip
+_ALIASES = {"data": {"demo"}, "tokens": {"auto", "llama3", "new"}, "model": {"minilm"}}
+
+
+def run_root(workdir: str | Path | None = None, *, create: bool = False) -> tuple[Path, str]:
+    """The folder that relative paths in a recipe resolve against, and where it came from:
+    ``--workdir DIR`` > ``$CLINRL_HOME`` > the current folder. The folder must exist (a typo here would
+    otherwise turn every input into "not found"), unless ``create`` (commands that build a workspace)."""
+    if workdir is not None:
+        root, source = Path(workdir), "--workdir"
+    elif os.environ.get(HOME_ENV, "").strip():
+        root, source = Path(os.environ[HOME_ENV].strip()), f"${HOME_ENV}"
+    else:
+        return Path.cwd(), "the current folder"
+    root = root.expanduser()
+    if create:
+        root.mkdir(parents=True, exist_ok=True)
+    if not root.is_dir():
+        raise ClinrlError(f"{source} {root}: not a folder")
+    return root.resolve(), f"{source} {root}"
+
+
+def _needed(config: Any, name: str) -> bool:
+    """Whether an input field is read by this run (``difficulty_file`` only with a curriculum)."""
+    return name != "difficulty_file" or getattr(config, "curriculum", "none") != "none"
+
+
+def resolve_paths(config: T, workdir: str | Path | None = None) -> T:
+    """``config`` (a recipe dataclass) with every relative path of :data:`PATH_FIELDS` made absolute against
+    :func:`run_root`. Then, before anything loads, a missing input is a :class:`ClinrlError` naming the field
+    and the resolved path, and for a relative one the root and how to set it; models are checked first (their
+    error was the first one before). Aliases (``demo``, ``minilm``, ``tiny:qwen2``) and hub-like model names
+    (``owner/name``, not a folder under the root) are left alone; a missing absolute data path fails where it
+    is read, with that reader's own message."""
+    root, source = run_root(workdir)
+    changes: dict[str, Any] = {}
+    missing: list[tuple[bool, str]] = []  # (is a model, message)
+    for f in dataclasses.fields(config):
+        kind, value = PATH_FIELDS.get(f.name), getattr(config, f.name)
+        items = [value] if isinstance(value, str) else value if isinstance(value, list) else None
+        if kind is None or items is None:
+            continue
+        resolved = []
+        for item in items:
+            target, problem = _resolve_one(config, f.name, kind, item, root, source)
+            resolved.append(target)
+            if problem:
+                missing.append((kind == "model", problem))
+        if resolved != items:
+            changes[f.name] = resolved[0] if isinstance(value, str) else resolved
+    if missing:
+        raise ClinrlError(sorted(missing, key=lambda m: not m[0])[0][1])
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def _resolve_one(config: Any, name: str, kind: str, value: Any, root: Path, source: str) -> tuple[Any, str | None]:
+    """(the resolved value, the message when it is a missing input, else None)."""
+    if not isinstance(value, str) or value in _ALIASES.get(name, ()) or value.startswith("tiny:"):
+        return value, None
+    path = Path(value).expanduser()
+    relative = not path.is_absolute()
+    target = root / path if relative else path
+    if kind == "model" and relative and len(path.parts) < 3 and not target.exists():
+        return value, None  # a hub name (owner/name), found or refused by clinrl.llm.hub.resolve_model
+    if kind == "out" or not _needed(config, name) or target.exists() or (kind == "in" and not relative):
+        return str(target), None
+    what = "model folder not found" if kind == "model" else "not found"
+    hint = ""
+    if relative:
+        hint = f"; relative paths in a recipe resolve against {root} ({source}): set --workdir DIR or ${HOME_ENV}"
+        if name == "difficulty_file":
+            hint += " (`clinrl drg difficulty --out FILE` writes it)"
+        elif "tiny-drg" in value:
+            hint += " (`clinrl drg tiny-workspace --workdir DIR` builds the tiny recipes' files)"
+        elif "notes_prm_rl" in value:
+            hint += " (`python benchmarks/notes_prm_rl.py --setup-only`, in a checkout, builds these models)"
+    return str(target), f"{name}: {what}: {target}{hint}"
 
 
 # --------------------------------------------------------------------------- overrides

@@ -38,12 +38,14 @@ from clinrl.config import (
     RecipeError,
     build_from_dict,
     config_to_dict,
+    resolve_paths,
     resolve_with_sources,
     valid_keys,
 )
 from clinrl import cards
 from clinrl.cards import check_hub_push
 from clinrl.errors import ClinrlError, limit_problem
+from clinrl.tracking import apply_report_to
 
 __all__ = [
     "LoraOptions",
@@ -371,14 +373,22 @@ def run_from_cli(
     path: str | Path,
     overrides: Sequence[str],
     resume: bool,
+    *,
+    workdir: str | Path | None = None,
+    report_to: str | None = None,
 ) -> Any:
     """The entry of every trainer command: check the recipe and overrides against the schema without heavy
-    imports (a misspelt key fails at once, with the closest names), load it typed by the library, train
+    imports (a misspelt key fails at once, with the closest names) and the tracker (``report_to``: the
+    ``--report-to`` choice, None keeps the recipe's; :func:`clinrl.tracking.apply_report_to`), load it typed
+    by the library, make its relative paths absolute against the root (``workdir`` > ``$CLINRL_HOME`` > the
+    current folder; :func:`clinrl.config.resolve_paths`, which also reports a missing input), train
     (``train_fn(config, resume=resume)``), then leave the process group cleanly."""
     overrides = list(overrides)
-    load_trainer_config(config_cls, path, overrides, light=True)
+    apply_report_to(load_trainer_config(config_cls, path, overrides, light=True), report_to)
+    config = apply_report_to(load_trainer_config(config_cls, path, overrides), report_to)
+    config = resolve_paths(config, workdir)
     try:
-        return train_fn(load_trainer_config(config_cls, path, overrides), resume=resume)
+        return train_fn(config, resume=resume)
     finally:
         finish_distributed()
 

@@ -15,6 +15,7 @@ from clinrl import __version__
 from clinrl.cli.drg import app as drg_app
 from clinrl.cli.notes import app as notes_app
 from clinrl.cli.prm import app as prm_app
+from clinrl.cli.recipes import recipes_command
 from clinrl.cli.serve import serve_command
 from clinrl.errors import ClinrlError, one_line
 
@@ -29,6 +30,7 @@ app.add_typer(drg_app, name="drg", help="MS-DRG coding: data, rewards, training,
 app.add_typer(prm_app, name="prm", help="Process-supervised reward models for clinical notes.")
 app.add_typer(notes_app, name="notes", help="Note generation trained with a PRM reward (GRPO).")
 app.command("serve")(serve_command)
+app.command("recipes")(recipes_command)
 
 
 @app.command()

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from clinrl.cli._show_config import SHOW_CONFIG_HELP, recipe_command, show_config_and_exit
+from clinrl.cli._train import TrainRequest, trainer_command
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -105,62 +105,50 @@ def prepare_command(
         print_summary(flow, json.loads((out / "prepare_report.json").read_text(encoding="utf-8")), out)
 
 
-_TRAIN_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
-
-
-def _recipe_path(config: Optional[Path], recipe: Optional[str]) -> Path:
-    from clinrl.config import resolve_recipe
-    from clinrl.errors import ClinrlError
-
-    if (config is None) == (recipe is None):
-        raise ClinrlError("give exactly one of --config FILE or --recipe NAME (see `clinrl drg recipes`)")
-    return config if config is not None else resolve_recipe(recipe)
-
-
-@app.command("sft", context_settings=_TRAIN_CONTEXT, cls=recipe_command("clinrl.drg.train.sft:DRGSFTConfig"))
-def sft_command(
-    ctx: typer.Context,
-    config: Optional[Path] = typer.Option(None, "--config", help="SFT recipe YAML (e.g. recipes/drg/sft.yaml)."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="Recipe name under recipes/drg (e.g. sft, tiny/sft)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in output_dir."),
-    show_config: bool = typer.Option(False, "--show-config", help=SHOW_CONFIG_HELP),
-) -> None:
+@trainer_command(app, "sft", group="drg", example="sft, tiny/sft", recipe_class="clinrl.drg.train.sft:DRGSFTConfig")
+def sft_command(run: TrainRequest) -> None:
     """Supervised fine-tuning (cold start + knowledge rows). Extra --key value pairs override the recipe."""
-    path = _recipe_path(config, recipe)
-    if show_config:
-        show_config_and_exit("clinrl.drg.train.sft:DRGSFTConfig", path, ctx.args)
     from clinrl.drg.train.sft import run_from_cli
 
-    summary = run_from_cli(path, ctx.args, resume)
+    summary = run_from_cli(run.recipe, run.overrides, run.resume, workdir=run.workdir, report_to=run.report_to)
     typer.echo(json.dumps(summary, default=str))
 
 
-@app.command("grpo", context_settings=_TRAIN_CONTEXT, cls=recipe_command("clinrl.drg.train.grpo:DRGGRPOConfig"))
-def grpo_command(
-    ctx: typer.Context,
-    config: Optional[Path] = typer.Option(None, "--config", help="GRPO recipe YAML (e.g. recipes/drg/best.yaml)."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="Recipe name under recipes/drg (e.g. best, tiny/best)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in output_dir."),
-    show_config: bool = typer.Option(False, "--show-config", help=SHOW_CONFIG_HELP),
-) -> None:
+@trainer_command(app, "grpo", group="drg", example="best, tiny/best", recipe_class="clinrl.drg.train.grpo:DRGGRPOConfig")
+def grpo_command(run: TrainRequest) -> None:
     """GRPO with our rewards. Extra --key value pairs override the recipe (--training.learning_rate 1e-6)."""
-    path = _recipe_path(config, recipe)
-    if show_config:
-        show_config_and_exit("clinrl.drg.train.grpo:DRGGRPOConfig", path, ctx.args)
     from clinrl.drg.train.grpo import run_from_cli
 
-    summary = run_from_cli(path, ctx.args, resume)
+    summary = run_from_cli(run.recipe, run.overrides, run.resume, workdir=run.workdir, report_to=run.report_to)
     typer.echo(json.dumps(summary, default=str))
 
 
 @app.command("recipes")
 def recipes_command() -> None:
-    """List the training recipes under recipes/drg (names for --recipe)."""
-    from clinrl.config import RECIPES_DIR, list_recipes, load_recipe
+    """List the DRG training recipes (names for --recipe); `clinrl recipes` lists every group."""
+    from clinrl.cli.recipes import print_group
 
-    for name in list_recipes():
-        data = load_recipe(RECIPES_DIR / f"{name}.yaml")
-        typer.echo(f"{name}\t{data.get('description', '')}")
+    print_group("drg", prefix=False)
+
+
+@app.command("tiny-workspace")
+def tiny_workspace_command(
+    workdir: Optional[Path] = typer.Option(
+        None, "--workdir", help="Root to build in (default: $CLINRL_HOME, else the current folder); created if missing."
+    ),
+    n_notes: int = typer.Option(2400, "--n-notes", min=100, help="Synthetic discharge notes."),
+    classes: int = typer.Option(19, "--classes", min=2, help="MS-DRG classes used as labels."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+) -> None:
+    """Build what the drg tiny/* recipes read, under ROOT/runs/tiny-drg: SYNTHETIC notes, a split, a tokenizer
+    and a random-init tiny model (CPU, about 15 s; idempotent). Then: clinrl drg sft --recipe tiny/sft --workdir ROOT."""
+    from clinrl.config import run_root
+    from clinrl.demo.workspace import TINY_DRG, build_tiny_workspace
+
+    root, _ = run_root(workdir, create=True)
+    ws = build_tiny_workspace(root / TINY_DRG, n_notes=n_notes, classes=classes, seed=seed, quiet=True)
+    typer.echo(json.dumps({"root": str(root), "model": str(ws.model), "sft": str(ws.split / "sft.parquet"),
+                           "rl": str(ws.split / "rl.parquet")}))  # fmt: skip
 
 
 @app.command("difficulty")

@@ -7,26 +7,18 @@ from pathlib import Path
 
 import typer
 
-from clinrl.cli._show_config import SHOW_CONFIG_HELP, recipe_command, show_config_and_exit
+from clinrl.cli._train import TrainRequest, trainer_command
 
 app = typer.Typer(no_args_is_help=True)
 
-_TRAIN_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 
-
-@app.command("grpo", context_settings=_TRAIN_CONTEXT, cls=recipe_command("clinrl.notes.grpo:NotesGRPOConfig"))
-def grpo_command(
-    ctx: typer.Context,
-    config: Path = typer.Option(..., "--config", help="Notes GRPO recipe YAML (e.g. recipes/notes/grpo_prm.yaml)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in output_dir."),
-    show_config: bool = typer.Option(False, "--show-config", help=SHOW_CONFIG_HELP),
-) -> None:
+@trainer_command(app, "grpo", group="notes", example="grpo_prm, tiny/grpo_prm",
+                 recipe_class="clinrl.notes.grpo:NotesGRPOConfig")
+def grpo_command(run: TrainRequest) -> None:
     """GRPO of an Assessment & Plan writer with the PRM as reward. Extra --key value pairs override the recipe."""
-    if show_config:
-        show_config_and_exit("clinrl.notes.grpo:NotesGRPOConfig", config, ctx.args)
     from clinrl.notes.grpo import run_from_cli
 
-    summary = run_from_cli(config, ctx.args, resume)
+    summary = run_from_cli(run.recipe, run.overrides, run.resume, workdir=run.workdir, report_to=run.report_to)
     typer.echo(json.dumps(summary, default=str))
 
 

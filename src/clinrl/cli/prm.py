@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from clinrl.cli._show_config import SHOW_CONFIG_HELP, recipe_command, show_config_and_exit
+from clinrl.cli._train import TrainRequest, trainer_command
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -221,20 +221,13 @@ def render_command(
     typer.echo(f"{count} PRM strings -> {out}", err=True)
 
 
-@app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-             cls=recipe_command("clinrl.prm.train:PRMTrainConfig"))
-def train_command(
-    ctx: typer.Context,
-    config: Path = typer.Option(..., "--config", help="Recipe YAML (recipes/prm/*.yaml)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint-N in output_dir."),
-    show_config: bool = typer.Option(False, "--show-config", help=SHOW_CONFIG_HELP),
-) -> None:
+@trainer_command(app, "train", group="prm", example="cpu_minilm, tiny_causal", recipe_class="clinrl.prm.train:PRMTrainConfig")
+def train_command(run: TrainRequest) -> None:
     """Train a PRM/ORM from a recipe; extra `--key value` pairs override recipe keys."""
-    if show_config:
-        show_config_and_exit("clinrl.prm.train:PRMTrainConfig", config, ctx.args)
     from clinrl.prm.train import train_from_recipe
 
-    result = train_from_recipe(config, ctx.args, resume=resume)
+    result = train_from_recipe(run.recipe, run.overrides, resume=run.resume, workdir=run.workdir,
+                               report_to=run.report_to)  # fmt: skip
     last = f", last loss {result.losses[-1][1]}" if result.losses else ""
     dropped = f"; dropped {result.dropped}" if result.dropped else ""
     typer.echo(

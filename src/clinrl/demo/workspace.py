@@ -1,6 +1,7 @@
 """A CPU-sized DRG workspace: synthetic MIMIC-shaped notes → ``prepare`` → SFT/RL split → a byte-level
 BPE tokenizer trained on the notes → a random-init 3-layer, 128-wide Qwen2. Used by the demo, the
-learnability benchmark and the ``recipes/drg/tiny`` recipes (``runs/tiny-drg``).
+learnability benchmark and the ``drg/tiny/*`` recipes (``runs/tiny-drg`` under the root:
+``clinrl drg tiny-workspace --workdir ROOT``).
 
 Also :func:`partly_trained_stop`, an SFT callback that stops once a quick dev Pass@1 reaches a target,
 so that RL starts from a policy with room to improve (as the study's 1 % cold start does).
@@ -15,8 +16,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 __all__ = [
-    "TinyWorkspace", "build_tiny_workspace", "grpo_overrides", "partly_trained_stop", "sft_overrides", "tiny_prompts",
+    "TINY_DRG", "TinyWorkspace", "build_tiny_workspace", "grpo_overrides", "partly_trained_stop", "sft_overrides", "tiny_prompts",
 ]
+
+
+TINY_DRG = "runs/tiny-drg"  # where the recipes/drg/tiny recipes look, relative to the root (clinrl.config.run_root)
 
 
 @dataclass(frozen=True)

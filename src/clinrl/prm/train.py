@@ -562,8 +562,13 @@ def _label_counts(examples: list[dict[str, list[int]]], causal: bool) -> dict[st
     }
 
 
-def train_from_recipe(path: str | Path, overrides: Sequence[str] = (), *, resume: bool = False) -> TrainResult:
-    """Load recipe ``path`` (with ``--key value`` overrides) and train (:func:`clinrl.training.run_from_cli`)."""
+def train_from_recipe(
+    path: str | Path, overrides: Sequence[str] = (), *, resume: bool = False, workdir: str | Path | None = None,
+    report_to: str | None = None,
+) -> TrainResult:
+    """Load recipe ``path`` (with ``--key value`` overrides) and train (:func:`clinrl.training.run_from_cli`:
+    relative paths against ``workdir`` > ``$CLINRL_HOME`` > the current folder; ``report_to`` None keeps the
+    recipe's tracker)."""
     from clinrl.training import run_from_cli
 
-    return run_from_cli(PRMTrainConfig, train_prm, path, overrides, resume)
+    return run_from_cli(PRMTrainConfig, train_prm, path, overrides, resume, workdir=workdir, report_to=report_to)

@@ -179,6 +179,8 @@ def train_grpo(
     )  # fmt: skip
 
 
-def run_from_cli(config: Path, overrides: Sequence[str], resume: bool) -> dict[str, Any]:
+def run_from_cli(
+    config: Path, overrides: Sequence[str], resume: bool, *, workdir: Path | None = None, report_to: str | None = None
+) -> dict[str, Any]:
     """Entry for ``clinrl drg grpo``: check, load, train (:func:`clinrl.training.run_from_cli`)."""
-    return _run_from_cli(DRGGRPOConfig, train_grpo, config, overrides, resume)
+    return _run_from_cli(DRGGRPOConfig, train_grpo, config, overrides, resume, workdir=workdir, report_to=report_to)

@@ -165,6 +165,8 @@ def train_sft(cfg: DRGSFTConfig, *, resume: bool = False, callbacks: Sequence[An
     return train_and_save(trainer, cfg, tokenizer, checkpoint, "sft_summary.json", counts)
 
 
-def run_from_cli(config: Path, overrides: Sequence[str], resume: bool) -> dict[str, Any]:
+def run_from_cli(
+    config: Path, overrides: Sequence[str], resume: bool, *, workdir: Path | None = None, report_to: str | None = None
+) -> dict[str, Any]:
     """Entry for ``clinrl drg sft``: check, load, train (:func:`clinrl.training.run_from_cli`)."""
-    return _run_from_cli(DRGSFTConfig, train_sft, config, overrides, resume)
+    return _run_from_cli(DRGSFTConfig, train_sft, config, overrides, resume, workdir=workdir, report_to=report_to)
