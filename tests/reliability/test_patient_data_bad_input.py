@@ -242,8 +242,8 @@ def test_report_to_a_tracker_that_is_not_installed(capsys):
     if "wandb" in get_available_reporting_integrations():
         pytest.skip("wandb is installed here")
     base = ["drg", "sft", "--config", SFT, "--model", "runs/nope"]
-    assert_clean_error([*base, "--report_to", "wandb"], capsys, "'report_to'", "'wandb' is not installed")
-    assert_clean_error([*base, "--report_to", "nosuch"], capsys, "'report_to'", "unknown tracker 'nosuch'")
+    assert_clean_error([*base, "--report_to", "wandb"], capsys, "report_to", "'wandb' is not installed")
+    assert_clean_error([*base, "--report_to", "nosuch"], capsys, "report_to", "unknown tracker 'nosuch'")
 
 
 # ----------------------------------------------------------------------- item 14: values accepted silently
