@@ -34,7 +34,7 @@ def _commands(model: Path, tmp_path: Path) -> dict[str, list]:
     note.write_text("Knee pain.\n- Ice and rest.", encoding="utf-8")
     csv, labels = DATA / "a_prefer_dev.csv", DATA / "a_prefer_dev_labels.csv"
     return {
-        "score": ["prm", "score", "--model", model, "--notes", GOLD, "--json", tmp_path / "s.json"],
+        "score": ["prm", "score", "--model", model, "--notes", GOLD, "--out", tmp_path / "s.json"],
         "best-of-n": ["prm", "best-of-n", "--model", model, "--dialogue", dialogue, "--notes", note],
         "eval-selection": ["prm", "eval-selection", "--gold", GOLD, "--errors", ERRORS, "--scorer", "prm",
                            "--model", model, "--json", tmp_path / "e.json", "--limit", "1"],
