@@ -86,4 +86,4 @@ def test_demo_rejects_bad_only(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["demo", "--only", "both"])
     assert exc.value.code == 2
-    assert "--only must be drg or prm" in capsys.readouterr().err
+    assert "'both' is not one of 'drg', 'prm'" in capsys.readouterr().err

@@ -296,4 +296,4 @@ def test_cli_synth(tmp_path, capsys):
     assert len(manifest["classes"]) == 5 and manifest["counts"]["notes"] == 40
     with pytest.raises(SystemExit) as exit_info:
         main(["drg", "synth", "--n-notes", "0", "--out", str(tmp_path / "bad")])
-    assert exit_info.value.code == 2 and "--n must be between 1 and" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--n-notes must be between 1 and" in capsys.readouterr().err

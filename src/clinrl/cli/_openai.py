@@ -55,35 +55,46 @@ class OpenAIOptions:
                 "timeout_s": self.timeout_s, "request_retries": self.request_retries}  # fmt: skip
 
 
-# name -> (annotation, typer option). Help texts say "openai:" only where the block is optional.
+# name -> (annotation, typer option), shown in their own help panel.
+_PANEL = "OpenAI-compatible endpoint"
 _OPTIONS: dict[str, tuple[Any, Any]] = {
-    "endpoint": (Optional[str], typer.Option(None, "--endpoint", help="OpenAI-compatible base URL (text is sent there).")),
-    "api_key_env": (str, typer.Option("CLINRL_API_KEY", "--api-key-env", help="Environment variable holding the endpoint's key.")),
-    "concurrency": (int, typer.Option(8, "--concurrency", min=1, help="Requests in flight at once.")),
-    "timeout_s": (float, typer.Option(120.0, "--timeout-s", min=0.001, help="Seconds per request.")),
-    "request_retries": (int, typer.Option(5, "--request-retries", min=0, help="Retries of a failed request (backoff 1, 2, 4 … s).")),
-    "cache_dir": (Optional[Path], typer.Option(None, "--cache-dir", help="On-disk response cache (a rerun resumes from it).")),
+    "endpoint": (Optional[str], typer.Option(None, "--endpoint", help="OpenAI-compatible base URL (text is sent there).", rich_help_panel=_PANEL)),
+    "api_key_env": (str, typer.Option("CLINRL_API_KEY", "--api-key-env", help="Environment variable holding the endpoint's key.", rich_help_panel=_PANEL)),
+    "concurrency": (int, typer.Option(8, "--concurrency", min=1, help="Requests in flight at once.", rich_help_panel=_PANEL)),
+    "timeout_s": (float, typer.Option(120.0, "--timeout-s", min=0.001, help="Seconds per request.", rich_help_panel=_PANEL)),
+    "request_retries": (int, typer.Option(5, "--request-retries", min=0, help="Retries of a failed request (backoff 1, 2, 4 … s).", rich_help_panel=_PANEL)),
+    "cache_dir": (Optional[Path], typer.Option(None, "--cache-dir", help="On-disk response cache (a rerun resumes from it).", rich_help_panel=_PANEL)),
     "old_timeout": (Optional[float], hidden_alias("--timeout", "--timeout-s", min=0.001)),
 }  # fmt: skip
 
 
-def openai_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Give ``func`` the endpoint options in place of its ``openai: OpenAIOptions`` parameter."""
+def openai_options(func: Callable[..., Any] | None = None, *, endpoint_required: bool = False) -> Any:
+    """Give ``func`` the endpoint options in place of its ``openai: OpenAIOptions`` parameter.
+
+    ``endpoint_required``: the command always calls an endpoint (``distill-cot``), so typer itself refuses a
+    missing ``--endpoint``; elsewhere it is needed only with ``--backend openai`` (:meth:`OpenAIOptions.backend`
+    says so)."""
+    if func is None:
+        return functools.partial(openai_options, endpoint_required=endpoint_required)
+    options = dict(_OPTIONS)
+    if endpoint_required:
+        options["endpoint"] = (str, typer.Option(..., "--endpoint", help="OpenAI-compatible base URL (text is sent there).",
+                                                 rich_help_panel=_PANEL))
     hints = typing.get_type_hints(func)
     signature = inspect.signature(func)
     if "openai" not in signature.parameters:
         raise TypeError(f"{func.__name__} needs a parameter `openai: OpenAIOptions`")
     own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()
            if p.name != "openai"]  # fmt: skip
-    clash = {p.name for p in own} & set(_OPTIONS)
+    clash = {p.name for p in own} & set(options)
     if clash:
         raise TypeError(f"{func.__name__}: {sorted(clash)} are defined by the OpenAI option block")
     block = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option, annotation=annotation)
-             for name, (annotation, option) in _OPTIONS.items()]  # fmt: skip
+             for name, (annotation, option) in options.items()]  # fmt: skip
 
     @functools.wraps(func)
     def command(**kwargs: Any) -> Any:
-        values = {name: kwargs.pop(name) for name in _OPTIONS}
+        values = {name: kwargs.pop(name) for name in options}
         timeout_s = alias(values.pop("timeout_s"), values.pop("old_timeout"), "--timeout", "--timeout-s")
         return func(openai=OpenAIOptions(timeout_s=timeout_s, **values), **kwargs)
 

@@ -193,7 +193,7 @@ def difficulty_command(
 
 
 @app.command("distill-cot")
-@openai_options
+@openai_options(endpoint_required=True)
 def distill_cot_command(
     model: str = typer.Option(..., "--model", help="Model name at --endpoint (the teacher; course text is sent there)."),
     data: Path = typer.Option(..., "--data", help="Cases (parquet/JSONL): hadm_id, text, solution or description."),
@@ -403,7 +403,7 @@ def score_command(
 @openai_options
 def predict_command(
     note: str = typer.Argument(..., help="A text file with a discharge summary or hospital course; - reads stdin."),
-    model: Path = typer.Option(..., "--model", help="Model folder (transformers format)."),
+    model: Path = typer.Option(..., "--model", help="Model folder (transformers format), or its name at --endpoint."),
     samples: int = typer.Option(1, "--samples", min=1, help="Samples to draw; > 1 gives a vote distribution as confidence."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Default: 0 (greedy) for 1 sample, else 0.6."),
     top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling threshold."),
