@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     references = {}
     for rule in ("random", "length", "medoid"):
         rep = evaluate_selection(cases, rule).to_dict()["sources"]
-        references[rule] = {s: _round(rep[s]["accuracy"], 1) for s in sources}
+        references[rule] = {s: _round(100 * rep[s]["accuracy"], 1) for s in sources}
 
     loaded = load_prm(model_dir)
     meta = loaded.meta
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for aggregate in AGGREGATES:
             rep = evaluate_selection(cases, "prm", model=proxy, aggregate=aggregate).to_dict()
             selection.append({"context": context, "probability": probability, "aggregate": aggregate,
-                              **{s: _round(rep["sources"][s]["accuracy"], 1) for s in sources}})  # fmt: skip
+                              **{s: _round(100 * rep["sources"][s]["accuracy"], 1) for s in sources}})  # fmt: skip
             det = rep
         assert det is not None
         row: dict[str, Any] = {"context": context, "probability": probability}

@@ -227,7 +227,7 @@ def main() -> None:
         model = a.model or _tiny_model(Path(tmp) / "model")
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
-        options = ["--max-queue", a.max_queue, "--max-concurrency", a.max_concurrency, "--max-body-bytes", 1000000]
+        options = ["--max-queue", a.max_queue, "--concurrency", a.max_concurrency, "--max-body-bytes", 1000000]
         with clinrl_server(model, port, a.threads, options, Path(tmp) / "server.log") as (server, log):
             before = _reference(url)
             result = asyncio.run(_load(url, port, a))

@@ -43,7 +43,7 @@ def test_demo_runs_every_stage(quick_demo):
     medoid = prm["selection"]["medoid"]["sources"]
     assert set(medoid) == {"A_Validate", "Dialogue_G"} and all(v["total"] == 2 for v in medoid.values())
     assert "detection" in prm["selection"]["prm"]["sources"]["Dialogue_G"]
-    assert prm["preference"]["cases"] == 10 and prm["preference"]["random"]["accuracy"] == pytest.approx(100 / 3)
+    assert prm["preference"]["cases"] == 10 and prm["preference"]["random"]["accuracy"] == pytest.approx(1 / 3)
     ranking = prm["best_of_n"]["ranking"]
     assert sorted(e["rank"] for e in ranking) == list(range(1, len(ranking) + 1))
     assert all(0.0 <= item["p_plus"] <= 1.0 for e in ranking for item in e["items"])
@@ -56,7 +56,7 @@ def test_demo_report_holds_the_runs_numbers(quick_demo):
     assert page == render_report(summary)  # the page is a function of the summary only
     assert f"{summary['drg']['flow']['notes_read']:,}" in page
     medoid = summary["prm"]["selection"]["medoid"]["sources"]["Dialogue_G"]
-    assert f"{medoid['accuracy']:.1f} ({medoid['correct']:.1f}/{medoid['total']})" in page
+    assert f"{100 * medoid['accuracy']:.1f} ({medoid['correct']:.1f}/{medoid['total']})" in page
     assert "DRG-Sapphire (published" in page and "PRM-Clinic (published" in page
 
 
@@ -86,4 +86,4 @@ def test_demo_rejects_bad_only(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["demo", "--only", "both"])
     assert exc.value.code == 2
-    assert "--only must be drg or prm" in capsys.readouterr().err
+    assert "'both' is not one of 'drg', 'prm'" in capsys.readouterr().err

@@ -188,13 +188,13 @@ def test_difficulty_cli(tiny_model_dir, cases_path, tmp_path, capsys):
 
     out = tmp_path / "tags.jsonl"
     args = ["drg", "difficulty", "--model", str(tiny_model_dir), "--data", str(cases_path), "--out", str(out),
-            "--k", "2", "--max-new-tokens", "3", "--max-prompt-tokens", "640", "--limit", "2", "--quiet"]
+            "--samples", "2", "--max-new-tokens", "3", "--max-prompt-tokens", "640", "--limit", "2", "--quiet"]
     main(args)
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["tagged_now"] == 2 and printed["cases"] == 2
     with pytest.raises(SystemExit) as exit_info:
         main(["drg", "difficulty", "--model", str(tiny_model_dir), "--data", str(tmp_path / "nope.parquet"),
-              "--out", str(out), "--k", "2", "--quiet"])
+              "--out", str(out), "--samples", "2", "--quiet"])
     assert exit_info.value.code == 2
     assert "nope.parquet" in capsys.readouterr().err
 

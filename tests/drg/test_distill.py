@@ -240,7 +240,7 @@ def test_distill_against_clinrl_serve_with_tiny_model(data: Path, tmp_path: Path
     out = tmp_path / "cot.jsonl"
     with serve_app(create_app(settings, backend=backend, token="tok-123")) as url:
         args = ["drg", "distill-cot", "--endpoint", url, "--model", "tiny", "--data", str(data), "--out", str(out),
-                "--max-tokens", "8", "--max-attempts", "1", "--concurrency", "2", "--quiet",
+                "--max-new-tokens", "8", "--max-attempts", "1", "--concurrency", "2", "--quiet",
                 "--api-key-env", "CLINRL_DISTILL_TEST_TOKEN"]  # fmt: skip
         main(args + ["--limit", "4"])
         assert backend.prompts == 4

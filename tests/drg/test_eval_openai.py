@@ -30,7 +30,7 @@ def cases(tmp_path):
 
 def _eval(server, cases, out, *extra):
     return ["drg", "eval", "--backend", "openai", "--endpoint", server.url, "--model", "served-model", "--data",
-            cases, "--out", out, "--n", "2", "--max-new-tokens", "16", "--batch-size", "2", "--quiet", *extra]
+            cases, "--out", out, "--samples", "2", "--max-new-tokens", "16", "--batch-size", "2", "--quiet", *extra]
 
 
 def test_eval_openai_writes_the_usual_files_and_resumes_without_asking_again(cases, tmp_path, capsys):

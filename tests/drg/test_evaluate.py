@@ -130,7 +130,7 @@ def test_eval_cli_and_scaling(ws, test_data, tmp_path, capsys):
     runs = []
     for k, size in enumerate((50, 200)):
         out = tmp_path / f"run{k}"
-        main(["drg", "eval", "--model", str(ws.model), "--data", str(test_data), "--n", "2", "--max-new-tokens", "8",
+        main(["drg", "eval", "--model", str(ws.model), "--data", str(test_data), "--samples", "2", "--max-new-tokens", "8",
               "--limit", "3", "--out", str(out), "--sft-examples", str(size), "--quiet"])
         line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert line["n_cases"] == 3 and "pass@2" in line["drg"]
@@ -175,7 +175,7 @@ def test_predict_on_a_whole_synthetic_discharge_summary(ws, model_tok, tmp_path,
     # the random model is scripted to open an answer; the constraint makes it a v34 description
     monkeypatch.setattr("clinrl.cli.drg._generation_backend",
                         lambda kind, m, b: backend(model_tok, logits_processors=scripted(THINK_THEN_OPEN, eos=False)))
-    main(["drg", "predict", "--model", str(ws.model), str(path), "--n", "3", "--json", "--constrained",
+    main(["drg", "predict", "--model", str(ws.model), str(path), "--samples", "3", "--format", "json", "--constrained",
           "--max-new-tokens", str(depth + 16)])
     result = json.loads(capsys.readouterr().out)
     assert result["input"].startswith("extracted course") and result["n"] == 3
@@ -186,7 +186,7 @@ def test_predict_on_a_whole_synthetic_discharge_summary(ws, model_tok, tmp_path,
     text = capsys.readouterr().out
     assert text.startswith("input: extracted course") and note[:40] not in text
     monkeypatch.setattr("sys.stdin", io.StringIO("Chest pain, ruled out for myocardial infarction."))
-    main(["drg", "predict", "--model", str(ws.model), "-", "--json", "--max-new-tokens", "4"])
+    main(["drg", "predict", "--model", str(ws.model), "-", "--format", "json", "--max-new-tokens", "4"])
     from_stdin = json.loads(capsys.readouterr().out)
     assert from_stdin["input"] == "whole text" and from_stdin["n"] == 1 and from_stdin["course_words"] == 7
 

@@ -289,11 +289,11 @@ def test_manifest_counts_equal_the_files(synth, onto):
 def test_cli_synth(tmp_path, capsys):
     from clinrl.cli import main
 
-    main(["drg", "synth", "--n", "40", "--out", str(tmp_path / "s"), "--seed", "1", "--classes", "5", "--quiet"])
+    main(["drg", "synth", "--n-notes", "40", "--out", str(tmp_path / "s"), "--seed", "1", "--classes", "5", "--quiet"])
     report = json.loads(capsys.readouterr().out)
     assert report["synthetic"] is True and report["notes"] == 40
     manifest = json.loads((tmp_path / "s" / MANIFEST_NAME).read_text())
     assert len(manifest["classes"]) == 5 and manifest["counts"]["notes"] == 40
     with pytest.raises(SystemExit) as exit_info:
-        main(["drg", "synth", "--n", "0", "--out", str(tmp_path / "bad")])
-    assert exit_info.value.code == 2 and "--n must be between 1 and" in capsys.readouterr().err
+        main(["drg", "synth", "--n-notes", "0", "--out", str(tmp_path / "bad")])
+    assert exit_info.value.code == 2 and "--n-notes must be between 1 and" in capsys.readouterr().err

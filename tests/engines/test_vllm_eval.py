@@ -69,7 +69,7 @@ def test_eval_cli_with_the_vllm_backend(drg_policy, tmp_path):
     out = tmp_path / "cli"
     result = run_clinrl([
         "drg", "eval", "--backend", "vllm", "--model", str(drg_policy.policy), "--data", str(drg_policy.test),
-        "--out", str(out), "--n", "2", "--max-new-tokens", "24", "--max-prompt-tokens", str(PROMPT_TOKENS),
+        "--out", str(out), "--samples", "2", "--max-new-tokens", "24", "--max-prompt-tokens", str(PROMPT_TOKENS),
         "--limit", "6", "--batch-size", "3", "--shard", "1/2", "--constrained", "--dtype", "float32",
         "--enforce-eager", "--gpu-memory-utilization", "0.08", "--quiet",
     ])  # fmt: skip

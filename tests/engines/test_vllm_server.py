@@ -59,7 +59,7 @@ def test_server_lists_the_model_as_vllm(server):
 def test_distill_cot_counts_every_case_and_resumes(server, ws, tmp_path, capsys):
     out = tmp_path / "cot.jsonl"
     argv = ["drg", "distill-cot", "--endpoint", server.url, "--model", MODEL_NAME, "--data", ws.split / "sft.parquet",
-            "--out", out, "--limit", "6", "--max-tokens", "32", "--max-attempts", "2", "--concurrency", "4", "--quiet"]
+            "--out", out, "--limit", "6", "--max-new-tokens", "32", "--max-attempts", "2", "--concurrency", "4", "--quiet"]
     before = server.requests_finished()
     stdout, _ = _ok(argv, capsys)
     report = json.loads(stdout.strip().splitlines()[-1])
@@ -117,7 +117,7 @@ def test_prm_structure_openai_falls_back_by_reason(server, tmp_path, capsys):
 
 def _eval_argv(server, ws, out, *extra):
     return ["drg", "eval", "--backend", "openai", "--endpoint", server.url, "--model", MODEL_NAME, "--data",
-            ws.prepared / "test.parquet", "--out", out, "--n", "2", "--temperature", "0.6", "--max-new-tokens", "24",
+            ws.prepared / "test.parquet", "--out", out, "--samples", "2", "--temperature", "0.6", "--max-new-tokens", "24",
             "--batch-size", "4", "--quiet", *extra]
 
 

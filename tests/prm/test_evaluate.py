@@ -54,7 +54,7 @@ def test_medoid_on_the_dev_tasks(prm_data, tmp_path):
     output, report = _selection(prm_data, "medoid", tmp_path / "medoid.json")
     assert _row(output, "A_Validate")[1] == "100.0"
     assert _row(output, "Dialogue_G")[1] == "88.8"
-    assert report["sources"]["Dialogue_G"] == {"accuracy": 88.75, "correct": 71.0, "total": 80}
+    assert report["sources"]["Dialogue_G"] == {"accuracy": 0.8875, "correct": 71.0, "total": 80}
     assert report["overall"]["total"] == 100
 
 
@@ -73,9 +73,9 @@ def test_random_is_the_exact_expectation(prm_data, tmp_path):
     output, report = _selection(prm_data, "random", tmp_path / "random.json")
     for name in ("A_Validate", "Dialogue_G"):
         ns = [n for c, n in per_case.items() if source[c] == name]
-        want = 100 * sum(1 / n for n in ns) / len(ns)
+        want = sum(1 / n for n in ns) / len(ns)
         assert report["sources"][name]["accuracy"] == pytest.approx(want)
-        assert _row(output, name)[1] == f"{want:.1f}"
+        assert _row(output, name)[1] == f"{100 * want:.1f}"  # tables: percent
 
 
 def test_same_command_runs_on_a_relabelled_held_back_style_task(prm_data, tmp_path):
@@ -168,7 +168,7 @@ def test_detection_metrics_and_error_types_with_an_oracle(prm_data):
     cases, _ = group_cases(gold, [e for e in errors if e.case_id in {g.case_id for g in gold}])
     report = evaluate_selection(cases, "prm", model=_OracleScorer()).to_dict()
     det = report["overall"]["detection"]
-    assert report["overall"]["accuracy"] == 100.0
+    assert report["overall"]["accuracy"] == 1.0
     assert det["auroc_all"] == 1.0 and det["auroc_steps"] == 1.0 and det["f1"] == 1.0 and det["false_alarm"] == 0.0
     by_type = det["by_error_type"]
     expected_swaps = sum(
@@ -177,7 +177,7 @@ def test_detection_metrics_and_error_types_with_an_oracle(prm_data):
                for p in n.problems)
     )  # fmt: skip
     assert sum(by_type[k]["total"] for k in ("Hallucination", "Unhelpful", "Factual Inaccuracy")) <= expected_swaps
-    assert all(v["rate"] in (None, 100.0) for v in by_type.values())
+    assert all(v["rate"] in (None, 1.0) for v in by_type.values())
     assert by_type["Step Incompleteness"]["total"] > 0
 
 
@@ -186,7 +186,7 @@ def test_preference_dev_data(prm_data, tmp_path):
         prm_data / "a_prefer_dev.csv", prm_data / "a_prefer_dev_labels.csv", SpecialTokens.llama3()
     )
     assert len(cases) == 10 and all(len(c.candidates) == 3 for c in cases) and not any(dropped.values())
-    assert evaluate_preference(cases, "random")["accuracy"] == pytest.approx(100 / 3)
+    assert evaluate_preference(cases, "random")["accuracy"] == pytest.approx(1 / 3)
     with (prm_data / "a_prefer_dev_labels.csv").open() as handle:
         firsts = sum(row["Preferred_note"] == "Note_1" for row in csv.DictReader(handle))
     assert evaluate_preference(cases, "first")["correct"] == firsts

@@ -207,7 +207,7 @@ def test_score_cli_writes_scores_without_note_text(tmp_path, prm):
     save_notes(notes, tmp_path / "notes.json")
     out = tmp_path / "scores.json"
     result = CliRunner().invoke(app, ["prm", "score", "--model", str(tmp_path / "prm"), "--notes",
-                                      str(tmp_path / "notes.json"), "--json", str(out)])  # fmt: skip
+                                      str(tmp_path / "notes.json"), "--out", str(out)])  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     want = PRMScorer(model, tokenizer, tokens, config=ScoreConfig(fast=False)).score_notes(notes)

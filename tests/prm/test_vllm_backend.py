@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.tiny_prm import build_tiny_prm
-from tests.reliability.cli import assert_clean_error
+from tests.reliability.cli import assert_clean_error, run_cli
 
 DATA = Path(__file__).resolve().parents[2] / "src" / "clinrl" / "data" / "prm"
 GOLD, ERRORS = DATA / "verification_dev_gold.json.gz", DATA / "verification_dev_error.json.gz"
@@ -34,7 +34,7 @@ def _commands(model: Path, tmp_path: Path) -> dict[str, list]:
     note.write_text("Knee pain.\n- Ice and rest.", encoding="utf-8")
     csv, labels = DATA / "a_prefer_dev.csv", DATA / "a_prefer_dev_labels.csv"
     return {
-        "score": ["prm", "score", "--model", model, "--notes", GOLD, "--json", tmp_path / "s.json"],
+        "score": ["prm", "score", "--model", model, "--notes", GOLD, "--out", tmp_path / "s.json"],
         "best-of-n": ["prm", "best-of-n", "--model", model, "--dialogue", dialogue, "--notes", note],
         "eval-selection": ["prm", "eval-selection", "--gold", GOLD, "--errors", ERRORS, "--scorer", "prm",
                            "--model", model, "--json", tmp_path / "e.json", "--limit", "1"],
@@ -55,9 +55,11 @@ def test_backend_vllm_refuses_an_encoder_prm(tmp_path, capsys):
     assert_clean_error(argv, capsys, "causal-LM PRMs only", "token-classification")
 
 
-def test_unknown_backend_is_one_clean_line(prm_dir, tmp_path, capsys):
+def test_unknown_backend_is_typers_invalid_choice_line(prm_dir, tmp_path, capsys):
     argv = _commands(prm_dir, tmp_path)["score"] + ["--backend", "onnx"]
-    assert_clean_error(argv, capsys, "--backend must be transformers or vllm")
+    code, _, err = run_cli(argv, capsys)
+    assert code == 2 and "Traceback" not in err
+    assert "Invalid value for '--backend'" in err and "'onnx' is not one of 'transformers', 'vllm'" in err
 
 
 def test_backend_vllm_refuses_a_vllm_without_raw_logprobs(prm_dir, tmp_path, capsys, monkeypatch):

@@ -192,7 +192,7 @@ def test_vllm_backend_without_vllm_leaves_no_config_behind(tmp_path, capsys, cas
     if __import__("importlib").util.find_spec("vllm") is not None:
         pytest.skip("vLLM is installed here")
     out = tmp_path / "ev"
-    common = ["drg", "eval", "--model", model_dir, "--data", cases, "--out", out, "--quiet", "--n", "1",
+    common = ["drg", "eval", "--model", model_dir, "--data", cases, "--out", out, "--quiet", "--samples", "1",
               "--temperature", "0", "--max-new-tokens", "2"]  # fmt: skip
     assert_clean_error([*common, "--backend", "vllm"], capsys, "pip install 'clinrl[vllm]'")
     assert not (out / "eval_config.json").exists() and not (out / "generations.jsonl").exists()
@@ -218,7 +218,7 @@ def test_bad_dialogue_file_is_one_line(tmp_path, capsys, kind, command):
         argv = ["prm", "structure", note, "--out", tmp_path / "s.json", "--dialogue", dialogue]
     else:  # the dialogue is read before the PRM loads: no model needed to see the error
         argv = ["prm", "score", "--model", tmp_path / "no-prm", "--notes", note, "--dialogue", dialogue,
-                "--json", tmp_path / "s.json"]  # fmt: skip
+                "--out", tmp_path / "s.json"]  # fmt: skip
     line = assert_clean_error(argv, capsys, str(dialogue), "--dialogue", expected)
     assert MARKER not in line
 

@@ -107,7 +107,7 @@ def test_marker_never_leaves_the_data(tmp_path, capfd, caplog, no_network):
         return out
 
     # DRG: synth -> prepare -> split
-    cli("drg", "synth", "--n", "60", "--out", tmp_path / "raw", "--classes", "4", "--quiet")
+    cli("drg", "synth", "--n-notes", "60", "--out", tmp_path / "raw", "--classes", "4", "--quiet")
     assert _mark_discharge(tmp_path / "raw" / "discharge.csv.gz") > 50
     cli("drg", "prepare", "--discharge", tmp_path / "raw" / "discharge.csv.gz", "--drgcodes",
         tmp_path / "raw" / "drgcodes.csv.gz", "--out", tmp_path / "prep")  # fmt: skip
@@ -123,7 +123,7 @@ def test_marker_never_leaves_the_data(tmp_path, capfd, caplog, no_network):
     model = tmp_path / "prm" / "model"
     cli("prm", "train", "--config", REPO / "src" / "clinrl" / "recipes" / "prm" / "tiny_causal.yaml", "--output_dir", model,
         "--data", f"[{gold}]", "--training.max_steps", "2", "--training.save_steps", "1", "--progress", "false")  # fmt: skip
-    cli("prm", "score", "--model", model, "--notes", gold, "--json", tmp_path / "prm" / "scores.json")
+    cli("prm", "score", "--model", model, "--notes", gold, "--out", tmp_path / "prm" / "scores.json")
     (tmp_path / "prm" / "dialogue.txt").write_text(f"[doctor] hi {MARKER}", encoding="utf-8")
     (tmp_path / "prm" / "cand.txt").write_text(f"Knee pain:\nPlan: {MARKER} rest.", encoding="utf-8")
     cli("prm", "best-of-n", "--model", model, "--dialogue", tmp_path / "prm" / "dialogue.txt", "--notes", gold,

@@ -32,7 +32,7 @@ def test_eval_killed_mid_run_reuses_finished_cases(tmp_path, capsys):
     torch.set_num_threads(1)
     ws = tiny_workspace()
     out, limit = tmp_path / "eval", 20  # of the 23 test cases
-    argv = ["drg", "eval", "--model", str(ws.model), "--data", str(ws.root / "prep" / "test.parquet"), "--n", "2",
+    argv = ["drg", "eval", "--model", str(ws.model), "--data", str(ws.root / "prep" / "test.parquet"), "--samples", "2",
             "--max-new-tokens", "24", "--batch-size", "1", "--limit", str(limit), "--out", str(out), "--quiet"]  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "clinrl", *argv], cwd=REPO, env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip

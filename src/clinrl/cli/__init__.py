@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
 from clinrl import __version__
+from clinrl.cli._common import LogLevel, configure_logging, set_global_quiet
 from clinrl.cli.drg import app as drg_app
 from clinrl.cli.notes import app as notes_app
 from clinrl.cli.prm import app as prm_app
@@ -21,7 +22,7 @@ from clinrl.errors import ClinrlError, one_line
 
 app = typer.Typer(
     name="clinrl",
-    help="Train and verify clinical LLMs with reinforcement learning.",
+    help="Train and verify clinical LLMs with reinforcement learning. Options mean the same in every command: docs/cli.md.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -33,9 +34,30 @@ app.command("serve")(serve_command)
 app.command("recipes")(recipes_command)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    log_level: Optional[LogLevel] = typer.Option(
+        None, "--log-level", envvar="CLINRL_LOG_LEVEL", help="Level of clinrl's log lines on stderr (default: warnings)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars in any command."),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the clinrl version and exit."
+    ),
+) -> None:
+    """Global options: logging and progress bars for whatever command follows, and the version."""
+    configure_logging(log_level)
+    set_global_quiet(quiet)
+
+
 @app.command()
 def version() -> None:
-    """Print the clinrl version."""
+    """Print the clinrl version (also `clinrl --version`)."""
     typer.echo(__version__)
 
 
@@ -44,7 +66,7 @@ def merge(
     adapter: Path = typer.Option(..., "--adapter", help="A LoRA run's output folder (adapter_config.json inside)."),
     out: Path = typer.Option(..., "--out", help="Folder for the merged full model."),
     base: Optional[str] = typer.Option(None, "--base", help="Base model (default: the one the adapter names)."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+    dtype: Literal["float32", "bfloat16", "float16"] = typer.Option("float32", "--dtype", help="Weights of the merged model."),
 ) -> None:
     """Fold a LoRA adapter into its base model: a full model that from_pretrained, serve and vLLM load."""
     import json
@@ -58,7 +80,7 @@ def merge(
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for everything the demo writes."),
     quick: bool = typer.Option(False, "--quick", help="Every stage at minimal sizes (a minute or two; numbers meaningless)."),
-    only: Optional[str] = typer.Option(None, "--only", help="Run one half: drg or prm."),
+    only: Optional[Literal["drg", "prm"]] = typer.Option(None, "--only", help="Run one half."),
     n_notes: Optional[int] = typer.Option(None, "--n-notes", min=100, help="Synthetic discharge notes for the DRG half."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: 1 for DRG, 2 for the PRM)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
@@ -68,8 +90,6 @@ def demo(
 
     from clinrl.demo import DemoConfig, run_demo
 
-    if only not in (None, "drg", "prm"):
-        raise ClinrlError(f"--only must be drg or prm, got {only!r}")
     cfg = DemoConfig.quick() if quick else DemoConfig()
     cfg = replace(cfg, seed=seed, **({"n_notes": n_notes} if n_notes else {}), **({"drg_threads": threads, "prm_threads": threads} if threads else {}))
     run_demo(out, cfg, parts=(only,) if only else ("drg", "prm"))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
+from clinrl.cli._common import Dtype, alias, hidden_alias, progress_on
+from clinrl.cli._openai import OpenAIOptions, openai_options
 from clinrl.cli._train import TrainRequest, trainer_command
 
 app = typer.Typer(no_args_is_help=True)
@@ -57,16 +59,23 @@ def split_command(
 
 @app.command("synth")
 def synth_command(
-    n: int = typer.Option(..., "--n", help="Number of discharge notes (one per admission) to generate."),
+    n_notes: Optional[int] = typer.Option(
+        None, "--n-notes", help="Number of discharge notes (one per admission) to generate. [required]"
+    ),
     out: Path = typer.Option(..., "--out", help="Folder for discharge.csv.gz, drgcodes.csv.gz, synth_manifest.json."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same files)."),
     classes: int = typer.Option(20, "--classes", help="Number of MS-DRG v34 classes used as labels."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    old_n: Optional[int] = hidden_alias("--n", "--n-notes"),
 ) -> None:
     """Write SYNTHETIC MIMIC-IV-shaped discharge notes and DRG codes (for tests, demos and benchmarks)."""
     from clinrl.drg.synth.generate import write_synthetic
+    from clinrl.errors import ClinrlError
 
-    summary = write_synthetic(out, n, seed=seed, classes=classes, progress=not quiet)
+    n = alias(n_notes, old_n, "--n", "--n-notes")
+    if n is None:
+        raise ClinrlError("--n-notes N is required (the number of notes to generate)")
+    summary = write_synthetic(out, n, seed=seed, classes=classes, progress=progress_on(quiet))
     counts = {k: v for k, v in summary.counts.items() if isinstance(v, int)}
     typer.echo(json.dumps({"synthetic": True, "out": str(summary.out), "seconds": summary.seconds, **counts}))
 
@@ -76,7 +85,7 @@ def prepare_command(
     discharge: Path = typer.Option(..., "--discharge", help="MIMIC-IV note/discharge.csv.gz (gzip or plain CSV)."),
     drgcodes: Path = typer.Option(..., "--drgcodes", help="MIMIC-IV hosp/drgcodes.csv.gz (gzip or plain CSV)."),
     out: Path = typer.Option(..., "--out", help="Folder for train/test.parquet, flow.json, prepare_report.json."),
-    split_by: str = typer.Option(
+    split_by: Literal["subject", "admission"] = typer.Option(
         "subject", "--split-by", help="subject: each patient on one side; admission: the study's per-row split."
     ),
     test_size: float = typer.Option(0.1, "--test-size", help="Share of notes for the test set."),
@@ -93,15 +102,15 @@ def prepare_command(
         discharge,
         drgcodes,
         out,
-        split_by=split_by,  # type: ignore[arg-type]
+        split_by=split_by,
         test_size=test_size,
         min_class_count=min_class_count,
         seed=seed,
         ontology=msdrg,
         chunksize=chunksize or DEFAULT_CHUNKSIZE,
-        progress=not quiet,
+        progress=progress_on(quiet),
     )
-    if not quiet:
+    if progress_on(quiet):
         print_summary(flow, json.loads((out / "prepare_report.json").read_text(encoding="utf-8")), out)
 
 
@@ -156,7 +165,7 @@ def difficulty_command(
     model: Path = typer.Option(..., "--model", help="Model folder (transformers format) used to sample."),
     data: Path = typer.Option(..., "--data", help="Cases (parquet/JSONL): hadm_id, text, solution or description."),
     out: Path = typer.Option(..., "--out", help="Tag file (JSONL); an existing one is resumed, tagged cases skipped."),
-    k: int = typer.Option(8, "--k", help="Completions sampled per case."),
+    samples: int = typer.Option(8, "--samples", min=1, help="Completions sampled per case."),
     temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature."),
     top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling threshold."),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Tokens generated per completion at most."),
@@ -165,55 +174,51 @@ def difficulty_command(
     limit: Optional[int] = typer.Option(None, "--limit", help="Tag at most this many new cases in this run (≥ 1)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    old_k: Optional[int] = hidden_alias("--k", "--samples", min=1),
 ) -> None:
-    """Tag cases easy (all k samples correct), hard (all wrong, equal rewards) or mixed, for GRPO curricula."""
+    """Tag cases easy (all samples correct), hard (all wrong, equal rewards) or mixed, for GRPO curricula."""
 
     from clinrl.drg.train.difficulty import DifficultyConfig, tag_dataset
 
     config = DifficultyConfig(
-        k=k, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size,
+        k=alias(samples, old_k, "--k", "--samples"), temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size,
         max_prompt_tokens=max_prompt_tokens, limit=limit, seed=seed,
     )
-    summary = tag_dataset(model, data, out, config, progress=not quiet)
+    summary = tag_dataset(model, data, out, config, progress=progress_on(quiet))
     keys = ("cases", "easy", "mixed", "hard", "tagged_now", "skipped_already_tagged")
     typer.echo(json.dumps({key: summary[key] for key in keys}))
 
 
 @app.command("distill-cot")
+@openai_options(endpoint_required=True)
 def distill_cot_command(
-    endpoint: str = typer.Option(..., "--endpoint", help="OpenAI-compatible base URL (course text is sent there)."),
-    model: str = typer.Option(..., "--model", help="Model name at the endpoint (the teacher)."),
+    model: str = typer.Option(..., "--model", help="Model name at --endpoint (the teacher; course text is sent there)."),
     data: Path = typer.Option(..., "--data", help="Cases (parquet/JSONL): hadm_id, text, solution or description."),
     out: Path = typer.Option(..., "--out", help="Traces JSONL (valid rows; an existing file is resumed)."),
-    variant: str = typer.Option("explain", "--variant", help="explain (the study's prompt) or differential."),
+    variant: Literal["explain", "differential"] = typer.Option(
+        "explain", "--variant", help="explain: the study's prompt; differential: weigh three candidate DRGs."
+    ),
     limit: Optional[int] = typer.Option(None, "--limit", help="Attempt at most this many new cases now (≥ 1)."),
-    concurrency: int = typer.Option(8, "--concurrency", min=1, help="Requests in flight at once."),
     temperature: float = typer.Option(0.7, "--temperature", min=0.0, help="Sampling temperature (study: 0.7)."),
-    max_tokens: int = typer.Option(2048, "--max-tokens", min=1, help="Tokens per answer at most (study: 2048)."),
+    max_new_tokens: int = typer.Option(2048, "--max-new-tokens", min=1, help="Tokens per answer at most (study: 2048)."),
     max_attempts: int = typer.Option(3, "--max-attempts", min=1, help="Tries per case before it counts as failed."),
     retry_failures: bool = typer.Option(False, "--retry-failures", help="Also redo cases that failed before."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampling and of the differential candidates."),
-    timeout: float = typer.Option(120.0, "--timeout", help="Seconds per request."),
-    request_retries: int = typer.Option(5, "--request-retries", help="Retries of a failed request (backoff 1, 2, 4 … s)."),
-    api_key_env: str = typer.Option("CLINRL_API_KEY", "--api-key-env", help="Environment variable holding the key."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="On-disk response cache of the client."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    old_max_tokens: Optional[int] = hidden_alias("--max-tokens", "--max-new-tokens", min=1),
+    openai: OpenAIOptions = OpenAIOptions(),
 ) -> None:
     """Distil reasoning traces from a teacher shown the gold DRG; the JSONL feeds `drg sft` (traces:)."""
     from clinrl.drg.train.distill import DistillConfig, distill_cot, sidecar_paths
-    from clinrl.llm.backends import get_backend
 
     config = DistillConfig(
-        variant=variant, temperature=temperature, max_tokens=max_tokens, max_attempts=max_attempts,
-        chunk_size=concurrency, limit=limit, seed=seed, retry_failures=retry_failures, model=model,
+        variant=variant, temperature=temperature, max_attempts=max_attempts, chunk_size=openai.concurrency,
+        max_tokens=alias(max_new_tokens, old_max_tokens, "--max-tokens", "--max-new-tokens"),
+        limit=limit, seed=seed, retry_failures=retry_failures, model=model,
     )  # fmt: skip
     config.validate()
-    extra = {"cache_dir": str(cache_dir)} if cache_dir is not None else {}
-    backend = get_backend(
-        "openai", endpoint=endpoint, model=model, max_concurrency=concurrency, timeout_s=timeout,
-        max_retries=request_retries, api_key_env=api_key_env, **extra,
-    )  # fmt: skip
-    report = distill_cot(backend, data, out, config, progress=not quiet)
+    backend = openai.backend(model, sent="course text")
+    report = distill_cot(backend, data, out, config, progress=progress_on(quiet))
     keys = ("cases", "skipped_already_done", "attempted_now", "written_now", "failed_now", "request_errors",
             "requests", "torn_lines_truncated", "valid_total", "failed_total", "missing_total")  # fmt: skip
     summary = {key: report[key] for key in keys}
@@ -228,14 +233,11 @@ def distill_cot_command(
 # --------------------------------------------------------------------------- evaluation, inference, analysis
 
 
-# Options shared by `eval` and `predict`: where the model runs.
+# Options shared by `eval` and `predict`: where the model runs (the endpoint options: clinrl.cli._openai).
+GenBackend = Literal["transformers", "vllm", "openai"]
 _BACKEND = typer.Option(
-    "transformers", "--backend", help="transformers, vllm, or openai (a served model: --endpoint, --model NAME)."
+    "transformers", "--backend", help="Where the model runs; openai: a served model (--endpoint, --model NAME)."
 )
-_ENDPOINT = typer.Option(None, "--endpoint", help="openai: the server's base URL (course text is sent there).")
-_API_KEY_ENV = typer.Option("CLINRL_API_KEY", "--api-key-env", help="openai: env variable with the key.")
-_CONCURRENCY = typer.Option(8, "--concurrency", min=1, help="openai: requests in flight at once.")
-_CACHE_DIR = typer.Option(None, "--cache-dir", help="openai: on-disk response cache.")
 _TOKENIZER = typer.Option(
     None, "--tokenizer", help="openai: local tokenizer of the served model, to cut courses to --max-prompt-tokens."
 )
@@ -254,7 +256,7 @@ def _generation_backend(kind: str, model: Path, batch_size: int, vllm: dict | No
     return get_backend(kind, model=str(model))
 
 
-def _openai_eval_backend(endpoint, model, api_key_env, concurrency, cache_dir, tokenizer, max_prompt_tokens):
+def _openai_eval_backend(openai: OpenAIOptions, model: str, tokenizer: Optional[Path], max_prompt_tokens: Optional[int]):
     """(OpenAIBackend, tokenizer or None) for ``drg eval --backend openai``.
 
     The server's tokenizer and context length are unknown here, so courses are cut only when the user gives
@@ -263,9 +265,8 @@ def _openai_eval_backend(endpoint, model, api_key_env, concurrency, cache_dir, t
     the run stops; finished batches stay in generations.jsonl). One without the other is refused: a budget
     cannot be counted without the tokenizer, and a tokenizer alone gives no budget."""
     from clinrl.errors import ClinrlError
-    from clinrl.llm.backends import get_backend
 
-    if not endpoint:
+    if not openai.endpoint:
         raise ClinrlError("--backend openai needs --endpoint URL and --model NAME (course text is sent there)")
     if (tokenizer is None) != (max_prompt_tokens is None):
         raise ClinrlError("--backend openai cuts courses only with both --tokenizer PATH and --max-prompt-tokens N")
@@ -276,29 +277,31 @@ def _openai_eval_backend(endpoint, model, api_key_env, concurrency, cache_dir, t
         tok = load_tokenizer(tokenizer)
     else:
         typer.echo("courses are sent whole (no --tokenizer/--max-prompt-tokens): the server must fit them", err=True)
-    extra = {"cache_dir": str(cache_dir)} if cache_dir is not None else {}
-    backend = get_backend("openai", endpoint=endpoint, model=model, max_concurrency=concurrency,
-                          api_key_env=api_key_env, **extra)  # fmt: skip
-    return backend, tok
+    return openai.backend(model, sent="course text"), tok
+
+
+def _local_only(openai: OpenAIOptions, tokenizer: Optional[Path]) -> None:
+    """A local backend refuses the endpoint's options rather than ignore them."""
+    from clinrl.errors import ClinrlError
+
+    if openai.endpoint is not None or tokenizer is not None:
+        raise ClinrlError("--endpoint and --tokenizer belong to --backend openai")
 
 
 @app.command("eval")
+@openai_options
 def eval_command(
     model: Path = typer.Option(..., "--model", help="Model folder (transformers format) or vLLM model path."),
     data: Path = typer.Option(..., "--data", help="Test cases (parquet/JSONL): text and solution or description."),
     out: Path = typer.Option(..., "--out", help="Folder for generations.jsonl, metrics.json, summary.md, plots."),
-    n: int = typer.Option(8, "--n", help="Completions sampled per case."),
+    samples: int = typer.Option(8, "--samples", min=1, help="Completions sampled per case (the n of Pass@k)."),
     temperature: float = typer.Option(0.6, "--temperature", help="Sampling temperature (0 = greedy)."),
     top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling threshold."),
     max_new_tokens: int = typer.Option(4096, "--max-new-tokens", help="Tokens generated per completion at most."),
     max_prompt_tokens: Optional[int] = typer.Option(
         None, "--max-prompt-tokens", help="Cut courses to this prompt size (default: context − max-new-tokens)."
     ),
-    backend: str = _BACKEND,
-    endpoint: Optional[str] = _ENDPOINT,
-    api_key_env: str = _API_KEY_ENV,
-    concurrency: int = _CONCURRENCY,
-    cache_dir: Optional[Path] = _CACHE_DIR,
+    backend: GenBackend = _BACKEND,
     tokenizer: Optional[Path] = _TOKENIZER,
     batch_size: int = typer.Option(8, "--batch-size", help="Cases per generate call (and per flush to disk)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N cases (≥ 1)."),
@@ -315,34 +318,36 @@ def eval_command(
         None, "--gpu-memory-utilization", help="vLLM: memory share for weights + KV cache (CPU: of system memory)."
     ),
     max_model_len: Optional[int] = typer.Option(None, "--max-model-len", help="vLLM: context length of the engine."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="vLLM: auto, float32, bfloat16, float16."),
+    dtype: Optional[Dtype] = typer.Option(None, "--dtype", help="vLLM: weights' dtype."),
     enforce_eager: bool = typer.Option(False, "--enforce-eager", help="vLLM: no graph capture/compilation."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    old_n: Optional[int] = hidden_alias("--n", "--samples", min=1),
+    openai: OpenAIOptions = OpenAIOptions(),
 ) -> None:
-    """Sample n completions per test case (resumable) and score them: Pass@1/Pass@k/Maj@k and more."""
+    """Sample completions per test case (resumable) and score them: Pass@1/Pass@k/Maj@k and more."""
     from clinrl.drg.eval.evaluate import parse_shard, run_eval
-    from clinrl.errors import ClinrlError, check_limit
+    from clinrl.errors import check_limit
     from clinrl.llm.backends import SamplingParams
 
     check_limit(limit)  # before the model loads
+    n = alias(samples, old_n, "--n", "--samples")
     part = parse_shard(shard) if shard is not None else None
+    progress = progress_on(quiet)
     params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
     meta = {"model": str(model), **({"sft_examples": sft_examples} if sft_examples is not None else {})}
     tok = None
     if backend == "openai":
-        gen, tok = _openai_eval_backend(endpoint, str(model), api_key_env, concurrency, cache_dir, tokenizer,
-                                        max_prompt_tokens)  # fmt: skip
-        meta.update(endpoint=endpoint, **({"tokenizer": str(tokenizer)} if tokenizer is not None else {}))
+        gen, tok = _openai_eval_backend(openai, str(model), tokenizer, max_prompt_tokens)
+        meta.update(endpoint=openai.endpoint, **({"tokenizer": str(tokenizer)} if tokenizer is not None else {}))
     else:
-        if endpoint is not None or tokenizer is not None:
-            raise ClinrlError("--endpoint and --tokenizer belong to --backend openai")
+        _local_only(openai, tokenizer)
         vllm = {"tensor_parallel_size": tensor_parallel_size, "gpu_memory_utilization": gpu_memory_utilization,
                 "max_model_len": max_model_len, "dtype": dtype, "enforce_eager": enforce_eager or None,
-                "progress": not quiet}
+                "progress": progress}
         gen = _generation_backend(backend, model, batch_size, vllm)
     metrics = run_eval(
         gen, data, params, out, limit=limit, constrained=constrained, batch_size=batch_size,
-        progress=not quiet, max_prompt_tokens=max_prompt_tokens, meta=meta, tokenizer=tok, shard=part,
+        progress=progress, max_prompt_tokens=max_prompt_tokens, meta=meta, tokenizer=tok, shard=part,
     )
     typer.echo((out / "summary.md").read_text(encoding="utf-8"), err=True)
     typer.echo(json.dumps(_headline(metrics)))
@@ -392,25 +397,25 @@ def score_command(
 
 
 @app.command("predict")
+@openai_options
 def predict_command(
     note: str = typer.Argument(..., help="A text file with a discharge summary or hospital course; - reads stdin."),
-    model: Path = typer.Option(..., "--model", help="Model folder (transformers format)."),
-    n: int = typer.Option(1, "--n", help="Samples to draw; > 1 gives a vote distribution as confidence."),
-    temperature: Optional[float] = typer.Option(None, "--temperature", help="Default: 0 (greedy) for n 1, else 0.6."),
+    model: Path = typer.Option(..., "--model", help="Model folder (transformers format), or its name at --endpoint."),
+    samples: int = typer.Option(1, "--samples", min=1, help="Samples to draw; > 1 gives a vote distribution as confidence."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Default: 0 (greedy) for 1 sample, else 0.6."),
     top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling threshold."),
     max_new_tokens: int = typer.Option(1024, "--max-new-tokens", help="Tokens generated per sample at most."),
     max_prompt_tokens: Optional[int] = typer.Option(None, "--max-prompt-tokens", help="Cut the course to fit this."),
-    backend: str = _BACKEND,
-    endpoint: Optional[str] = _ENDPOINT,
-    api_key_env: str = _API_KEY_ENV,
-    concurrency: int = _CONCURRENCY,
-    cache_dir: Optional[Path] = _CACHE_DIR,
+    backend: GenBackend = _BACKEND,
     tokenizer: Optional[Path] = _TOKENIZER,
     constrained: bool = typer.Option(False, "--constrained", help="Answers restricted to v34 descriptions."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    output_format: Literal["text", "json"] = typer.Option("text", "--format", help="json: print one JSON object."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+    old_n: Optional[int] = hidden_alias("--n", "--samples", min=1),
+    old_json: bool = typer.Option(False, "--json", hidden=True, help="Deprecated spelling of --format json."),
+    openai: OpenAIOptions = OpenAIOptions(),
 ) -> None:
-    """Predict the MS-DRG of one note: description, code, MDC, weight, reasoning (and votes with --n)."""
+    """Predict the MS-DRG of one note: description, code, MDC, weight, reasoning (and votes with --samples)."""
     import sys
 
     from clinrl.drg.eval.predict import format_prediction, predict_note
@@ -424,10 +429,17 @@ def predict_command(
         if not path.is_file():
             raise ClinrlError(f"{path}: file not found")
         text = path.read_text(encoding="utf-8", errors="replace")
+    n = alias(samples, old_n, "--n", "--samples")
+    as_json = alias(output_format == "json", True if old_json else None, "--json", "--format json")
     temp = temperature if temperature is not None else (0.0 if n == 1 else 0.6)
     params = SamplingParams(n=n, temperature=temp, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
-    result = predict_note(_generation_backend(backend, model, 8), text, params,
-                          max_prompt_tokens=max_prompt_tokens, constrained=constrained)
+    if backend == "openai":
+        gen, tok = _openai_eval_backend(openai, str(model), tokenizer, max_prompt_tokens)
+    else:
+        _local_only(openai, tokenizer)
+        gen, tok = _generation_backend(backend, model, 8), None
+    result = predict_note(gen, text, params, max_prompt_tokens=max_prompt_tokens, constrained=constrained,
+                          tokenizer=tok)  # fmt: skip
     typer.echo(json.dumps(result, ensure_ascii=False) if as_json else format_prediction(result))
 
 

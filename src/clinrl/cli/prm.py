@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
+from clinrl.cli._common import Aggregate, Dtype, PRMBackend, alias, hidden_alias, progress_on
+from clinrl.cli._openai import OpenAIOptions, openai_options
 from clinrl.cli._train import TrainRequest, trainer_command
 
 app = typer.Typer(no_args_is_help=True)
@@ -37,6 +39,7 @@ def check_labels_command(
 
 
 @app.command("synth-errors")
+@openai_options
 def synth_errors_command(
     gold: Path = typer.Option(..., "--gold", help="Gold notes (PRM-Clinic JSON, .json or .json.gz)."),
     out: Path = typer.Option(..., "--out", help="Where to write the error samples (.json or .json.gz)."),
@@ -49,7 +52,7 @@ def synth_errors_command(
         144 / 768, "--problem-removal-rate", min=0.0, max=1.0, help="Chance that a sample loses a whole problem."
     ),
     pool: Optional[Path] = typer.Option(
-        None, "--pool", help="Notes whose content hallucinations may borrow (default: the gold notes)."
+        None, "--pool", help="rule: notes whose content hallucinations may borrow (default: the gold notes)."
     ),
     report: bool = typer.Option(False, "--report", help="Print a table of the synthetic set's figures."),
     compare_with: Optional[Path] = typer.Option(
@@ -58,84 +61,54 @@ def synth_errors_command(
     compare_gold: Optional[Path] = typer.Option(
         None, "--compare-gold", help="Gold notes of --compare-with (default: rebuilt from their edits)."
     ),
-    backend: str = typer.Option("rule", "--backend", help="rule (no model) or openai (a model writes the edits)."),
-    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="openai: base URL (notes are sent there)."),
-    model: Optional[str] = typer.Option(None, "--model", help="openai: model name at the endpoint."),
-    concurrency: int = typer.Option(8, "--concurrency", min=1, help="openai: requests in flight at once."),
+    backend: Literal["rule", "openai"] = typer.Option("rule", "--backend", help="rule: no model; openai: a model writes the edits."),
+    model: Optional[str] = typer.Option(None, "--model", help="openai: model name at --endpoint (note text is sent there)."),
     max_attempts: int = typer.Option(3, "--max-attempts", min=1, help="openai: answers asked per prompt at most."),
     temperature: float = typer.Option(0.7, "--temperature", min=0.0, help="openai: sampling temperature."),
-    api_key_env: str = typer.Option("CLINRL_API_KEY", "--api-key-env", help="openai: env variable with the key."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="openai: on-disk response cache."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    openai: OpenAIOptions = OpenAIOptions(),
 ) -> None:
     """Synthesize PRM-Clinic error samples from gold notes: rule-based edits (default, no model) or edits
     written by a model (--backend openai), validated and labelled by our code."""
     from rich.console import Console
-    from rich.progress import Progress
 
-    from clinrl.errors import ClinrlError
-    from clinrl.prm.synth.compare import compare_error_sets, comparison_table, profile_error_set
-    from clinrl.prm.synth.inject import SynthConfig, synthesize
-    from clinrl.prm.synth.labels import check_label_consistency
-    from clinrl.prm.schema import load_notes, save_notes
+    from clinrl.prm.schema import load_notes
+    from clinrl.prm.synth.inject import SynthConfig
+    from clinrl.prm.synth.run import synthesize_error_file
 
-    if min_swaps > max_swaps:
-        raise ClinrlError(f"--min-swaps ({min_swaps}) is larger than --max-swaps ({max_swaps})")
-    if backend not in ("rule", "openai"):
-        raise ClinrlError(f"--backend must be rule or openai, got {backend!r}")
-    if backend == "openai" and (not endpoint or not model):
-        raise ClinrlError("--backend openai needs --endpoint URL and --model NAME (note text is sent there)")
-    gold_notes = load_notes(gold)
     config = SynthConfig(
         min_swaps=min_swaps, max_swaps=max_swaps, max_removals=max_removals, problem_removal_rate=problem_removal_rate
     )
-    pool_notes = load_notes(pool) if pool is not None else None
-    console = Console(stderr=True)
-    llm_report = None
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("synthesizing", total=len(gold_notes))
-        if backend == "rule":
-            result = synthesize(
-                gold_notes, per_note, seed=seed, pool=pool_notes, config=config,
-                progress=lambda n: progress.advance(task, n),
-            )  # fmt: skip
+    client = llm = None
+    if backend == "openai":
+        from clinrl.prm.synth.llm_inject import LLMSynthConfig
+
+        client = openai.backend(model, sent="note text")
+        llm = LLMSynthConfig(max_attempts=max_attempts, temperature=temperature, seed=seed,
+                             batch_size=openai.concurrency * 2)  # fmt: skip
+    gold_notes = load_notes(gold)
+    progress, advance = _progress(len(gold_notes), "synthesizing", quiet)
+    with progress:
+        run = synthesize_error_file(
+            gold_notes, out, per_note=per_note, seed=seed, config=config, pool=pool, client=client, llm=llm,
+            progress=advance, report_extra={"endpoint": openai.endpoint, "model": model},
+        )  # fmt: skip
+    skipped = f"; skipped {len(run.skipped)} notes too small for --min-swaps: {run.skipped}" if run.skipped else ""
+    typer.echo(f"{len(run.notes)} error samples from {len(run.gold) - len(run.skipped)} gold notes -> {out}{skipped}",
+               err=True)  # fmt: skip
+    if run.llm_report is not None:
+        typer.echo(f"rejected {run.llm_report['rejected']} samples {run.llm_report['rejects_by_reason']} "
+                   f"({run.llm_report['requests']} requests) -> {run.report_path}", err=True)  # fmt: skip
+    if compare_with is not None or report:
+        from clinrl.prm.synth.compare import compare_error_sets, comparison_table, profile_error_set
+
+        if compare_with is not None:
+            real_gold = load_notes(compare_gold) if compare_gold is not None else None
+            comparison = compare_error_sets(run.notes, load_notes(compare_with), synthetic_gold=run.gold,
+                                            real_gold=real_gold)  # fmt: skip
+            Console().print(comparison_table(comparison))
         else:
-            from clinrl.llm.backends import get_backend
-            from clinrl.prm.synth.llm_inject import LLMErrorSynthesizer, LLMSynthConfig, synthesize_with_llm
-
-            extra = {"cache_dir": str(cache_dir)} if cache_dir is not None else {}
-            client = get_backend("openai", endpoint=endpoint, model=model, max_concurrency=concurrency,
-                                 api_key_env=api_key_env, **extra)  # fmt: skip
-            llm = LLMSynthConfig(max_attempts=max_attempts, temperature=temperature, seed=seed,
-                                 batch_size=max(concurrency, 1) * 2)  # fmt: skip
-            result = synthesize_with_llm(
-                gold_notes, per_note, LLMErrorSynthesizer(client, config, llm), seed=seed,
-                progress=lambda n: progress.advance(task, n),
-            )  # fmt: skip
-            llm_report = result.to_dict()
-    check = check_label_consistency(result.notes)
-    if not check.ok:  # a bug, not a user mistake: never write inconsistent samples
-        raise RuntimeError(f"synthesized samples failed the label check:\n{check.summary()}")
-    save_notes(result.notes, out)
-    skipped = f"; skipped {len(result.skipped)} notes too small for --min-swaps: {result.skipped}"
-    typer.echo(
-        f"{len(result.notes)} error samples from {len(gold_notes) - len(result.skipped)} gold notes -> {out}"
-        + (skipped if result.skipped else ""),
-        err=True,
-    )
-    if llm_report is not None:
-        from clinrl.io import write_json_atomic
-
-        report_path = out.with_name(out.name + ".report.json")
-        write_json_atomic(report_path, {"endpoint": endpoint, "model": model, **llm_report})
-        typer.echo(f"rejected {llm_report['rejected']} samples {llm_report['rejects_by_reason']} "
-                   f"({llm_report['requests']} requests) -> {report_path}", err=True)  # fmt: skip
-    if compare_with is not None:
-        real = load_notes(compare_with)
-        real_gold = load_notes(compare_gold) if compare_gold is not None else None
-        comparison = compare_error_sets(result.notes, real, synthetic_gold=gold_notes, real_gold=real_gold)
-        Console().print(comparison_table(comparison))
-    elif report:
-        Console().print(comparison_table(profile_error_set(result.notes, gold_notes), title="Synthetic error samples"))
+            Console().print(comparison_table(profile_error_set(run.notes, run.gold), title="Synthetic error samples"))
 
 
 @app.command("build")
@@ -147,12 +120,14 @@ def build_command(
     tokens: str = typer.Option("llama3", "--tokens", help="Special tokens: llama3, new, or a JSON file."),
     out: Path = typer.Option(..., "--out", help="Output directory (data.parquet, build_report.json, …)."),
     eos: Optional[str] = typer.Option(None, "--eos", help="Append this EOS string to every PRM string."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Build the PRM training set: true-label PRM strings of gold notes and error samples, as parquet."""
     from clinrl.prm.build import DATA_FILE, build_prm_dataset
 
     report = build_prm_dataset(
-        gold, out, error_paths=errors or [], synthesize=synthesize, seed=seed, tokens=tokens, eos=eos, progress=True
+        gold, out, error_paths=errors or [], synthesize=synthesize, seed=seed, tokens=tokens, eos=eos,
+        progress=progress_on(quiet),
     )
     origins = ", ".join(f"{k} {v}" for k, v in report.by_origin.items())
     dropped = ", ".join(f"{k} {v}" for k, v in report.dropped.items()) or "none"
@@ -162,42 +137,22 @@ def build_command(
 
 
 @app.command("structure")
+@openai_options
 def structure_command(
     notes: list[Path] = typer.Argument(..., help="Free-text Assessment & Plan notes, one per text file."),
     out: Path = typer.Option(..., "--out", help="Structured notes (PRM-Clinic JSON, .json or .json.gz)."),
     dialogue: Optional[Path] = typer.Option(None, "--dialogue", help="Dialogue text file stored with every note."),
-    backend: str = typer.Option("rule", "--backend", help="rule (no model) or openai (a model splits the notes)."),
-    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="openai: base URL (notes are sent there)."),
-    model: Optional[str] = typer.Option(None, "--model", help="openai: model name at the endpoint."),
+    backend: Literal["rule", "openai"] = typer.Option("rule", "--backend", help="rule: no model; openai: a model splits the notes."),
+    model: Optional[str] = typer.Option(None, "--model", help="openai: model name at --endpoint (note text is sent there)."),
     max_attempts: int = typer.Option(2, "--max-attempts", min=1, help="openai: answers asked per note at most."),
-    api_key_env: str = typer.Option("CLINRL_API_KEY", "--api-key-env", help="openai: env variable with the key."),
+    openai: OpenAIOptions = OpenAIOptions(),
 ) -> None:
     """Split free-text notes into problems and steps: by rule, or by a model with validation and a rule fallback."""
-    from clinrl.errors import ClinrlError
-    from clinrl.io import read_text_file
-    from clinrl.prm.schema import save_notes
-    from clinrl.prm.structure import structure_note
+    from clinrl.prm.llm_structure import StructureConfig, structure_files
 
-    if backend not in ("rule", "openai"):
-        raise ClinrlError(f"--backend must be rule or openai, got {backend!r}")
-    if backend == "openai" and (not endpoint or not model):
-        raise ClinrlError("--backend openai needs --endpoint URL and --model NAME (note text is sent there)")
-    texts = [read_text_file(path) for path in notes]
-    dialog = read_text_file(dialogue, field="--dialogue") if dialogue is not None else ""
-    if backend == "rule":
-        structured = [structure_note(t, dialogue=dialog) for t in texts]
-        summary = {"notes": len(structured), "by_rule": len(structured)}
-    else:
-        from clinrl.llm.backends import get_backend
-        from clinrl.prm.llm_structure import StructureConfig, structure_notes
-
-        client = get_backend("openai", endpoint=endpoint, model=model, api_key_env=api_key_env)
-        result = structure_notes(texts, client, dialogues=[dialog] * len(texts),
-                                 config=StructureConfig(max_attempts=max_attempts))  # fmt: skip
-        structured, summary = result.notes, result.to_dict()
-    for number, (path, note) in enumerate(zip(notes, structured), 1):
-        note.case_id, note.case_no = path.stem, number
-    save_notes(structured, out)
+    client = openai.backend(model, sent="note text") if backend == "openai" else None
+    summary = structure_files(notes, out, dialogue=dialogue, backend=client,
+                              config=StructureConfig(max_attempts=max_attempts))  # fmt: skip
     typer.echo(f"{json.dumps(summary)} -> {out}", err=True)
 
 
@@ -206,18 +161,17 @@ def render_command(
     notes: Path = typer.Argument(..., help="Notes to render (PRM-Clinic JSON, .json or .json.gz)."),
     out: Path = typer.Option(..., "--out", help="JSON Lines file: one {case_id, sample_no, text} per note."),
     tokens: str = typer.Option("llama3", "--tokens", help="Special tokens: llama3, new, or a JSON file."),
-    labels: str = typer.Option("placeholder", "--labels", help="true, placeholder (inference) or plus."),
+    labels: Literal["true", "placeholder", "plus"] = typer.Option(
+        "placeholder", "--labels", help="Label slots: true (training), placeholder (inference) or plus."
+    ),
     eos: Optional[str] = typer.Option(None, "--eos", help="Append this EOS string to every PRM string."),
 ) -> None:
     """Render notes as PRM strings (placeholder labels by default, for scoring)."""
-    from clinrl.errors import ClinrlError
     from clinrl.prm.build import resolve_tokens, write_rendered
     from clinrl.prm.schema import load_notes
 
-    if labels not in ("true", "placeholder", "plus"):
-        raise ClinrlError(f"--labels must be true, placeholder or plus, got {labels!r}")
     special = resolve_tokens(tokens)[1]
-    count = write_rendered(load_notes(notes), special, out, labels=labels, eos=eos)  # type: ignore[arg-type]
+    count = write_rendered(load_notes(notes), special, out, labels=labels, eos=eos)
     typer.echo(f"{count} PRM strings -> {out}", err=True)
 
 
@@ -238,15 +192,19 @@ def train_command(run: TrainRequest) -> None:
 
 
 # ---- scoring, Best-of-N and evaluation (clinrl.prm.score / select / evaluate) ----
-_PROBABILITY_HELP = "full (softmax over the vocabulary, the study) or binary ({+, -} only)."
+Probability = Literal["full", "binary"]
+Context = Literal["placeholder", "plus", "greedy"]
+_PROBABILITY_HELP = "full: softmax over the vocabulary (the study); binary: over {+, -} only."
 _CONTEXT_HELP = "Label slots at inference: placeholder (the study), plus, or greedy (feed predicted labels)."
+_AGGREGATE_HELP = "Note score from the slots (default: the model's, else sum_log)."
+_QUIET = typer.Option(False, "--quiet", help="No progress bar.")
 
 
-_BACKEND_HELP = "transformers (default) or vllm (causal-LM PRMs, GPUs: prefix-cached, same P(+))."
+_BACKEND_HELP = "vllm: causal-LM PRMs on GPUs, prefix-cached, same P(+)."
 _BACKEND = typer.Option("transformers", "--backend", help=_BACKEND_HELP)
 _TP = typer.Option(1, "--tensor-parallel-size", min=1, help="vllm: GPUs one engine spans.")
 _GPU_MEM = typer.Option(0.85, "--gpu-memory-utilization", min=0.01, max=1.0, help="vllm: memory share it takes.")
-_DTYPE = typer.Option("auto", "--dtype", help="vllm: auto, float32, bfloat16 or float16.")
+_DTYPE = typer.Option("auto", "--dtype", help="vllm: weights' dtype.")
 _EAGER = typer.Option(False, "--enforce-eager", help="vllm: no graph capture (faster start, slower scoring).")
 _MAX_LEN = typer.Option(None, "--max-model-len", min=16, help="vllm: context length (default: the model's).")
 
@@ -255,14 +213,11 @@ def _load_scorer(model: Path, probability: str, context: str, batch_size: int, f
                  backend: str = "transformers", **engine: object):  # fmt: skip
     """The reference scorer (transformers) or :class:`clinrl.prm.vllm_score.VLLMPRMScorer` with the vllm
     engine options (``None`` values left to vLLM's defaults)."""
-    from clinrl.errors import ClinrlError
     from clinrl.prm.score import ScoreConfig, load_scorer
 
     config = ScoreConfig(probability, context, fast=fast, batch_size=batch_size)  # type: ignore[arg-type]
     if backend == "transformers":
         return load_scorer(model, config)
-    if backend != "vllm":
-        raise ClinrlError(f"--backend must be transformers or vllm, got {backend!r}")
     from clinrl.prm.vllm_score import VLLMPRMScorer
 
     return VLLMPRMScorer(model, config, **{k: v for k, v in engine.items() if v is not None})
@@ -280,11 +235,12 @@ def _close(scorer: object) -> None:
         close()
 
 
-def _progress(total: int, label: str):
+def _progress(total: int, label: str, quiet: bool = False):
+    """A transient rich progress bar on stderr and its advance callback; disabled under --quiet."""
     from rich.console import Console
     from rich.progress import Progress
 
-    progress = Progress(console=Console(stderr=True), transient=True)
+    progress = Progress(console=Console(stderr=True), transient=True, disable=not progress_on(quiet))
     task = progress.add_task(label, total=total)
     return progress, lambda n: progress.advance(task, n)
 
@@ -294,30 +250,35 @@ def score_command(
     model: Path = typer.Option(..., "--model", help="A trained PRM folder (clinrl_prm.json inside)."),
     notes: Path = typer.Option(..., "--notes", help="PRM-Clinic JSON notes, or one free-text note (.txt)."),
     dialogue: Optional[Path] = typer.Option(None, "--dialogue", help="Dialogue text file (replaces the notes' own)."),
-    json_out: Path = typer.Option(..., "--json", help="Write per-slot P(+) and note scores here (no note text)."),
-    probability: str = typer.Option("full", "--probability", help=_PROBABILITY_HELP),
-    context: str = typer.Option("placeholder", "--context", help=_CONTEXT_HELP),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write per-slot P(+) and note scores here (no note text). [required]"),
+    probability: Probability = typer.Option("full", "--probability", help=_PROBABILITY_HELP),
+    context: Context = typer.Option("placeholder", "--context", help=_CONTEXT_HELP),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Note continuations per forward pass."),
     no_fast: bool = typer.Option(False, "--no-fast", help="Use the one-note-at-a-time reference procedure."),
-    backend: str = _BACKEND,
+    backend: PRMBackend = _BACKEND,
     tensor_parallel_size: int = _TP,
     gpu_memory_utilization: float = _GPU_MEM,
-    dtype: str = _DTYPE,
+    dtype: Dtype = _DTYPE,
     enforce_eager: bool = _EAGER,
     max_model_len: Optional[int] = _MAX_LEN,
+    quiet: bool = _QUIET,
+    old_json: Optional[Path] = hidden_alias("--json", "--out"),
 ) -> None:
     """Score notes with a PRM: P(+) at every label slot and note scores (sum_log, min, mean, last)."""
     from clinrl.errors import ClinrlError
     from clinrl.io import read_text_file, write_json_atomic
     from clinrl.prm.select import read_candidates
 
+    json_out = alias(out, old_json, "--json", "--out")
+    if json_out is None:
+        raise ClinrlError("--out FILE is required (the scores are written there)")
     candidates, names = read_candidates([notes])
     dialog = read_text_file(dialogue, field="--dialogue") if dialogue is not None else None
     if dialog is None and any(isinstance(n, str) for n in candidates):
         raise ClinrlError("a free-text note needs --dialogue")
     engine = _engine(tensor_parallel_size, gpu_memory_utilization, dtype, enforce_eager, max_model_len)
     scorer = _load_scorer(model, probability, context, batch_size, not no_fast, backend, **engine)
-    progress, advance = _progress(len(candidates), "scoring")
+    progress, advance = _progress(len(candidates), "scoring", quiet)
     results = []
     chunk = 64 if backend == "vllm" else 1  # vLLM batches and prefix-caches a whole engine call
     try:
@@ -340,17 +301,17 @@ def best_of_n_command(
     model: Path = typer.Option(..., "--model", help="A trained PRM folder."),
     dialogue: Path = typer.Option(..., "--dialogue", help="The dialogue, as a text file."),
     notes: list[Path] = typer.Option(..., "--notes", help="Candidate note (free text or PRM-Clinic JSON); repeat."),
-    aggregate: Optional[str] = typer.Option(None, "--aggregate", help="sum_log, min, mean or last (default: model's)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the ranking with per-slot scores here."),
+    aggregate: Optional[Aggregate] = typer.Option(None, "--aggregate", help=_AGGREGATE_HELP),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the ranking with per-slot scores here (JSON report)."),
     weakest: int = typer.Option(3, "--weakest", min=0, help="Weakest steps shown per note."),
     show_text: bool = typer.Option(False, "--show-text", help="Show the weakest steps' text (patient data!)."),
-    probability: str = typer.Option("full", "--probability", help=_PROBABILITY_HELP),
-    context: str = typer.Option("placeholder", "--context", help=_CONTEXT_HELP),
+    probability: Probability = typer.Option("full", "--probability", help=_PROBABILITY_HELP),
+    context: Context = typer.Option("placeholder", "--context", help=_CONTEXT_HELP),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Note continuations per forward pass."),
-    backend: str = _BACKEND,
+    backend: PRMBackend = _BACKEND,
     tensor_parallel_size: int = _TP,
     gpu_memory_utilization: float = _GPU_MEM,
-    dtype: str = _DTYPE,
+    dtype: Dtype = _DTYPE,
     enforce_eager: bool = _EAGER,
     max_model_len: Optional[int] = _MAX_LEN,
 ) -> None:
@@ -377,20 +338,23 @@ def best_of_n_command(
 def eval_selection_command(
     gold: Path = typer.Option(..., "--gold", help="Gold notes of the verification task (PRM-Clinic JSON)."),
     errors: Path = typer.Option(..., "--errors", help="Error samples of the same cases."),
-    scorer: str = typer.Option(..., "--scorer", help="medoid, random (exact expectation), length, prm or orm."),
+    scorer: Literal["medoid", "random", "length", "prm", "orm"] = typer.Option(
+        ..., "--scorer", help="A reference rule (random: its exact expectation) or a model (prm, orm: --model)."
+    ),
     model: Optional[Path] = typer.Option(None, "--model", help="PRM folder, for --scorer prm/orm."),
-    aggregate: Optional[str] = typer.Option(None, "--aggregate", help="prm: sum_log, min, mean or last (default: the model's, else sum_log)."),
-    json_out: Path = typer.Option(..., "--json", help="Write the report (per Data_source) here."),
-    probability: str = typer.Option("full", "--probability", help=_PROBABILITY_HELP),
-    context: str = typer.Option("placeholder", "--context", help=_CONTEXT_HELP),
+    aggregate: Optional[Aggregate] = typer.Option(None, "--aggregate", help="prm/orm: " + _AGGREGATE_HELP),
+    json_out: Path = typer.Option(..., "--json", help="Write the report (per Data_source; fractions) here."),
+    probability: Probability = typer.Option("full", "--probability", help=_PROBABILITY_HELP),
+    context: Context = typer.Option("placeholder", "--context", help=_CONTEXT_HELP),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Note continuations per forward pass."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N cases of each Data_source."),
-    backend: str = _BACKEND,
+    backend: PRMBackend = _BACKEND,
     tensor_parallel_size: int = _TP,
     gpu_memory_utilization: float = _GPU_MEM,
-    dtype: str = _DTYPE,
+    dtype: Dtype = _DTYPE,
     enforce_eager: bool = _EAGER,
     max_model_len: Optional[int] = _MAX_LEN,
+    quiet: bool = _QUIET,
 ) -> None:
     """Gold-selection accuracy per Data_source (+ step-level error detection for model scorers)."""
     from rich.console import Console
@@ -406,7 +370,7 @@ def eval_selection_command(
     loaded = None
     if scorer in MODEL_SCORERS and model:
         loaded = _load_scorer(model, probability, context, batch_size, True, backend, **engine)
-    progress, advance = _progress(len(cases), f"eval {scorer}")
+    progress, advance = _progress(len(cases), f"eval {scorer}", quiet)
     try:
         with progress:
             report = evaluate_selection(cases, scorer, model=loaded, aggregate=aggregate, dropped=dropped,
@@ -423,20 +387,23 @@ def eval_selection_command(
 def eval_preference_command(
     csv_path: Path = typer.Option(..., "--csv", help="A-Prefer-style CSV: Case_id, Sample_no, Training_note."),
     labels: Path = typer.Option(..., "--labels", help="CSV: Case_id, Preferred_note."),
-    scorer: str = typer.Option(..., "--scorer", help="prm, orm, random (exact expectation), length or first."),
+    scorer: Literal["prm", "orm", "random", "length", "first"] = typer.Option(
+        ..., "--scorer", help="A model (prm, orm: --model) or a reference rule (random: its exact expectation)."
+    ),
     model: Optional[Path] = typer.Option(None, "--model", help="PRM folder, for --scorer prm/orm."),
     tokens: str = typer.Option("llama3", "--tokens", help="Tokens of the strings: llama3, new or a JSON file."),
-    aggregate: Optional[str] = typer.Option(None, "--aggregate", help="prm: sum_log, min, mean or last (default: the model's, else sum_log)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result here."),
-    probability: str = typer.Option("full", "--probability", help=_PROBABILITY_HELP),
-    context: str = typer.Option("placeholder", "--context", help=_CONTEXT_HELP),
+    aggregate: Optional[Aggregate] = typer.Option(None, "--aggregate", help="prm/orm: " + _AGGREGATE_HELP),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result here (JSON report; fractions)."),
+    probability: Probability = typer.Option("full", "--probability", help=_PROBABILITY_HELP),
+    context: Context = typer.Option("placeholder", "--context", help=_CONTEXT_HELP),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Note continuations per forward pass."),
-    backend: str = _BACKEND,
+    backend: PRMBackend = _BACKEND,
     tensor_parallel_size: int = _TP,
     gpu_memory_utilization: float = _GPU_MEM,
-    dtype: str = _DTYPE,
+    dtype: Dtype = _DTYPE,
     enforce_eager: bool = _EAGER,
     max_model_len: Optional[int] = _MAX_LEN,
+    quiet: bool = _QUIET,
 ) -> None:
     """Accuracy of picking the physician-preferred note (A-Prefer-style data)."""
     from clinrl.io import write_json_atomic
@@ -448,7 +415,7 @@ def eval_preference_command(
     loaded = None
     if scorer in MODEL_SCORERS and model:
         loaded = _load_scorer(model, probability, context, batch_size, True, backend, **engine)
-    progress, advance = _progress(len(cases), f"eval {scorer}")
+    progress, advance = _progress(len(cases), f"eval {scorer}", quiet)
     try:
         with progress:
             result = evaluate_preference(cases, scorer, model=loaded, aggregate=aggregate, progress=advance)
@@ -456,7 +423,7 @@ def eval_preference_command(
         _close(loaded)
     result["dropped"] = dropped
     acc = result["accuracy"]
-    typer.echo(f"{scorer}: {'—' if acc is None else f'{acc:.1f}'} % preferred note picked "
+    typer.echo(f"{scorer}: {'—' if acc is None else f'{100 * acc:.1f} %'} preferred note picked "
                f"({result['correct']:g}/{result['total']})")  # fmt: skip
     if any(dropped.values()):
         typer.echo(f"dropped: {dropped}", err=True)

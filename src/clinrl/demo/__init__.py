@@ -85,12 +85,12 @@ def _print_headline(summary: dict[str, Any], out: Path, report: Path) -> None:
     prm = summary.get("prm")
     if prm:
         sel = prm["selection"]["prm"]["sources"]
-        accs = ", ".join(f"{k} {v['accuracy']:.1f} %" for k, v in sel.items())
+        accs = ", ".join(f"{k} {100 * v['accuracy']:.1f} %" for k, v in sel.items())
         pref = prm["preference"]["prm"]["accuracy"]
-        lines.append(f"PRM: gold picked {accs} (random {_random_line(prm)}); A-Prefer dev {pref:.1f} %.")
+        lines.append(f"PRM: gold picked {accs} (random {_random_line(prm)}); A-Prefer dev {100 * pref:.1f} %.")
     lines.append(f"Report: {report}   (summary: {out / 'summary.json'}; took {summary['meta']['seconds']['total']:.0f} s)")
     console.print("\n".join(lines))
 
 
 def _random_line(prm: dict[str, Any]) -> str:
-    return ", ".join(f"{v['accuracy']:.1f} %" for v in prm["selection"]["random"]["sources"].values())
+    return ", ".join(f"{100 * v['accuracy']:.1f} %" for v in prm["selection"]["random"]["sources"].values())

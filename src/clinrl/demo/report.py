@@ -119,7 +119,7 @@ def selection_plot(selection: Mapping[str, Any]) -> str | None:
     fig, ax = plt.subplots(figsize=(6, 2.8))
     width = 0.8 / len(scorers)
     for i, name in enumerate(scorers):
-        vals = [selection[name]["sources"].get(s, {}).get("accuracy") or 0 for s in sources]
+        vals = [100 * (selection[name]["sources"].get(s, {}).get("accuracy") or 0) for s in sources]
         ax.bar([x + i * width for x in range(len(sources))], vals, width, label=name)
     ax.set_xticks([x + 0.4 - width / 2 for x in range(len(sources))], sources)
     ax.set_ylabel("gold picked (%)")
@@ -152,7 +152,7 @@ def _drg_section(drg: Mapping[str, Any]) -> str:
 
 
 def _pct(fraction: float | None) -> str:
-    """A metrics.json fraction (all rates and accuracies are in [0, 1]) as a percentage."""
+    """A report's fraction (every rate and accuracy in clinrl's JSON is in [0, 1]) as a percentage."""
     return "—" if fraction is None else f"{100 * fraction:.1f}"
 
 
@@ -194,7 +194,7 @@ def _prm_section(prm: Mapping[str, Any]) -> str:
         cells = [name]
         for s in sources:
             r = report["sources"].get(s, {})
-            cells.append(f"{_num(r.get('accuracy'))} ({_num(r.get('correct'), 1)}/{r.get('total', 0)})")
+            cells.append(f"{_pct(r.get('accuracy'))} ({_num(r.get('correct'), 1)}/{r.get('total', 0)})")
         dets = [(report["sources"].get(s) or {}).get("detection") for s in sources]
         cells.append(" / ".join(_num(d.get("auroc_steps"), 3) for d in dets) if any(dets) else "—")
         cells.append(_num(PUBLISHED_SELECTION.get(name)) if name != "medoid" else
@@ -203,7 +203,7 @@ def _prm_section(prm: Mapping[str, Any]) -> str:
     table = _table(["scorer", *[f"{s}: gold picked %" for s in sources], "step AUROC",
                     "PRM-Clinic (published)"], rows, theirs=[len(sources) + 2])
     pref = prm["preference"]
-    pref_rows = [[name, f"{_num(pref[name]['accuracy'])} ({_num(pref[name]['correct'], 1)}/{pref[name]['total']})",
+    pref_rows = [[name, f"{_pct(pref[name]['accuracy'])} ({_num(pref[name]['correct'], 1)}/{pref[name]['total']})",
                   _num(PUBLISHED_PREFERENCE.get(name))] for name in pref if isinstance(pref[name], Mapping)
                  and "accuracy" in pref[name]]
     train = prm.get("train", {})

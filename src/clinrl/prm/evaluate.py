@@ -5,6 +5,9 @@ model gives every candidate a score; the case counts as correct when the gold al
 with another candidate is a miss). Grouped by ``Data_source``, whatever the names are. ``random`` reports
 the exact expectation: accuracy = mean of 1/n_candidates, ``correct`` = its sum (a float).
 
+Every accuracy and rate in the reports is a fraction in [0, 1] (as in ``clinrl drg``'s metrics.json);
+only the tables printed for people show percentages.
+
 **Step-level error detection** (model scorers only), over every candidate's label slots against the stored
 labels, with "error" ('-') as the positive class and 1 - P(+) as its score:
 
@@ -191,7 +194,7 @@ class DetectionStats:
             "best_f1": bf1, "best_f1_threshold": bt,
             "false_alarm": fp / n_ok if n_ok else None,
             "by_error_type": {
-                k: {"detected": sum(v), "total": len(v), "rate": 100 * sum(v) / len(v) if v else None}
+                k: {"detected": sum(v), "total": len(v), "rate": sum(v) / len(v) if v else None}
                 for k, v in self.edits.items()
             },
         }  # fmt: skip
@@ -226,7 +229,7 @@ class SourceResult:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "accuracy": 100 * self.correct / self.total if self.total else None,
+            "accuracy": self.correct / self.total if self.total else None,
             "correct": self.correct,
             "total": self.total,
         }
@@ -325,7 +328,7 @@ def evaluate_selection(
 
 
 def selection_table(report: SelectionReport, title: str | None = None):
-    """A rich table: accuracy per source (one decimal), plus detection columns for model scorers."""
+    """A rich table: accuracy per source in percent (one decimal), plus detection columns for model scorers."""
     from rich.table import Table
 
     detect = report.overall.detection is not None
@@ -341,7 +344,7 @@ def selection_table(report: SelectionReport, title: str | None = None):
     rows = list(report.sources.items()) + [("all", report.overall)]
     for name, result in rows:
         d = result.to_dict()
-        cells = [name, _fmt(d["accuracy"], 1), _fmt_count(d["correct"]), str(d["total"])]
+        cells = [name, _fmt(None if d["accuracy"] is None else 100 * d["accuracy"], 1), _fmt_count(d["correct"]), str(d["total"])]
         if detect:
             det = d["detection"]
             cells += [_fmt(det[k], 3) for k in ("auroc_steps", "auroc_all", "f1", "best_f1")]
@@ -425,5 +428,5 @@ def evaluate_preference(
         total += 1
     return {
         "scorer": scorer, "aggregate": agg,
-        "accuracy": 100 * correct / total if total else None, "correct": correct, "total": total,
+        "accuracy": correct / total if total else None, "correct": correct, "total": total,
     }  # fmt: skip

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 from clinrl.errors import ClinrlError
@@ -25,7 +26,7 @@ from clinrl.prm.schema import Note, NoteSchemaError, note_from_dict
 from clinrl.prm.structure import FOLLOW_UP_HEADER, structure_note
 
 __all__ = ["STRUCTURE_PROMPT", "StructureConfig", "StructureResult", "StructureRejected", "parse_structure",
-           "structure_notes"]  # fmt: skip
+           "structure_files", "structure_notes"]  # fmt: skip
 
 STRUCTURE_PROMPT = (
     "Split the following Assessment and Plan of a clinical note into problems and steps. A problem has a short "
@@ -185,6 +186,36 @@ def structure_notes(
             result.sources.append("rule")
             result.fallbacks[last[i]] += 1
     return result
+
+
+def structure_files(
+    paths: Sequence[Path],
+    out: Path,
+    *,
+    dialogue: Path | None = None,
+    backend: Any = None,
+    config: StructureConfig = StructureConfig(),
+) -> dict[str, Any]:
+    """``clinrl prm structure`` as a call: one free-text note per file → one PRM-Clinic JSON file at ``out``.
+
+    By rule when ``backend`` is None, else by the model with the rule fallback (:func:`structure_notes`).
+    Each note's ``Case_id`` is its file's stem and ``Case_no`` its 1-based position; the ``dialogue`` file,
+    if any, is stored with every note. Returns the counts (never text)."""
+    from clinrl.io import read_text_file
+    from clinrl.prm.schema import save_notes
+
+    texts = [read_text_file(path) for path in paths]
+    dialog = read_text_file(dialogue, field="--dialogue") if dialogue is not None else ""
+    if backend is None:
+        structured = [structure_note(text, dialogue=dialog) for text in texts]
+        summary: dict[str, Any] = {"notes": len(structured), "by_rule": len(structured)}
+    else:
+        result = structure_notes(texts, backend, dialogues=[dialog] * len(texts), config=config)
+        structured, summary = result.notes, result.to_dict()
+    for number, (path, note) in enumerate(zip(paths, structured), 1):
+        note.case_id, note.case_no = Path(path).stem, number
+    save_notes(structured, out)
+    return summary
 
 
 def _generate(backend: Any, prompts: list[Any], params: Any) -> list[Any]:

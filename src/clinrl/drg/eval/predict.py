@@ -29,9 +29,10 @@ def predict_note(
     max_prompt_tokens: int | None = None,
     constrained: bool = False,
     ontology: Ontology | None = None,
+    tokenizer: Any = None,
 ) -> dict[str, Any]:
     """Predict the DRG of ``note``; returns a JSON-ready dict (``drg`` None when no sample gave a valid
-    answer)."""
+    answer). ``tokenizer`` cuts the course for a backend without its own (a served model)."""
     from clinrl.drg.prep.course import extract_course
     from clinrl.drg.eval.evaluate import case_messages, constrain_backend, prompt_budget
 
@@ -43,7 +44,7 @@ def predict_note(
     budget = prompt_budget(backend, params, max_prompt_tokens)
     undo = constrain_backend(backend, onto) if constrained else (lambda: None)
     try:
-        completions = backend.generate([case_messages(text, backend, budget)], params)[0]
+        completions = backend.generate([case_messages(text, backend, budget, tokenizer)], params)[0]
     finally:
         undo()
     judged = [judge(c, onto) for c in completions]

@@ -132,7 +132,7 @@ def write_synthetic(
     ``classes`` is the number of v34 DRGs used as labels (1..:func:`max_classes`).
     """
     if not 1 <= n <= MAX_NOTES:
-        raise ClinrlError(f"--n must be between 1 and {MAX_NOTES:,}, got {n}")
+        raise ClinrlError(f"--n-notes must be between 1 and {MAX_NOTES:,}, got {n}")
     if not 1 <= classes <= max_classes():
         raise ClinrlError(f"--classes must be between 1 and {max_classes()}, got {classes}")
     start = time.perf_counter()
