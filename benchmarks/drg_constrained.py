@@ -54,13 +54,24 @@ def main() -> None:
     setup(out, a.n_notes, a.classes, a.seed, a.max_prompt_tokens)
     sft_dir = out / "sft"
     if not (sft_dir / "sft_summary.json").is_file():
-        cfg = load_sft_config(RECIPES_DIR / "tiny" / "sft.yaml", {
-            "model": str(out / "model"), "data": str(out / "split" / "sft.parquet"), "output_dir": str(sft_dir),
-            "limit": None, "max_prompt_tokens": a.max_prompt_tokens, "training.max_length": a.max_prompt_tokens + 64,
-            "training.max_steps": a.sft_steps, "training.learning_rate": a.sft_lr, "training.per_device_train_batch_size": 16,
-            "training.save_strategy": "no", "training.lr_scheduler_type": "constant", "training.logging_steps": 20,
-            "seed": a.seed,
-        })
+        cfg = load_sft_config(
+            RECIPES_DIR / "tiny" / "sft.yaml",
+            {
+                "model": str(out / "model"),
+                "data": str(out / "split" / "sft.parquet"),
+                "output_dir": str(sft_dir),
+                "limit": None,
+                "max_prompt_tokens": a.max_prompt_tokens,
+                "training.max_length": a.max_prompt_tokens + 64,
+                "training.max_steps": a.sft_steps,
+                "training.learning_rate": a.sft_lr,
+                "training.per_device_train_batch_size": 16,
+                "training.save_strategy": "no",
+                "training.lr_scheduler_type": "constant",
+                "training.logging_steps": 20,
+                "seed": a.seed,
+            },
+        )
         train_sft(cfg)
     sft_minutes = (time.perf_counter() - start) / 60
     backend = TransformersBackend.from_path(str(sft_dir), batch_size=32)
@@ -69,9 +80,17 @@ def main() -> None:
     result: dict = {"n_test": a.n_test, "n_samples": a.n_samples, "sft_steps": a.sft_steps}
     for mode, constrained in (("free", False), ("constrained", True)):
         t0 = time.perf_counter()
-        m = run_eval(backend, out / "prep" / "test.parquet", params, out / f"eval_{mode}", limit=a.n_test,
-                     constrained=constrained, batch_size=16, max_prompt_tokens=a.max_prompt_tokens,
-                     meta={"model": str(sft_dir)})
+        m = run_eval(
+            backend,
+            out / "prep" / "test.parquet",
+            params,
+            out / f"eval_{mode}",
+            limit=a.n_test,
+            constrained=constrained,
+            batch_size=16,
+            max_prompt_tokens=a.max_prompt_tokens,
+            meta={"model": str(sft_dir)},
+        )
         result[mode] = {
             "invalid_answer_rate": round(100 * m["invalid_answer_rate"], 1),
             "format_failure_rate": round(100 * m["format_failure_rate"], 1),

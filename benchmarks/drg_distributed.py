@@ -36,16 +36,43 @@ def main() -> int:
     a = parser.parse_args()
 
     if not (a.workspace / "model" / "config.json").is_file():
-        subprocess.run([sys.executable, str(REPO / "benchmarks" / "drg_learnability.py"), "--setup-only",
-                        "--out", str(a.workspace), "--threads", "1"], check=True, cwd=REPO)
+        subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "benchmarks" / "drg_learnability.py"),
+                "--setup-only",
+                "--out",
+                str(a.workspace),
+                "--threads",
+                "1",
+            ],
+            check=True,
+            cwd=REPO,
+        )
     shutil.rmtree(a.out, ignore_errors=True)
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(a.processes),
-        "--master_port", str(a.port), "-m", "clinrl", "drg", "grpo", "--recipe", a.recipe,
-        f"--model={a.workspace / 'model'}", f"--data={a.workspace / 'split' / 'rl.parquet'}",
-        f"--output_dir={a.out}", f"--training.max_steps={a.steps}", "--training.save_strategy=no",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(a.processes),
+        "--master_port",
+        str(a.port),
+        "-m",
+        "clinrl",
+        "drg",
+        "grpo",
+        "--recipe",
+        a.recipe,
+        f"--model={a.workspace / 'model'}",
+        f"--data={a.workspace / 'split' / 'rl.parquet'}",
+        f"--output_dir={a.out}",
+        f"--training.max_steps={a.steps}",
+        "--training.save_strategy=no",
         # G 4 completions per prompt, 2 per process: each group spans both processes (tests the gathers)
-        "--training.num_generations=4", "--training.per_device_train_batch_size=2", "--training.disable_tqdm=true",
+        "--training.num_generations=4",
+        "--training.per_device_train_batch_size=2",
+        "--training.disable_tqdm=true",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     start = time.perf_counter()
@@ -55,10 +82,19 @@ def main() -> int:
     summary_file = a.out / "grpo_summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
     ok = proc.returncode == 0 and summary.get("global_step") == a.steps
-    print(json.dumps({
-        "recipe": a.recipe, "processes": a.processes, "backend": "gloo", "steps": summary.get("global_step"),
-        "returncode": proc.returncode, "ok": ok, "seconds": round(seconds, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "recipe": a.recipe,
+                "processes": a.processes,
+                "backend": "gloo",
+                "steps": summary.get("global_step"),
+                "returncode": proc.returncode,
+                "ok": ok,
+                "seconds": round(seconds, 1),
+            }
+        )
+    )
     return 0 if ok else 1
 
 

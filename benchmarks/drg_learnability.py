@@ -22,6 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+
 def evaluate(model_dir: Path, prompts, golds, n: int, seed: int) -> dict:
     """Metrics (``clinrl.drg.eval.metrics``) of ``n`` samples per prompt, T 0.6, top-p 0.95."""
     from clinrl.drg.eval.evaluate import evaluate_prompts
@@ -34,9 +35,15 @@ def evaluate(model_dir: Path, prompts, golds, n: int, seed: int) -> dict:
 
 def headline(metrics: dict) -> dict:
     n = str(metrics["n_samples"])
-    return {"pass1": metrics["drg"]["pass@1"], "maj": metrics["drg"]["maj@k"][n], "pass_n": metrics["drg"]["pass@k"][n],
-            "format_ok": 1 - metrics["format_failure_rate"], "invalid": metrics["invalid_answer_rate"],
-            "n_cases": metrics["n_cases"], "n_samples": metrics["n_samples"]}
+    return {
+        "pass1": metrics["drg"]["pass@1"],
+        "maj": metrics["drg"]["maj@k"][n],
+        "pass_n": metrics["drg"]["pass@k"][n],
+        "format_ok": 1 - metrics["format_failure_rate"],
+        "invalid": metrics["invalid_answer_rate"],
+        "n_cases": metrics["n_cases"],
+        "n_samples": metrics["n_samples"],
+    }
 
 
 def main() -> None:
@@ -68,8 +75,6 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from clinrl.config import RECIPES_DIR, resolve_recipe
-    from clinrl.drg.train.grpo import load_grpo_config, train_grpo
-    from clinrl.drg.train.sft import load_sft_config, train_sft
     from clinrl.demo.workspace import (
         build_tiny_workspace,
         grpo_overrides,
@@ -77,6 +82,8 @@ def main() -> None:
         sft_overrides,
         tiny_prompts,
     )
+    from clinrl.drg.train.grpo import load_grpo_config, train_grpo
+    from clinrl.drg.train.sft import load_sft_config, train_sft
 
     start = time.perf_counter()
     out = a.out.resolve()
@@ -94,17 +101,34 @@ def main() -> None:
         shutil.rmtree(sft_dir, ignore_errors=True)
         dev_prompts, dev_golds = tiny_prompts(out / "split" / "rl.parquet", tokenizer, a.max_prompt_tokens, tail=64)
         stop = partly_trained_stop(out / "model", dev_prompts, dev_golds, every=a.sft_eval_every, target=a.sft_target)
-        sft_cfg = load_sft_config(RECIPES_DIR / "tiny" / "sft.yaml", sft_overrides(
-            ws, sft_dir, max_prompt_tokens=a.max_prompt_tokens, max_steps=a.sft_steps, learning_rate=a.sft_lr,
-            logging_steps=20, seed=a.seed))
+        sft_cfg = load_sft_config(
+            RECIPES_DIR / "tiny" / "sft.yaml",
+            sft_overrides(
+                ws,
+                sft_dir,
+                max_prompt_tokens=a.max_prompt_tokens,
+                max_steps=a.sft_steps,
+                learning_rate=a.sft_lr,
+                logging_steps=20,
+                seed=a.seed,
+            ),
+        )
         train_sft(sft_cfg, callbacks=[stop])
         print(json.dumps({"stage": "sft_dev", "history": stop.history}), file=sys.stderr)
     sft_eval = headline(evaluate(sft_dir, prompts, golds, a.n_samples, a.seed))
     print(json.dumps({"stage": "sft", **sft_eval}), file=sys.stderr)
 
     grpo_dir = out / "grpo" / a.recipe.replace("/", "_")
-    overrides = grpo_overrides(ws, sft_dir, grpo_dir, max_prompt_tokens=a.max_prompt_tokens, max_steps=a.grpo_steps,
-                               learning_rate=a.grpo_lr, temperature=a.grpo_temperature, seed=a.seed)
+    overrides = grpo_overrides(
+        ws,
+        sft_dir,
+        grpo_dir,
+        max_prompt_tokens=a.max_prompt_tokens,
+        max_steps=a.grpo_steps,
+        learning_rate=a.grpo_lr,
+        temperature=a.grpo_temperature,
+        seed=a.seed,
+    )
     overrides["training.use_vllm"] = a.use_vllm
     overrides.update(dict(kv.split("=", 1) for kv in a.grpo))
     if grpo_dir.exists():
@@ -116,15 +140,19 @@ def main() -> None:
     grpo_eval = headline(evaluate(grpo_dir, prompts, golds, a.n_samples, a.seed))
     print(json.dumps({"stage": "grpo", **grpo_eval}), file=sys.stderr)
 
-    print(json.dumps({
-        "recipe": a.recipe,
-        "sft_pass1": round(100 * sft_eval["pass1"], 1),
-        "grpo_pass1": round(100 * grpo_eval["pass1"], 1),
-        "sft_maj": round(100 * sft_eval["maj"], 1),
-        "grpo_maj": round(100 * grpo_eval["maj"], 1),
-        "n_test": sft_eval["n_cases"],
-        "minutes": round((time.perf_counter() - start) / 60, 2),
-    }))
+    print(
+        json.dumps(
+            {
+                "recipe": a.recipe,
+                "sft_pass1": round(100 * sft_eval["pass1"], 1),
+                "grpo_pass1": round(100 * grpo_eval["pass1"], 1),
+                "sft_maj": round(100 * sft_eval["maj"], 1),
+                "grpo_maj": round(100 * grpo_eval["maj"], 1),
+                "n_test": sft_eval["n_cases"],
+                "minutes": round((time.perf_counter() - start) / 60, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -135,11 +135,18 @@ def machine() -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=330_000, help="synthetic notes to generate (default 330000)")
-    parser.add_argument("--workdir", type=Path, default=REPO / "runs" / "bench" / "drg_prepare_scale",
-                        help="where the synthetic data and prepare output go (default runs/bench/drg_prepare_scale)")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the synthetic data (and output); a later run reuses data with the same n, seed, "
-                             "classes and generator version")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=REPO / "runs" / "bench" / "drg_prepare_scale",
+        help="where the synthetic data and prepare output go (default runs/bench/drg_prepare_scale)",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the synthetic data (and output); a later run reuses data with the same n, seed, "
+        "classes and generator version",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
     parser.add_argument("--classes", type=int, default=None, help="DRG classes in the synthetic data (default: all)")
     parser.add_argument("--split-by", default="subject", help="passed to prepare --split-by (default subject)")
@@ -155,10 +162,25 @@ def main(argv: list[str] | None = None) -> int:
     manifest = synthetic_data(data_dir, args.n, args.seed, classes)
     shutil.rmtree(out_dir, ignore_errors=True)
     cmd = [
-        sys.executable, "-m", "clinrl", "drg", "prepare",
-        "--discharge", str(data_dir / "discharge.csv.gz"), "--drgcodes", str(data_dir / "drgcodes.csv.gz"),
-        "--out", str(out_dir), "--split-by", args.split_by, "--test-size", "0.1", "--min-class-count", "2",
-        "--seed", "42",
+        sys.executable,
+        "-m",
+        "clinrl",
+        "drg",
+        "prepare",
+        "--discharge",
+        str(data_dir / "discharge.csv.gz"),
+        "--drgcodes",
+        str(data_dir / "drgcodes.csv.gz"),
+        "--out",
+        str(out_dir),
+        "--split-by",
+        args.split_by,
+        "--test-size",
+        "0.1",
+        "--min-class-count",
+        "2",
+        "--seed",
+        "42",
     ]
     log("running: " + " ".join(cmd[1:]))
     log_path = args.workdir / "prepare.log"
@@ -192,9 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "synth_seconds": manifest.get("seconds"),
         "command": " ".join(cmd[1:]),
     }
-    result["ok"] = bool(
-        flow and result["notes_per_s"] >= TARGET_NOTES_PER_S and peak_mb <= TARGET_PEAK_RSS_MB
-    )
+    result["ok"] = bool(flow and result["notes_per_s"] >= TARGET_NOTES_PER_S and peak_mb <= TARGET_PEAK_RSS_MB)
     if rc != 0:
         log("prepare failed; last lines of its log:\n" + "\n".join(log_path.read_text().splitlines()[-15:]))
     if not args.keep:

@@ -36,8 +36,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-QWEN25_05B = dict(hidden_size=896, num_layers=24, num_heads=14, num_kv_heads=2, intermediate_size=4864,
-                  max_position_embeddings=4096, tie_word_embeddings=True)
+QWEN25_05B = dict(
+    hidden_size=896,
+    num_layers=24,
+    num_heads=14,
+    num_kv_heads=2,
+    intermediate_size=4864,
+    max_position_embeddings=4096,
+    tie_word_embeddings=True,
+)
 VOCAB = 151_936
 
 
@@ -59,9 +66,12 @@ def padded_tokenizer(tokenizer, size: int):
         if "Ġq" + word not in vocab:
             vocab["Ġq" + word] = next_id
             next_id += 1
-    padded = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(data)),
-                                     bos_token=tokenizer.bos_token, eos_token=tokenizer.eos_token,
-                                     pad_token=tokenizer.pad_token)
+    padded = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(json.dumps(data)),
+        bos_token=tokenizer.bos_token,
+        eos_token=tokenizer.eos_token,
+        pad_token=tokenizer.pad_token,
+    )
     padded.chat_template = tokenizer.chat_template
     return padded
 
@@ -96,9 +106,18 @@ def time_rollouts_hf(model_dir: Path, prompts: list[list[int]], group: int, new:
     torch.manual_seed(0)
     started = time.perf_counter()
     with torch.no_grad():
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=1.0,
-                             top_p=1.0, top_k=None, num_return_sequences=group, max_new_tokens=new,
-                             min_new_tokens=new, pad_token_id=0)
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=True,
+            temperature=1.0,
+            top_p=1.0,
+            top_k=None,
+            num_return_sequences=group,
+            max_new_tokens=new,
+            min_new_tokens=new,
+            pad_token_id=0,
+        )
     seconds = time.perf_counter() - started
     produced = (out.shape[1] - ids.shape[1]) * out.shape[0]
     del model
@@ -108,8 +127,9 @@ def time_rollouts_hf(model_dir: Path, prompts: list[list[int]], group: int, new:
 def time_rollouts_vllm(llm, prompts: list[list[int]], group: int, new: int) -> dict:
     from vllm import SamplingParams
 
-    params = SamplingParams(n=group, temperature=1.0, top_p=1.0, max_tokens=new, ignore_eos=True, seed=0,
-                            detokenize=False)
+    params = SamplingParams(
+        n=group, temperature=1.0, top_p=1.0, max_tokens=new, ignore_eos=True, seed=0, detokenize=False
+    )
     started = time.perf_counter()
     outs = llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
     seconds = time.perf_counter() - started
@@ -118,16 +138,17 @@ def time_rollouts_vllm(llm, prompts: list[list[int]], group: int, new: int) -> d
 
 
 def time_eval(backend, data: Path, out: Path, cases: int) -> dict:
+    import shutil
+
     from clinrl.drg.eval.evaluate import run_eval
     from clinrl.llm.backends import SamplingParams
-
-    import shutil
 
     shutil.rmtree(out, ignore_errors=True)  # a fresh run, never a resumed one
     params = SamplingParams(n=2, temperature=1.0, top_p=0.95, max_new_tokens=64, seed=0)
     started = time.perf_counter()
-    metrics = run_eval(backend, data, params, out, limit=cases, batch_size=8, max_prompt_tokens=256,
-                       progress=False, plots=False)
+    metrics = run_eval(
+        backend, data, params, out, limit=cases, batch_size=8, max_prompt_tokens=256, progress=False, plots=False
+    )
     seconds = time.perf_counter() - started
     cases_done = metrics["n_cases"]
     return {"seconds": round(seconds, 2), "cases": cases_done, "cases_per_s": round(cases_done / seconds, 3)}
@@ -155,8 +176,16 @@ def time_prm(out: Path, cases: int, args) -> dict:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         model, tokenizer = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
-        meta = PRMMeta(head="causal-lm", objective="prm", tokens=SpecialTokens.new(), loss_mode="special_token",
-                       notes_only=False, max_length=16384, dialogue_max_tokens=None, base_model="random:qwen2")
+        meta = PRMMeta(
+            head="causal-lm",
+            objective="prm",
+            tokens=SpecialTokens.new(),
+            loss_mode="special_token",
+            notes_only=False,
+            max_length=16384,
+            dialogue_max_tokens=None,
+            base_model="random:qwen2",
+        )
         save_prm(folder, model, tokenizer, meta)
     chosen = _cases(data, cases)
     notes = sum(len(c.candidates) for c in chosen)
@@ -167,17 +196,25 @@ def time_prm(out: Path, cases: int, args) -> dict:
     fast_s = time.perf_counter() - started
     del fast
     t = time.perf_counter()
-    with VLLMPRMScorer(folder, ScoreConfig(), dtype="float32", enforce_eager=args.device == "cpu",
-                       max_model_len=16384) as scorer:
+    with VLLMPRMScorer(
+        folder, ScoreConfig(), dtype="float32", enforce_eager=args.device == "cpu", max_model_len=16384
+    ) as scorer:
         start_s = time.perf_counter() - t
         started = time.perf_counter()
         got = [s for c in chosen for s in scorer.score_notes(c.candidates)]
         vllm_s = time.perf_counter() - started
         cached = dict(scorer.stats)
     diff = max(abs(a.p_plus - b.p_plus) for x, y in zip(reference, got) for a, b in zip(x.slots, y.slots))
-    return {"cases": len(chosen), "notes": notes, "fast_path_s": round(fast_s, 2), "vllm_s": round(vllm_s, 2),
-            "vllm_engine_start_s": round(start_s, 1), "speedup": round(fast_s / vllm_s, 2),
-            "max_abs_diff_p_plus": diff, "vllm_stats": cached}
+    return {
+        "cases": len(chosen),
+        "notes": notes,
+        "fast_path_s": round(fast_s, 2),
+        "vllm_s": round(vllm_s, 2),
+        "vllm_engine_start_s": round(start_s, 1),
+        "speedup": round(fast_s / vllm_s, 2),
+        "max_abs_diff_p_plus": diff,
+        "vllm_stats": cached,
+    }
 
 
 def main() -> None:
@@ -190,8 +227,12 @@ def main() -> None:
     parser.add_argument("--prm-cases", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="transformers' device (cuda on a GPU)")
-    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"],
-                        help="both engines, rollouts and eval (PRM scoring always float32, to compare P(+))")
+    parser.add_argument(
+        "--dtype",
+        default="bfloat16",
+        choices=["bfloat16", "float32"],
+        help="both engines, rollouts and eval (PRM scoring always float32, to compare P(+))",
+    )
     parser.add_argument("--eager", action="store_true", help="vLLM without graph compilation (faster start)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -206,17 +247,27 @@ def main() -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     prompts = rollout_prompts(tokenizer, args.prompts)
-    figures: dict = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-                     "device": args.device, "dtype": args.dtype, "vllm_mode": "eager" if args.eager else "compiled",
-                     "shape": "Qwen2.5-0.5B (random init)", "vocab": len(tokenizer),
-                     "rollout_shape": f"{args.prompts} prompts x G {args.group} x {args.new_tokens} new tokens"}
+    figures: dict = {
+        "date": date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "device": args.device,
+        "dtype": args.dtype,
+        "vllm_mode": "eager" if args.eager else "compiled",
+        "shape": "Qwen2.5-0.5B (random init)",
+        "vocab": len(tokenizer),
+        "rollout_shape": f"{args.prompts} prompts x G {args.group} x {args.new_tokens} new tokens",
+    }
 
     hf = time_rollouts_hf(model_dir, prompts, args.group, args.new_tokens, args.device, args.dtype)
     from clinrl.llm.backends import TransformersBackend, VLLMBackend
 
     # on a CPU vLLM's memory share is of system memory and covers the weights (2 GB here) + KV cache
-    vllm_backend = VLLMBackend(str(model_dir), engine={"dtype": args.dtype, "enforce_eager": args.eager},
-                               max_model_len=1024, gpu_memory_utilization=0.25 if args.device == "cpu" else None)
+    vllm_backend = VLLMBackend(
+        str(model_dir),
+        engine={"dtype": args.dtype, "enforce_eager": args.eager},
+        max_model_len=1024,
+        gpu_memory_utilization=0.25 if args.device == "cpu" else None,
+    )
     t = time.perf_counter()
     llm = vllm_backend._engine()
     figures["vllm_engine_start_s"] = round(time.perf_counter() - t, 1)
@@ -230,8 +281,11 @@ def main() -> None:
     gc.collect()
     hf_backend = TransformersBackend.from_path(str(model_dir), batch_size=8, device=args.device, dtype=args.dtype)
     ev_hf = time_eval(hf_backend, test, args.out / "eval-hf", args.eval_cases)
-    figures["drg_eval"] = {"transformers": ev_hf, "vllm": ev_vllm,
-                           "speedup": round(ev_vllm["cases_per_s"] / ev_hf["cases_per_s"], 2)}
+    figures["drg_eval"] = {
+        "transformers": ev_hf,
+        "vllm": ev_vllm,
+        "speedup": round(ev_vllm["cases_per_s"] / ev_hf["cases_per_s"], 2),
+    }
     del hf_backend
     gc.collect()
     figures["prm_scoring"] = time_prm(args.out, args.prm_cases, args)

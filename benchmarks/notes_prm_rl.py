@@ -66,8 +66,8 @@ def build_prm(train_cases, out: Path, args) -> dict:
 
 def prm_sanity(held_cases, prm_dir: Path, seed: int) -> dict:
     """Held-out gold vs one synthesized error sample of it: share where the PRM (mean) prefers the gold."""
-    from clinrl.prm.synth.inject import synthesize_errors
     from clinrl.prm.score import load_scorer
+    from clinrl.prm.synth.inject import synthesize_errors
 
     scorer = load_scorer(prm_dir)
     golds = [c.reference for c in held_cases]
@@ -100,7 +100,9 @@ def build_policy(train_cases, out: Path, args) -> dict:
     base = out / "policy_base"
     build_tiny_model(
         tokenizer,
-        TinyModelConfig(hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=256, seed=args.seed),
+        TinyModelConfig(
+            hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=256, seed=args.seed
+        ),
         out=base,
     )
     rows = sft_rows(train_cases, tokenizer, DIALOGUE_TOKENS, NOTE_TOKENS)
@@ -112,7 +114,9 @@ def build_policy(train_cases, out: Path, args) -> dict:
         completion_only_loss=True, seed=args.seed, disable_tqdm=True,
     )  # fmt: skip
     torch.set_num_threads(args.threads)
-    trainer = SFTTrainer(model=str(base), args=sft_args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+    trainer = SFTTrainer(
+        model=str(base), args=sft_args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer
+    )
     result = trainer.train()
     trainer.save_model(str(sft_out))
     tokenizer.save_pretrained(str(sft_out))
@@ -130,7 +134,10 @@ def run_grpo(out: Path, args) -> dict:
     class Keep(TrainerCallback):
         def on_log(self, _args, state, control, logs=None, **kwargs):
             if logs and "reward" in logs:
-                logged.append({k: round(float(v), 4) for k, v in logs.items() if k.startswith("reward")} | {"step": state.global_step})
+                logged.append(
+                    {k: round(float(v), 4) for k, v in logs.items() if k.startswith("reward")}
+                    | {"step": state.global_step}
+                )
 
     overrides = {
         "model": str(out / "policy_sft"), "prm": str(out / "prm"), "output_dir": str(out / "grpo"),
@@ -156,11 +163,11 @@ def sample_notes(model_dir: Path, cases, n: int, seed: int) -> list[list[str]]:
 
 
 def evaluate(cases, start: list[list[str]], trained: list[list[str]], prm_dir: Path, cfg) -> dict:
+    from dataclasses import replace
+
     from clinrl.notes.rewards import PRMNoteReward, build_reward
     from clinrl.prm.score import ScoreConfig, load_scorer
     from clinrl.prm.select import best_of_n
-
-    from dataclasses import replace
 
     scorer = load_scorer(prm_dir, ScoreConfig(fast=True))
     # the absolute floor: a per-note figure that does not depend on the other samples
@@ -186,7 +193,9 @@ def evaluate(cases, start: list[list[str]], trained: list[list[str]], prm_dir: P
             flat, columns["dialogue"], columns["ref_problems"], columns["ref_steps"], columns["ref_words"],
             columns["ref_headers"])]  # fmt: skip
         raw = [g for g, c in zip(guarded, checks) if c.admissible]
-        per_dialogue = [statistics.mean(guarded[i : i + len(g)]) for i, g in zip(range(0, len(flat), len(notes[0])), notes)]
+        per_dialogue = [
+            statistics.mean(guarded[i : i + len(g)]) for i, g in zip(range(0, len(flat), len(notes[0])), notes)
+        ]
         out = {
             "prm_reward_mean": round(statistics.mean(guarded), 4),
             "prm_score_admissible_mean": round(statistics.mean(raw), 4) if raw else None,
@@ -226,8 +235,10 @@ def evaluate(cases, start: list[list[str]], trained: list[list[str]], prm_dir: P
         "prm_reward_gain": round(trained_fig["prm_reward_mean"] - start_fig["prm_reward_mean"], 4),
         "dialogues_improved": f"{improved}/{len(cases)}",
         "best_of_n": {
-            "n_candidates": 2 * len(start[0]), "aggregate": cfg.aggregate,
-            "trained_picked_rate": round(picks / len(cases), 4), "chance": 0.5,
+            "n_candidates": 2 * len(start[0]),
+            "aggregate": cfg.aggregate,
+            "trained_picked_rate": round(picks / len(cases), 4),
+            "chance": 0.5,
             "trained_picked_rate_guarded": round(guarded_picks / len(cases), 4),
             "pairwise_trained_wins": round(pair_wins / max(pairs, 1), 4),
         },  # fmt: skip
@@ -244,7 +255,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--prm-epochs", type=float, default=2.0)
     parser.add_argument("--sft-epochs", type=float, default=2.0)
     parser.add_argument("--grpo-steps", type=int, default=100)
-    parser.add_argument("--eval-dialogues", type=int, default=111, help="held-out dialogues evaluated (all 111 by default)")
+    parser.add_argument(
+        "--eval-dialogues", type=int, default=111, help="held-out dialogues evaluated (all 111 by default)"
+    )
     parser.add_argument("--samples", type=int, default=4, help="notes per held-out dialogue and policy")
     parser.add_argument("--setup-only", action="store_true", help="build the PRM and the SFT policy, then stop")
     parser.add_argument("--reuse", action="store_true", help="reuse an existing PRM and SFT policy in --out")

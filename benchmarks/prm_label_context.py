@@ -137,7 +137,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report_file = model_dir / "train_report.json"
     if train is None and report_file.is_file():
         rep = json.loads(report_file.read_text(encoding="utf-8"))
-        train = {"seconds": rep["seconds"], "steps": rep["steps"], "notes": rep["notes"], "last_loss": rep["losses"][-1][1]}
+        train = {
+            "seconds": rep["seconds"],
+            "steps": rep["steps"],
+            "notes": rep["notes"],
+            "last_loss": rep["losses"][-1][1],
+        }
 
     data = Path(args.data) if args.data else demo_data_dir()
     cases, _ = group_cases(*(load_notes(data / f"verification_dev_{k}.json.gz") for k in ("gold", "error")))
@@ -192,10 +197,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     best_sel = max(selection, key=lambda r: mean_over(r, "{}"))
     best_det = max(detection, key=lambda r: mean_over(r, "auroc_steps_{}"))
     return {
-        "model": {"path": str(model_dir), "head": meta.head, "objective": meta.objective, "loss_mode": meta.loss_mode,
-                  "base_model": meta.base_model, "max_length": meta.max_length,
-                  "params_m": round(sum(p.numel() for p in loaded.model.parameters()) / 1e6, 2),
-                  "trained_with": "true labels in the label slots (teacher forcing)"},  # fmt: skip
+        "model": {
+            "path": str(model_dir),
+            "head": meta.head,
+            "objective": meta.objective,
+            "loss_mode": meta.loss_mode,
+            "base_model": meta.base_model,
+            "max_length": meta.max_length,
+            "params_m": round(sum(p.numel() for p in loaded.model.parameters()) / 1e6, 2),
+            "trained_with": "true labels in the label slots (teacher forcing)",
+        },  # fmt: skip
         "train": train,
         "cases": {s: sum(c.data_source == s for c in cases) for s in sources},
         "notes": sum(len(c.candidates) for c in cases),
@@ -228,16 +239,25 @@ def _print_tables(result: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--recipe", default=str(ROOT / "src/clinrl/recipes/prm/cpu_causal.yaml"), help="training recipe")
-    parser.add_argument("--model", default=str(ROOT / "runs/prm/cpu_causal"),
-                        help="trained PRM folder (trained from --recipe first when it holds no model)")
+    parser.add_argument(
+        "--recipe", default=str(ROOT / "src/clinrl/recipes/prm/cpu_causal.yaml"), help="training recipe"
+    )
+    parser.add_argument(
+        "--model",
+        default=str(ROOT / "runs/prm/cpu_causal"),
+        help="trained PRM folder (trained from --recipe first when it holds no model)",
+    )
     parser.add_argument("--retrain", action="store_true", help="train even when --model holds a model")
     parser.add_argument("--data", default=None, help="PRM data folder (default: the bundled dev data)")
     parser.add_argument("--limit", type=int, default=None, help="first N cases of each Data_source")
     parser.add_argument("--contexts", nargs="+", default=list(CONTEXTS), choices=CONTEXTS)
     parser.add_argument("--probabilities", nargs="+", default=list(PROBABILITIES), choices=PROBABILITIES)
-    parser.add_argument("--no-teacher-forced", dest="teacher_forced", action="store_false",
-                        help="skip the diagnostic scoring with the true labels in the slots")
+    parser.add_argument(
+        "--no-teacher-forced",
+        dest="teacher_forced",
+        action="store_false",
+        help="skip the diagnostic scoring with the true labels in the slots",
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (shared machine)")
     args = parser.parse_args()

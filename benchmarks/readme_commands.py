@@ -103,8 +103,12 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="list the blocks and exit")
     parser.add_argument("--include-long", action="store_true", help="also run blocks marked '# needs: long'")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per block")
-    parser.add_argument("--endpoint-server", choices=["vllm"], default=None,
-                        help="run the endpoint blocks against vLLM's OpenAI server started here")
+    parser.add_argument(
+        "--endpoint-server",
+        choices=["vllm"],
+        default=None,
+        help="run the endpoint blocks against vLLM's OpenAI server started here",
+    )
     parser.add_argument("--endpoint-model", type=Path, default=None, help="model folder the server serves")
     parser.add_argument("--endpoint-max-tokens", type=int, default=48, help="server-side cap on answer tokens")
     args = parser.parse_args()
@@ -141,8 +145,9 @@ def run(args: argparse.Namespace, server: EndpointServer | None) -> None:
             server.ensure(*served(code))
         t = time.perf_counter()
         try:
-            proc = subprocess.run(["bash", "-e", "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
-                                  timeout=args.timeout)
+            proc = subprocess.run(
+                ["bash", "-e", "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=args.timeout
+            )
             status = "passed" if proc.returncode == 0 else "failed"
             tail = (proc.stdout + proc.stderr)[-1500:]
         except subprocess.TimeoutExpired:

@@ -37,7 +37,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve_load import AUTH, TOKEN, _free_port, _tiny_model, clinrl_server  # noqa: E402  (this folder's sibling)
 
-NORMAL = {"messages": [{"role": "user", "content": "heart failure with fluid overload"}], "max_tokens": 8, "temperature": 0}
+NORMAL = {
+    "messages": [{"role": "user", "content": "heart failure with fluid overload"}],
+    "max_tokens": 8,
+    "temperature": 0,
+}
 
 
 def _text_of(tokenizer, n_tokens: int) -> str:

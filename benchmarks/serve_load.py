@@ -27,8 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -46,7 +46,9 @@ def _tiny_model(folder: Path) -> Path:
     from clinrl.llm.tiny import TinyModelConfig, build_tiny_model, train_tokenizer
 
     torch.manual_seed(0)
-    texts = [m["content"] for m in build_messages(COURSE)] * 20 + [format_completion("HEART FAILURE AND SHOCK WITH MCC")] * 5
+    texts = [m["content"] for m in build_messages(COURSE)] * 20 + [
+        format_completion("HEART FAILURE AND SHOCK WITH MCC")
+    ] * 5
     tokenizer = train_tokenizer(texts, vocab_size=512)
     build_tiny_model(tokenizer, TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1,
                                                 intermediate_size=64), out=folder)  # fmt: skip
@@ -76,7 +78,12 @@ def _request(kind: str, max_tokens: int) -> tuple[str, str, dict | None, dict]:
         "drg": ("POST", "/v1/drg/code", {"text": COURSE, "max_tokens": max_tokens}, AUTH),
         "health": ("GET", "/healthz", None, {}),
         "bad_auth": ("POST", "/v1/chat/completions", chat, {"Authorization": "Bearer wrong"}),
-        "oversize": ("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "x" * 2_000_000}]}, AUTH),
+        "oversize": (
+            "POST",
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": "x" * 2_000_000}]},
+            AUTH,
+        ),
     }[kind]
 
 
@@ -172,7 +179,9 @@ def _reference(url: str) -> str:
     import httpx
 
     body = {"messages": [{"role": "user", "content": "reference"}], "max_tokens": 16, "temperature": 0}
-    return httpx.post(url + "/v1/chat/completions", json=body, headers=AUTH, timeout=60).json()["choices"][0]["message"]["content"]
+    return httpx.post(url + "/v1/chat/completions", json=body, headers=AUTH, timeout=60).json()["choices"][0][
+        "message"
+    ]["content"]
 
 
 @contextlib.contextmanager

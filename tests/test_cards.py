@@ -36,7 +36,9 @@ def folders(tmp_path_factory):
     report.pop("data_kind")
     report["discharge"]["path"] = str(root / "elsewhere" / "discharge.csv.gz")
     (mimic / "prep" / "prepare_report.json").write_text(json.dumps(report))
-    split_prepared(mimic / "prep" / "train.parquet", mimic / "split", SplitConfig(sft_ratio=0.5, seed=1), progress=False)
+    split_prepared(
+        mimic / "prep" / "train.parquet", mimic / "split", SplitConfig(sft_ratio=0.5, seed=1), progress=False
+    )
     return root
 
 

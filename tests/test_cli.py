@@ -127,8 +127,10 @@ def test_openai_block_is_the_same_on_every_endpoint_command(capsys):
 def test_endpoint_commands_refuse_a_missing_endpoint_with_one_line(tmp_path, capsys):
     gold = tmp_path / "gold.json"
     gold.write_text("[]")
-    for argv in (["prm", "synth-errors", "--gold", gold, "--out", tmp_path / "e.json", "--backend", "openai"],
-                 ["prm", "structure", gold, "--out", tmp_path / "s.json", "--backend", "openai", "--model", "m"]):
+    for argv in (
+        ["prm", "synth-errors", "--gold", gold, "--out", tmp_path / "e.json", "--backend", "openai"],
+        ["prm", "structure", gold, "--out", tmp_path / "s.json", "--backend", "openai", "--model", "m"],
+    ):
         code, _, err = _run(argv, capsys)
         assert code == 2 and "needs --endpoint URL and --model NAME" in err and "Traceback" not in err
 

@@ -43,12 +43,18 @@ def write(path: Path, text: str) -> Path:
 def test_extends_deep_merges_and_child_wins(tmp_path):
     base = write(tmp_path / "base.yaml", "model: a\nsteps: 3\ntraining:\n  beta: 0.04\n  loss_type: grpo\n")
     frag = write(tmp_path / "frag.yaml", "steps: 5\n")
-    child = write(tmp_path / "sub" / "child.yaml", "extends: [../base.yaml, ../frag.yaml]\ntraining:\n  loss_type: dapo\n")
+    child = write(
+        tmp_path / "sub" / "child.yaml", "extends: [../base.yaml, ../frag.yaml]\ntraining:\n  loss_type: dapo\n"
+    )
     data = load_recipe(child)
     assert data == {"model": "a", "steps": 5, "training": {"beta": 0.04, "loss_type": "dapo"}}
     _, sources = load_recipe_sources(child)
-    assert sources == {"model": str(base.resolve()), "steps": str(frag.resolve()),
-                       "training.beta": str(base.resolve()), "training.loss_type": str(child.resolve())}
+    assert sources == {
+        "model": str(base.resolve()),
+        "steps": str(frag.resolve()),
+        "training.beta": str(base.resolve()),
+        "training.loss_type": str(child.resolve()),
+    }
 
 
 def test_old_trl_block_and_overrides_are_read_as_training(tmp_path, caplog):
@@ -80,9 +86,26 @@ def test_extends_cycle_is_an_error(tmp_path):
 def test_overrides_are_typed_by_field(tmp_path):
     path = write(tmp_path / "r.yaml", "model: m\n")
     cfg = build_config(
-        Toy, path,
-        ["--steps", "7", "--rate=1e-5", "--flag", "true", "--names", "a,b", "--maybe", "null", "--lora.r", "4",
-         "--training.learning_rate", "3e-6", "--training.num_generations=4", "--training.report_to", "none"],
+        Toy,
+        path,
+        [
+            "--steps",
+            "7",
+            "--rate=1e-5",
+            "--flag",
+            "true",
+            "--names",
+            "a,b",
+            "--maybe",
+            "null",
+            "--lora.r",
+            "4",
+            "--training.learning_rate",
+            "3e-6",
+            "--training.num_generations=4",
+            "--training.report_to",
+            "none",
+        ],
         training_class=GRPOConfig,
     )
     assert (cfg.steps, cfg.rate, cfg.flag, cfg.names, cfg.maybe, cfg.lora.r) == (7, 1e-5, True, ["a", "b"], None, 4)
@@ -123,8 +146,11 @@ def test_bad_overrides_name_key_and_file(tmp_path, overrides, key):
 
 @pytest.mark.parametrize(
     ("overrides", "suggestion"),
-    [(["--stepz", "1"], "did you mean steps"), (["--lora.rank", "2"], "lora.r"),
-     (["--training.learnig_rate", "1"], "did you mean training.learning_rate")],
+    [
+        (["--stepz", "1"], "did you mean steps"),
+        (["--lora.rank", "2"], "lora.r"),
+        (["--training.learnig_rate", "1"], "did you mean training.learning_rate"),
+    ],
 )
 def test_misspelt_keys_get_the_closest_names(tmp_path, overrides, suggestion):
     with pytest.raises(RecipeError, match=suggestion):
@@ -147,7 +173,8 @@ def test_parse_overrides_forms_and_errors():
     with pytest.raises(RecipeError, match="unexpected argument"):
         parse_overrides(["value"])
     assert apply_overrides({"training": {"beta": 1}}, {"training.loss_type": "dapo"}) == {
-        "training": {"beta": 1, "loss_type": "dapo"}}
+        "training": {"beta": 1, "loss_type": "dapo"}
+    }
 
 
 def test_recipe_names_resolve():

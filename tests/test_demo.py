@@ -76,8 +76,10 @@ def test_report_check_fails_on_a_broken_plot(tmp_path):
     page = tmp_path / "r.html"
     from clinrl.demo.report import _CHECK_SCRIPT
 
-    page.write_text(f"<html><head><script>{_CHECK_SCRIPT}</script></head><body>"
-                    '<img class="plot" src="data:image/png;base64,AAAA"></body></html>')
+    page.write_text(
+        f"<html><head><script>{_CHECK_SCRIPT}</script></head><body>"
+        '<img class="plot" src="data:image/png;base64,AAAA"></body></html>'
+    )
     result = check_report(page)
     assert result == {"plots_loaded": 0, "plots_total": 1}
 

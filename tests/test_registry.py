@@ -48,7 +48,7 @@ def import_graph() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
         local[module] = set()
         is_package = path.name == "__init__.py"
 
-        def visit(nodes, in_function: bool) -> None:
+        def visit(nodes, in_function: bool) -> None:  # called at once, inside this iteration
             for node in nodes:
                 if isinstance(node, (ast.Import, ast.ImportFrom)):
                     found = _targets(node, module, is_package, known)

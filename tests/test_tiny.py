@@ -6,8 +6,11 @@ from clinrl.llm.tiny import TinyModelConfig, build_tiny_model, train_tokenizer
 def test_tiny_model_round_trip(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = train_tokenizer(["heart failure with mcc", "<think>x</think><answer>y</answer>"] * 5, vocab_size=300,
-                          extra_special_tokens=["<|prm_plus|>"])
+    tok = train_tokenizer(
+        ["heart failure with mcc", "<think>x</think><answer>y</answer>"] * 5,
+        vocab_size=300,
+        extra_special_tokens=["<|prm_plus|>"],
+    )
     text = "Pneumonia, ünïcode & 10 mg."
     assert tok.decode(tok(text)["input_ids"], skip_special_tokens=True) == text
     assert len(tok("<|prm_plus|>", add_special_tokens=False)["input_ids"]) == 1

@@ -113,20 +113,31 @@ def test_help_lists_the_overridable_keys(trainer):
     result = CliRunner().invoke(app, [*argv[:-1], "--help"], terminal_width=400)
     assert result.exit_code == 0
     text = " ".join(result.output.split())
-    for key in ("--model", "--data", "--output_dir", "--seed", "--report_to", "--training.learning_rate",
-                "--training.max_steps", "--show-config"):
+    for key in (
+        "--model",
+        "--data",
+        "--output_dir",
+        "--seed",
+        "--report_to",
+        "--training.learning_rate",
+        "--training.max_steps",
+        "--show-config",
+    ):
         assert key in text, key
     assert ("--lora.r" in text) == (cls is not PRMTrainConfig)
 
 
 @pytest.mark.parametrize(
     ("trainer", "typo", "expected"),
-    [("drg grpo", "--training.learnig_rate", "did you mean training.learning_rate"),
-     ("drg sft", "--lora.rr", "did you mean lora.r"), ("notes grpo", "--rewardz", "did you mean rewards"),
-     ("prm train", "--loss_mod", "did you mean loss_mode"),
-     ("prm train", "--training.max_step", "did you mean training.max_steps"),
-     ("prm train", "--learning_rat", "did you mean training.learning_rate?"),  # a misspelt old PRM key
-     ("drg grpo", "--max_steps", "a trl.GRPOConfig argument: set training.max_steps")],
+    [
+        ("drg grpo", "--training.learnig_rate", "did you mean training.learning_rate"),
+        ("drg sft", "--lora.rr", "did you mean lora.r"),
+        ("notes grpo", "--rewardz", "did you mean rewards"),
+        ("prm train", "--loss_mod", "did you mean loss_mode"),
+        ("prm train", "--training.max_step", "did you mean training.max_steps"),
+        ("prm train", "--learning_rat", "did you mean training.learning_rate?"),  # a misspelt old PRM key
+        ("drg grpo", "--max_steps", "a trl.GRPOConfig argument: set training.max_steps"),
+    ],
 )
 def test_misspelt_override_suggests_before_heavy_imports(trainer, typo, expected):
     """The did-you-mean error comes from the light check: torch/transformers/trl are never imported."""

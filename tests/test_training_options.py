@@ -90,7 +90,9 @@ def test_relative_paths_resolve_against_workdir_then_home_then_cwd(tmp_path, mon
     assert home.output_dir == str(b / "runs/tiny-drg/runs/sft")  # outputs need not exist yet
     assert resolve_paths(cfg, a).output_dir == str(a / "runs/tiny-drg/runs/sft")  # --workdir beats $CLINRL_HOME
     # absolute paths and hub names are left alone
-    other = load_sft_config(resolve_recipe("tiny/sft"), {"model": "Qwen/Qwen2.5-0.5B", "output_dir": str(tmp_path / "o")})
+    other = load_sft_config(
+        resolve_recipe("tiny/sft"), {"model": "Qwen/Qwen2.5-0.5B", "output_dir": str(tmp_path / "o")}
+    )
     kept = resolve_paths(other, a)
     assert kept.model == "Qwen/Qwen2.5-0.5B" and kept.output_dir == str(tmp_path / "o")
 
@@ -131,7 +133,9 @@ def test_report_to_sets_the_tracker_of_every_kind_of_recipe(monkeypatch):
         tracking.apply_report_to(load_sft_config(resolve_recipe("tiny/sft"), {"report_to": "all"}))
 
 
-@pytest.mark.parametrize("command", [("drg", "grpo", "--recipe", "tiny/best"), ("prm", "train", "--recipe", "tiny_causal")])
+@pytest.mark.parametrize(
+    "command", [("drg", "grpo", "--recipe", "tiny/best"), ("prm", "train", "--recipe", "tiny_causal")]
+)
 def test_a_tracker_that_is_not_installed_fails_before_training(command, monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(tracking, "_installed", lambda modules: False)
     assert_clean_error([*command, "--report-to", "wandb", "--output_dir", tmp_path / "o"], capsys,

@@ -37,7 +37,11 @@ from typing import Any
 
 import yaml
 
+from clinrl.drg.prompts import build_messages
 from clinrl.errors import ClinrlError
+from clinrl.io import write_text_atomic
+from clinrl.notes.dialogues import prompt_messages
+from clinrl.prm import demo_data_dir
 
 __all__ = [
     "CARD_FILE",
@@ -124,7 +128,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _is_bundled_prm(path: Path) -> bool:
     """Whether ``path`` is one of the bundled PRM-Clinic files (or a copy under the same name)."""
-    from clinrl.prm import demo_data_dir
 
     try:
         if path.resolve().parent == demo_data_dir().resolve():
@@ -191,7 +194,11 @@ def most_restricted(kinds: Sequence[str]) -> str:
 def _prm_sources(config: Mapping[str, Any]) -> list[DataSource]:
     out = []
     if config.get("train_data"):
-        out.append(DataSource("PRM training set (`clinrl prm build`)", str(config["train_data"]), data_kind(config["train_data"])))
+        out.append(
+            DataSource(
+                "PRM training set (`clinrl prm build`)", str(config["train_data"]), data_kind(config["train_data"])
+            )
+        )
     for gold in config.get("gold") or []:
         out.append(DataSource("gold notes", str(gold), data_kind(gold)))
     if config.get("synthesize"):
@@ -211,17 +218,23 @@ def data_sources(kind: str, config: Mapping[str, Any]) -> list[DataSource]:
                               data_kind(config.get("data")))]  # fmt: skip
         prm_report = _read_json(Path(str(config.get("prm"))) / "train_report.json")
         prm_kinds = [s.kind for s in _prm_sources(prm_report.get("config", {}))] if prm_report else []
-        sources.append(DataSource("reward model (PRM)", str(config.get("prm")), most_restricted(prm_kinds or ["unknown"])))
+        sources.append(
+            DataSource("reward model (PRM)", str(config.get("prm")), most_restricted(prm_kinds or ["unknown"]))
+        )
         return sources
     data = config.get("data")
     sources = [DataSource("training split (`clinrl drg split`)", str(data), data_kind(data))]
     if kind == "drg-sft" and config.get("traces"):
         # distilled from the same notes: they carry the notes' licence
-        sources.append(DataSource("reasoning traces (distilled from the training notes)", str(config["traces"]), sources[0].kind))
+        sources.append(
+            DataSource("reasoning traces (distilled from the training notes)", str(config["traces"]), sources[0].kind)
+        )
     if kind == "drg-sft" and config.get("knowledge"):
         sources.append(DataSource("MS-DRG knowledge rows (28, packaged)", "clinrl.drg.train.knowledge", "ms-drg"))
     if config.get("difficulty_file") and config.get("curriculum", "none") != "none":
-        sources.append(DataSource("difficulty tags (`clinrl drg difficulty`)", str(config["difficulty_file"]), sources[0].kind))
+        sources.append(
+            DataSource("difficulty tags (`clinrl drg difficulty`)", str(config["difficulty_file"]), sources[0].kind)
+        )
     return sources
 
 
@@ -275,11 +288,19 @@ class _Kind:
 
 _KINDS: dict[str, _Kind] = {
     "drg-sft": _Kind("DRG coding, supervised fine-tuning (clinrl drg sft)", ("drg-coding", "sft"), "text-generation"),
-    "drg-grpo": _Kind("DRG coding, GRPO (clinrl drg grpo)", ("drg-coding", "grpo", "reinforcement-learning"), "text-generation"),
-    "notes-grpo": _Kind("Assessment & Plan writing, GRPO with a PRM reward (clinrl notes grpo)",
-                        ("clinical-notes", "grpo", "reinforcement-learning"), "text-generation"),  # fmt: skip
-    "prm": _Kind("Process reward model for clinical notes (clinrl prm train)", ("process-reward-model", "clinical-notes"),
-                 "token-classification"),  # fmt: skip
+    "drg-grpo": _Kind(
+        "DRG coding, GRPO (clinrl drg grpo)", ("drg-coding", "grpo", "reinforcement-learning"), "text-generation"
+    ),
+    "notes-grpo": _Kind(
+        "Assessment & Plan writing, GRPO with a PRM reward (clinrl notes grpo)",
+        ("clinical-notes", "grpo", "reinforcement-learning"),
+        "text-generation",
+    ),  # fmt: skip
+    "prm": _Kind(
+        "Process reward model for clinical notes (clinrl prm train)",
+        ("process-reward-model", "clinical-notes"),
+        "token-classification",
+    ),  # fmt: skip
 }
 _CONFIG_KINDS = {"DRGSFTConfig": "drg-sft", "DRGGRPOConfig": "drg-grpo", "NotesGRPOConfig": "notes-grpo",
                  "PRMTrainConfig": "prm"}  # fmt: skip
@@ -330,8 +351,6 @@ def _hub_id(name: str) -> str | None:
 def _prompt_section(kind: str, config: Mapping[str, Any]) -> list[str]:
     """The prompt template, with a placeholder where the patient text goes (never real text)."""
     if kind in ("drg-sft", "drg-grpo"):
-        from clinrl.drg.prompts import build_messages
-
         example = build_messages("<the brief hospital course of a discharge summary>")
         return [
             "Template `clinrl.drg.prompts.build_messages` (system prompt `SYSTEM_PROMPT`, user turn: MS-DRG "
@@ -341,8 +360,6 @@ def _prompt_section(kind: str, config: Mapping[str, Any]) -> list[str]:
             "", "```json", json.dumps(example, indent=2, ensure_ascii=False), "```",
         ]  # fmt: skip
     if kind == "notes-grpo":
-        from clinrl.notes.dialogues import prompt_messages
-
         example = prompt_messages("<the doctor-patient dialogue>")
         return [
             "Template `clinrl.notes.dialogues.prompt_messages` (dialogue cut to "
@@ -363,9 +380,13 @@ def _eval_section(kind: str, out: str) -> list[str]:
         return ["```bash", f"clinrl drg eval --model {out} --data <prepared>/test.parquet --out {out}/eval", "```",
                 "Pass@1 and Pass@k, base-DRG and CC/MCC accuracy (`metrics.json`, `summary.md`)."]  # fmt: skip
     if kind == "notes-grpo":
-        return ["Held-out dialogues (`dialogue_split.json`: case ids of each side): generate notes for them and score",
-                "them with the PRM, e.g. `python benchmarks/notes_prm_rl.py` (held-out PRM reward, Best-of-N) or",
-                "```bash", "clinrl prm score --model <PRM folder> --notes <generated notes> --json scores.json", "```"]
+        return [
+            "Held-out dialogues (`dialogue_split.json`: case ids of each side): generate notes for them and score",
+            "them with the PRM, e.g. `python benchmarks/notes_prm_rl.py` (held-out PRM reward, Best-of-N) or",
+            "```bash",
+            "clinrl prm score --model <PRM folder> --notes <generated notes> --json scores.json",
+            "```",
+        ]
     return ["```bash",
             f"clinrl prm eval-selection --scorer prm --model {out} --gold <verification gold> --errors <error samples> "
             f"--json {out}/selection.json", "```",
@@ -425,7 +446,11 @@ def model_card(
     if restricted:
         lines += ["", "**Do not publish this model.** It was trained on credentialed data; clinrl refuses to push it "
                   "to a public hub repository."]  # fmt: skip
-    lines += ["", f"Licence names in this run: {', '.join(licences)}. The base model's own licence applies as well.", ""]
+    lines += [
+        "",
+        f"Licence names in this run: {', '.join(licences)}. The base model's own licence applies as well.",
+        "",
+    ]
     lines += ["## Prompt format", "", *_prompt_section(kind, config), ""]
     lines += ["## Recipe", "", "The resolved recipe (secrets redacted; also `clinrl_recipe.json` / `train_report.json`):", "",
               "```yaml", yaml.safe_dump(redact(dict(config)), sort_keys=False, allow_unicode=True).rstrip(), "```", ""]  # fmt: skip
@@ -442,7 +467,6 @@ def model_card(
 
 def write_model_card(out: str | Path, config: Any, log_history: Sequence[Mapping[str, Any]] = ()) -> Path:
     """Write the model card of a run with recipe ``config`` (a recipe dataclass) to ``out/README.md``."""
-    from clinrl.io import write_text_atomic
 
     kind = _kind_of(config)
     data = _as_dict(config)
@@ -466,7 +490,6 @@ def install(trainer: Any, config: Any) -> None:
 def write_merged_card(adapter: str | Path, out: str | Path, base: str) -> Path:
     """The card of a ``clinrl merge`` output: the adapter's clinrl card (library ``transformers``, plus a
     note on the merge), or, when the adapter has none, a short card whose data is of unknown origin."""
-    from clinrl.io import write_text_atomic
 
     adapter, out = Path(adapter), Path(out)
     source = adapter / CARD_FILE
@@ -476,7 +499,12 @@ def write_merged_card(adapter: str | Path, out: str | Path, base: str) -> Path:
     if MARKER in text:
         text = text.replace("library_name: peft", "library_name: transformers", 1).rstrip() + "\n" + note
     else:
-        front = {"library_name": "transformers", "license": "other", "license_name": "see-model-card", "tags": ["clinrl"]}
+        front = {
+            "library_name": "transformers",
+            "license": "other",
+            "license_name": "see-model-card",
+            "tags": ["clinrl"],
+        }
         if _hub_id(base):
             front["base_model"] = base
         text = ("---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n" + MARKER + f"\n\n# {out.name}\n\n"
@@ -510,7 +538,6 @@ def write_dataset_card(folder: str | Path, splits: Mapping[str, str], *, title: 
     """Write ``folder/README.md``: ``configs:`` front matter mapping split names to ``splits`` files, so that
     ``datasets.load_dataset(folder)`` returns those splits; rows per split, ``counts`` (no text) and the
     licence notice of ``kind``."""
-    from clinrl.io import write_text_atomic
 
     folder = Path(folder)
     licence = DATA_KINDS.get(kind, DATA_KINDS["unknown"])

@@ -64,7 +64,6 @@ __all__ = [
 ]
 
 
-
 def _recipes_root() -> Path:
     """The packaged ``clinrl/recipes`` folder, found through :mod:`importlib.resources` (so it is the same in a
     source checkout, an editable install and a wheel). Recipes name each other by relative path
@@ -249,7 +248,9 @@ def resolve_recipe(name: str, root: str | Path = RECIPES_DIR) -> Path:
         stem = stem.removeprefix(f"{folder.name}/")
     path = folder / f"{stem}.yaml"
     if not path.is_file() or path.name.startswith("_") or ".." in Path(stem).parts:
-        raise RecipeError(_unknown_recipe(name, list_recipes(folder), folder.name if folder.parent == RECIPES_ROOT else None))
+        raise RecipeError(
+            _unknown_recipe(name, list_recipes(folder), folder.name if folder.parent == RECIPES_ROOT else None)
+        )
     return path
 
 
@@ -612,7 +613,8 @@ def _build(
         else:
             kwargs[key] = coerce(value, hints[key], f"{prefix}{key}", source)
     missing = [
-        name for name, f in fields.items()
+        name
+        for name, f in fields.items()
         if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     if missing:
@@ -752,9 +754,14 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 # Names that moved to clinrl.training / clinrl.llm.loading: importable from here for one more release.
 _MOVED = {
-    "LoraOptions": "clinrl.training", "resume_checkpoint": "clinrl.training", "checkpoint_complete": "clinrl.training",
-    "train_and_save": "clinrl.training", "save_full_model": "clinrl.training", "read_split": "clinrl.training",
-    "finish_distributed": "clinrl.training", "load_tokenizer": "clinrl.llm.loading",
+    "LoraOptions": "clinrl.training",
+    "resume_checkpoint": "clinrl.training",
+    "checkpoint_complete": "clinrl.training",
+    "train_and_save": "clinrl.training",
+    "save_full_model": "clinrl.training",
+    "read_split": "clinrl.training",
+    "finish_distributed": "clinrl.training",
+    "load_tokenizer": "clinrl.llm.loading",
     "ensure_pad_token": "clinrl.llm.loading",
 }
 

@@ -6,9 +6,12 @@ import glob
 import json
 import os
 import tempfile
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
+
+from clinrl.errors import DataError
 
 
 @contextmanager
@@ -91,8 +94,6 @@ def read_parquet_checked(path: str | Path, columns: Sequence[str], *, made_by: s
     or lacks ``columns``. ``made_by`` names the command that writes such files, for the hint."""
     import pandas as pd
 
-    from clinrl.errors import DataError
-
     path = Path(path)
     if not path.is_file():
         raise DataError("file not found", path=path)
@@ -110,7 +111,6 @@ def read_text_file(path: str | Path, *, field: str | None = None) -> str:
     """A UTF-8 text file's content; a missing file, a folder, undecodable bytes or an unreadable file is a
     one-line :class:`~clinrl.errors.DataError` naming the file (and ``field``, e.g. the CLI option) and
     never echoing the content (it is often patient text)."""
-    from clinrl.errors import DataError
 
     path = Path(path)
     if path.is_dir():
@@ -122,4 +122,6 @@ def read_text_file(path: str | Path, *, field: str | None = None) -> str:
     except UnicodeDecodeError as err:
         raise DataError(f"not UTF-8 text (bad byte at offset {err.start})", path=path, field=field) from None
     except OSError as err:
-        raise DataError(f"not readable ({type(err).__name__}: {err.strerror or 'error'})", path=path, field=field) from None
+        raise DataError(
+            f"not readable ({type(err).__name__}: {err.strerror or 'error'})", path=path, field=field
+        ) from None

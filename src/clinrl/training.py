@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from clinrl import cards
+from clinrl.cards import check_hub_push
 from clinrl.config import (
     TRAINING_KEY,
     RecipeError,
@@ -42,9 +44,10 @@ from clinrl.config import (
     resolve_with_sources,
     valid_keys,
 )
-from clinrl import cards
-from clinrl.cards import check_hub_push
-from clinrl.errors import ClinrlError, limit_problem
+from clinrl.drg.prep.prepared import check_prepared_input
+from clinrl.errors import ClinrlError, DataError, check_limit, limit_problem
+from clinrl.io import atomic_path, read_parquet_checked, write_json_atomic
+from clinrl.llm import vllm_colocate
 from clinrl.tracking import apply_report_to
 
 __all__ = [
@@ -92,7 +95,10 @@ class LoraOptions:
         from peft import LoraConfig
 
         return LoraConfig(
-            r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=self.target_modules,
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=self.target_modules,
             task_type="CAUSAL_LM",
         )
 
@@ -135,7 +141,13 @@ class TrainerRecipe:
         """The library config (``TRAINING_CLASS``) from ``training`` plus our top-level fields; ``forced``
         entries (values the trainer decides) win. Invalid settings are a :class:`RecipeError`."""
         library = library_class(self.TRAINING_CLASS)
-        kwargs = {"output_dir": self.output_dir, "seed": self.seed, "report_to": self.report_to, **self.training, **forced}
+        kwargs = {
+            "output_dir": self.output_dir,
+            "seed": self.seed,
+            "report_to": self.report_to,
+            **self.training,
+            **forced,
+        }
         try:
             args = library(**kwargs)
         except (TypeError, ValueError) as err:
@@ -317,8 +329,11 @@ def resolved_rows(cls: type[TrainerRecipe], path: str | Path, overrides: Sequenc
         key = f"{TRAINING_KEY}.{name}"
         source = _source_of(key, sources)
         if source is None:
-            source = "default (clinrl)" if name in cls.TRAINING_DEFAULTS or name == "push_to_hub" else (
-                f"default ({cls.TRAINING_CLASS})")
+            source = (
+                "default (clinrl)"
+                if name in cls.TRAINING_DEFAULTS or name == "push_to_hub"
+                else (f"default ({cls.TRAINING_CLASS})")
+            )
         value = config.training[name] if name in config.training else library[name]["default"]
         rows.append((key, value, source))
     return rows
@@ -356,8 +371,15 @@ _COMMON_TRAINING_KEYS = (
 
 def override_help(cls: type[TrainerRecipe]) -> str:
     """The overridable keys of ``cls`` for a command's ``--help`` (our fields, the common library arguments)."""
-    ours = [k for k in valid_keys(cls) if k != TRAINING_KEY and not any(
-        k == p.name and dataclasses.is_dataclass(typing.get_type_hints(cls)[p.name]) for p in dataclasses.fields(cls))]
+    ours = [
+        k
+        for k in valid_keys(cls)
+        if k != TRAINING_KEY
+        and not any(
+            k == p.name and dataclasses.is_dataclass(typing.get_type_hints(cls)[p.name])
+            for p in dataclasses.fields(cls)
+        )
+    ]
     training = ", ".join(f"--{TRAINING_KEY}.{k}" for k in _COMMON_TRAINING_KEYS)
     return (
         "Any recipe key can be overridden with --KEY VALUE (dotted for nested keys). Recipe keys: "
@@ -420,11 +442,15 @@ def resume_checkpoint(output_dir: str | Path, resume: bool) -> str | None:
         newer = [p.name for p in found[found.index(complete[-1]) + 1 :]]
         if newer:
             logging.getLogger(__name__).warning(
-                "skipping incomplete %s (interrupted while saving); resuming from %s", ", ".join(newer), complete[-1].name
+                "skipping incomplete %s (interrupted while saving); resuming from %s",
+                ", ".join(newer),
+                complete[-1].name,
             )
         return str(complete[-1])
     if found:
-        raise ClinrlError(f"{out} already holds checkpoints ({found[-1].name}); pass --resume or choose a new output_dir")
+        raise ClinrlError(
+            f"{out} already holds checkpoints ({found[-1].name}); pass --resume or choose a new output_dir"
+        )
     return None
 
 
@@ -451,8 +477,6 @@ def train_and_save(
     ``config.output_dir``; write and return the run summary: recipe, output_dir, ``fields``, step, resume
     point, loss, then ``late_fields()`` (values known only after training) and the seconds taken.
     Files are written by the main process only."""
-    from clinrl.io import atomic_path, write_json_atomic
-    from clinrl.llm import vllm_colocate
 
     out = Path(config.output_dir)
     main = trainer.is_world_process_zero()
@@ -516,12 +540,9 @@ def save_full_model(trainer: Any, out: str | Path) -> None:
 
 def read_split(path: str | Path, columns: Sequence[str] = ("text", "solution"), limit: int | None = None):
     """A split parquet (from ``clinrl drg split``) as a DataFrame, checked for ``columns``; first ``limit`` rows."""
-    from clinrl.errors import DataError, check_limit
-    from clinrl.io import read_parquet_checked
 
     check_limit(limit)
     frame = read_parquet_checked(path, columns, made_by="clinrl drg split")
-    from clinrl.drg.prep.prepared import check_prepared_input
 
     check_prepared_input(path)  # training straight on a `drg prepare` output: one finished run only
     if frame.empty:

@@ -23,7 +23,11 @@ def scripted_answer(prompt_text: str, seen: Counter) -> str:
     if kind == 0 or (kind == 1 and seen[course] > 1):
         return f"<think>The course shows the principal diagnosis; severity follows.</think>\n<answer>{gold}</answer>"
     if kind == 3:
-        wrong = "HEART FAILURE AND SHOCK WITH MCC" if "HEART FAILURE" not in gold else "SEPTICEMIA OR SEVERE SEPSIS WITHOUT MV >96 HOURS WITH MCC"
+        wrong = (
+            "HEART FAILURE AND SHOCK WITH MCC"
+            if "HEART FAILURE" not in gold
+            else "SEPTICEMIA OR SEVERE SEPSIS WITHOUT MV >96 HOURS WITH MCC"
+        )
         return f"<think>Maybe this.</think><answer>{wrong}</answer>"
     return "I think it is " + gold  # no tags: malformed
 

@@ -128,11 +128,7 @@ class MimicFixture:
         kept_labels = {n.label for n, f in zip(self.notes, self.fates()) if f == KEPT}
         return {
             "notes_read": len(self.notes),
-            **{
-                key: fates[key]
-                for key in FLOW_KEYS
-                if key.startswith("dropped_")
-            },
+            **{key: fates[key] for key in FLOW_KEYS if key.startswith("dropped_")},
             "kept": fates[KEPT],
             "n_classes": len(kept_labels),
         }

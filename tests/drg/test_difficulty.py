@@ -9,6 +9,8 @@ import pytest
 import torch
 from datasets import Dataset
 
+from clinrl.drg.ontology import load_ontology
+from clinrl.drg.prompts import format_completion
 from clinrl.drg.train import difficulty as diff
 from clinrl.drg.train.difficulty import (
     DifficultyConfig,
@@ -18,8 +20,6 @@ from clinrl.drg.train.difficulty import (
     load_difficulty,
     tag_dataset,
 )
-from clinrl.drg.ontology import load_ontology
-from clinrl.drg.prompts import format_completion
 from clinrl.errors import ClinrlError, DataError
 
 torch.set_num_threads(1)
@@ -177,7 +177,11 @@ def test_tags_follow_the_strict_accuracy_of_each_sample(tiny_model_dir, cases_pa
     out = tmp_path / "tags.jsonl"
     summary = tag_dataset(tiny_model_dir, cases_path, out, DifficultyConfig(k=3, batch_size=2), progress=False)
     assert {r["hadm_id"]: (r["difficulty"], r["n_correct"]) for r in _lines(out)} == {
-        101: ("easy", 3), 102: ("mixed", 0), 103: ("mixed", 1), 104: ("mixed", 2), 105: ("easy", 3)
+        101: ("easy", 3),
+        102: ("mixed", 0),
+        103: ("mixed", 1),
+        104: ("mixed", 2),
+        105: ("easy", 3),
     }
     assert (summary["easy"], summary["mixed"], summary["hard"]) == (2, 3, 0)
     assert load_difficulty(out)[103] == "mixed"
@@ -187,14 +191,44 @@ def test_difficulty_cli(tiny_model_dir, cases_path, tmp_path, capsys):
     from clinrl.cli import main
 
     out = tmp_path / "tags.jsonl"
-    args = ["drg", "difficulty", "--model", str(tiny_model_dir), "--data", str(cases_path), "--out", str(out),
-            "--samples", "2", "--max-new-tokens", "3", "--max-prompt-tokens", "640", "--limit", "2", "--quiet"]
+    args = [
+        "drg",
+        "difficulty",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(cases_path),
+        "--out",
+        str(out),
+        "--samples",
+        "2",
+        "--max-new-tokens",
+        "3",
+        "--max-prompt-tokens",
+        "640",
+        "--limit",
+        "2",
+        "--quiet",
+    ]
     main(args)
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["tagged_now"] == 2 and printed["cases"] == 2
     with pytest.raises(SystemExit) as exit_info:
-        main(["drg", "difficulty", "--model", str(tiny_model_dir), "--data", str(tmp_path / "nope.parquet"),
-              "--out", str(out), "--samples", "2", "--quiet"])
+        main(
+            [
+                "drg",
+                "difficulty",
+                "--model",
+                str(tiny_model_dir),
+                "--data",
+                str(tmp_path / "nope.parquet"),
+                "--out",
+                str(out),
+                "--samples",
+                "2",
+                "--quiet",
+            ]
+        )
     assert exit_info.value.code == 2
     assert "nope.parquet" in capsys.readouterr().err
 
@@ -214,7 +248,11 @@ def test_tagger_calls_only_equal_reward_wrong_groups_hard(tiny_model_dir, cases_
     tag_dataset(tiny_model_dir, cases_path, out, DifficultyConfig(k=3, batch_size=2), progress=False)
     records = {r["hadm_id"]: r for r in _lines(out)}
     assert {h: r["difficulty"] for h, r in records.items()} == {
-        101: "hard", 102: "mixed", 103: "hard", 104: "mixed", 105: "hard"
+        101: "hard",
+        102: "mixed",
+        103: "hard",
+        104: "mixed",
+        105: "hard",
     }
     assert records[102]["n_correct"] == 0 and len(set(records[102]["rewards"])) > 1
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from clinrl.drg.ontology import load_ontology
 from clinrl.drg.train.distill import (
     DistillConfig,
     build_prompt,
@@ -15,7 +16,6 @@ from clinrl.drg.train.distill import (
     distill_cot,
     sidecar_paths,
 )
-from clinrl.drg.ontology import load_ontology
 from clinrl.errors import ClinrlError
 from tests.drg.cot_fakes import ScriptedTeacher
 from tests.drg.split_data import make_prepared_frame
@@ -43,7 +43,10 @@ def test_check_answer_reasons():
     assert check_answer("no tags", gold, onto)[0] == "format"
     assert check_answer(f"<think> </think><answer>{gold.description}</answer>", gold, onto)[0] == "empty_reasoning"
     assert check_answer("<think>x</think><answer>291 HEART FAILURE</answer>", gold, onto)[0] == "not_a_drg"
-    assert check_answer("<think>x</think><answer>HEART FAILURE AND SHOCK WITH CC</answer>", gold, onto)[0] == "wrong_answer"
+    assert (
+        check_answer("<think>x</think><answer>HEART FAILURE AND SHOCK WITH CC</answer>", gold, onto)[0]
+        == "wrong_answer"
+    )
 
 
 def test_prompts_show_gold_and_differential_candidates():
@@ -120,15 +123,17 @@ def test_request_errors_are_counted_then_stop(data: Path, tmp_path: Path):
     out = tmp_path / "cot.jsonl"
     teacher = ScriptedTeacher(fail_after=1, exc=RuntimeError)
     with pytest.raises(ClinrlError, match="chunks in a row failed"):
-        distill_cot(teacher, data, out, DistillConfig(chunk_size=2, max_attempts=1, max_failed_chunks=3), progress=False)
+        distill_cot(
+            teacher, data, out, DistillConfig(chunk_size=2, max_attempts=1, max_failed_chunks=3), progress=False
+        )
     report = json.loads(sidecar_paths(out)[1].read_text())
     assert report["request_errors"] == 6 and report["missing_total"] == N - 2
 
 
 def test_differential_rows_and_sft_consumption(data: Path, tmp_path: Path):
     """The JSONL is the SFT recipe's `traces:` file as is: rows join on hadm_id and build conversations."""
-    from clinrl.drg.train.sft import DRGSFTConfig, build_sft_dataset, read_traces
     from clinrl.drg.prep.split import add_solution
+    from clinrl.drg.train.sft import DRGSFTConfig, build_sft_dataset, read_traces
 
     out = tmp_path / "cot.jsonl"
     distill_cot(ScriptedTeacher(), data, out, DistillConfig(variant="differential"), progress=False)
@@ -140,8 +145,14 @@ def test_differential_rows_and_sft_consumption(data: Path, tmp_path: Path):
 
     split = tmp_path / "sft.parquet"
     add_solution(pd.read_parquet(data), load_ontology()).to_parquet(split, index=False)
-    cfg = DRGSFTConfig(model="unused", data=str(split), output_dir=str(tmp_path / "run"), traces=str(out),
-                       knowledge=False, training={"max_length": 512})
+    cfg = DRGSFTConfig(
+        model="unused",
+        data=str(split),
+        output_dir=str(tmp_path / "run"),
+        traces=str(out),
+        knowledge=False,
+        training={"max_length": 512},
+    )
     dataset, counts = build_sft_dataset(cfg, tokenizer=None)
     assert counts["cases_with_trace"] == 6 and counts["cases_answer_only"] == N - 6
     frame = pd.read_parquet(split)
@@ -150,7 +161,9 @@ def test_differential_rows_and_sft_consumption(data: Path, tmp_path: Path):
         assert row["prompt"][0]["role"] == "system" and row["prompt"][-1]["role"] == "user"
         content = row["completion"][0]["content"]
         if hadm_id in gold_of:
-            assert content.startswith("<think>\nThe course shows") and content.endswith(f"<answer>{gold_of[hadm_id]}</answer>")
+            assert content.startswith("<think>\nThe course shows") and content.endswith(
+                f"<answer>{gold_of[hadm_id]}</answer>"
+            )
         else:
             assert "The course shows" not in content  # answer-only target
 

@@ -29,8 +29,28 @@ def cases(tmp_path):
 
 
 def _eval(server, cases, out, *extra):
-    return ["drg", "eval", "--backend", "openai", "--endpoint", server.url, "--model", "served-model", "--data",
-            cases, "--out", out, "--samples", "2", "--max-new-tokens", "16", "--batch-size", "2", "--quiet", *extra]
+    return [
+        "drg",
+        "eval",
+        "--backend",
+        "openai",
+        "--endpoint",
+        server.url,
+        "--model",
+        "served-model",
+        "--data",
+        cases,
+        "--out",
+        out,
+        "--samples",
+        "2",
+        "--max-new-tokens",
+        "16",
+        "--batch-size",
+        "2",
+        "--quiet",
+        *extra,
+    ]
 
 
 def test_eval_openai_writes_the_usual_files_and_resumes_without_asking_again(cases, tmp_path, capsys):
@@ -95,8 +115,10 @@ def test_eval_openai_option_errors_are_one_clean_line(cases, tmp_path, capsys):
     base = ["drg", "eval", "--data", cases, "--out", tmp_path / "x", "--model", "m"]
     assert_clean_error([*base, "--backend", "openai"], capsys, "--endpoint")
     url = "http://127.0.0.1:9/v1"
-    assert_clean_error([*base, "--backend", "openai", "--endpoint", url, "--max-prompt-tokens", "100"], capsys,
-                       "--tokenizer")
-    assert_clean_error([*base, "--backend", "openai", "--endpoint", url, "--tokenizer", tmp_path], capsys,
-                       "--max-prompt-tokens")
+    assert_clean_error(
+        [*base, "--backend", "openai", "--endpoint", url, "--max-prompt-tokens", "100"], capsys, "--tokenizer"
+    )
+    assert_clean_error(
+        [*base, "--backend", "openai", "--endpoint", url, "--tokenizer", tmp_path], capsys, "--max-prompt-tokens"
+    )
     assert_clean_error([*base, "--endpoint", url], capsys, "--backend openai")

@@ -33,8 +33,18 @@ def backend(ws):
 
 
 def _run(backend, ws, out, shard=None):
-    return run_eval(backend, ws.root / "prep" / "test.parquet", PARAMS, out, limit=CASES, batch_size=BATCH,
-                    progress=False, shard=shard, meta={"model": "tiny"}, plots=False)
+    return run_eval(
+        backend,
+        ws.root / "prep" / "test.parquet",
+        PARAMS,
+        out,
+        limit=CASES,
+        batch_size=BATCH,
+        progress=False,
+        shard=shard,
+        meta={"model": "tiny"},
+        plots=False,
+    )
 
 
 def test_shards_cover_every_batch_once():
@@ -68,8 +78,18 @@ def test_merge_refuses_parts_that_are_not_one_run(backend, ws, tmp_path):
     _run(backend, ws, a, shard=(0, 2))
     with pytest.raises(ClinrlError, match="missing"):
         merge_shards([a], tmp_path / "m1", plots=False)
-    run_eval(backend, ws.root / "prep" / "test.parquet", PARAMS.with_(seed=8), b, limit=CASES, batch_size=BATCH,
-             progress=False, shard=(1, 2), plots=False, meta={"model": "tiny"})
+    run_eval(
+        backend,
+        ws.root / "prep" / "test.parquet",
+        PARAMS.with_(seed=8),
+        b,
+        limit=CASES,
+        batch_size=BATCH,
+        progress=False,
+        shard=(1, 2),
+        plots=False,
+        meta={"model": "tiny"},
+    )
     with pytest.raises(ClinrlError, match="seed"):
         merge_shards([a, b], tmp_path / "m2", plots=False)
 

@@ -47,8 +47,16 @@ def backend(model_tok, **kwargs):
 
 def test_eval_end_to_end_writes_metrics_plots_and_summary(ws, model_tok, test_data, tmp_path):
     out = tmp_path / "eval"
-    metrics = run_eval(backend(model_tok), test_data, PARAMS, out, limit=5, batch_size=2, progress=False,
-                       meta={"model": str(ws.model), "sft_examples": 100})
+    metrics = run_eval(
+        backend(model_tok),
+        test_data,
+        PARAMS,
+        out,
+        limit=5,
+        batch_size=2,
+        progress=False,
+        meta={"model": str(ws.model), "sft_examples": 100},
+    )
     assert metrics["n_cases"] == 5 and metrics["n_samples"] == 2
     assert set(metrics["drg"]) == {"pass@1", "pass@k", "maj@k"} and list(metrics["drg"]["pass@k"]) == ["1", "2"]
     assert metrics["eval"]["generated_now"] == 5 and metrics["eval"]["meta"]["sft_examples"] == 100
@@ -91,12 +99,27 @@ def test_constrained_answers_are_never_invalid(model_tok, test_data, tmp_path):
     params = PARAMS.with_(n=3, max_new_tokens=opening + depth + 4)
     # every completion is scripted to "<think>…</think><answer>HEART FAILURE</answer>" (not a v34 description)
     script = scripted(THINK_THEN_OPEN + "HEART FAILURE</answer>")
-    free = run_eval(backend(model_tok, logits_processors=script), test_data, params, tmp_path / "free",
-                    limit=4, progress=False, plots=False)
+    free = run_eval(
+        backend(model_tok, logits_processors=script),
+        test_data,
+        params,
+        tmp_path / "free",
+        limit=4,
+        progress=False,
+        plots=False,
+    )
     assert free["invalid_answer_rate"] == 1.0
     constrained_backend = backend(model_tok, logits_processors=script)
-    held = run_eval(constrained_backend, test_data, params, tmp_path / "constrained", limit=4, constrained=True,
-                    progress=False, plots=False)
+    held = run_eval(
+        constrained_backend,
+        test_data,
+        params,
+        tmp_path / "constrained",
+        limit=4,
+        constrained=True,
+        progress=False,
+        plots=False,
+    )
     assert held["invalid_answer_rate"] == 0.0 and held["format_failure_rate"] == 0.0
     assert held["abstain_rate"] == 0.0 and trie.size == len(load_ontology())
     assert constrained_backend.logits_processors is script  # the constraint is removed afterwards
@@ -130,8 +153,27 @@ def test_eval_cli_and_scaling(ws, test_data, tmp_path, capsys):
     runs = []
     for k, size in enumerate((50, 200)):
         out = tmp_path / f"run{k}"
-        main(["drg", "eval", "--model", str(ws.model), "--data", str(test_data), "--samples", "2", "--max-new-tokens", "8",
-              "--limit", "3", "--out", str(out), "--sft-examples", str(size), "--quiet"])
+        main(
+            [
+                "drg",
+                "eval",
+                "--model",
+                str(ws.model),
+                "--data",
+                str(test_data),
+                "--samples",
+                "2",
+                "--max-new-tokens",
+                "8",
+                "--limit",
+                "3",
+                "--out",
+                str(out),
+                "--sft-examples",
+                str(size),
+                "--quiet",
+            ]
+        )
         line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert line["n_cases"] == 3 and "pass@2" in line["drg"]
         runs.append(out)
@@ -150,8 +192,10 @@ def test_eval_cli_and_scaling(ws, test_data, tmp_path, capsys):
 def test_training_curves_from_trl_log_history(tmp_path):
     from clinrl.drg.eval.plots import plot_training_curves
 
-    history = [{"step": s, "loss": 1.0 / s, "reward": 0.1 * s, "completions/mean_length": 30 + s, "kl": 0.01 * s}
-               for s in range(1, 6)]
+    history = [
+        {"step": s, "loss": 1.0 / s, "reward": 0.1 * s, "completions/mean_length": 30 + s, "kl": 0.01 * s}
+        for s in range(1, 6)
+    ]
     (tmp_path / "checkpoint-5").mkdir()
     (tmp_path / "checkpoint-5" / "trainer_state.json").write_text(json.dumps({"log_history": history}))
     panels = plot_training_curves(tmp_path, tmp_path / "curves.png")
@@ -173,13 +217,31 @@ def test_predict_on_a_whole_synthetic_discharge_summary(ws, model_tok, tmp_path,
     model, tok = model_tok
     depth = max(len(tok.encode(d.description + "</answer>", add_special_tokens=False)) for d in load_ontology())
     # the random model is scripted to open an answer; the constraint makes it a v34 description
-    monkeypatch.setattr("clinrl.cli.drg._generation_backend",
-                        lambda kind, m, b: backend(model_tok, logits_processors=scripted(THINK_THEN_OPEN, eos=False)))
-    main(["drg", "predict", "--model", str(ws.model), str(path), "--samples", "3", "--format", "json", "--constrained",
-          "--max-new-tokens", str(depth + 16)])
+    monkeypatch.setattr(
+        "clinrl.cli.drg._generation_backend",
+        lambda kind, m, b: backend(model_tok, logits_processors=scripted(THINK_THEN_OPEN, eos=False)),
+    )
+    main(
+        [
+            "drg",
+            "predict",
+            "--model",
+            str(ws.model),
+            str(path),
+            "--samples",
+            "3",
+            "--format",
+            "json",
+            "--constrained",
+            "--max-new-tokens",
+            str(depth + 16),
+        ]
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["input"].startswith("extracted course") and result["n"] == 3
-    assert result["drg"] is not None and load_ontology().by_code(result["drg"]["code"]).weight == result["drg"]["weight"]
+    assert (
+        result["drg"] is not None and load_ontology().by_code(result["drg"]["code"]).weight == result["drg"]["weight"]
+    )
     assert sum(v["count"] for v in result["votes"]) == 3 and result["reasoning"] == "ok"
     assert 0 < result["confidence"] <= 1
     main(["drg", "predict", "--model", str(ws.model), str(path)])

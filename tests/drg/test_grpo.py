@@ -9,8 +9,8 @@ import pytest
 from transformers import AutoTokenizer, TrainerCallback
 
 from clinrl.config import RECIPES_DIR
-from clinrl.drg.train.grpo import build_rewards, build_rl_dataset, load_grpo_config, train_grpo
 from clinrl.drg.prompts import count_prompt_tokens, render_prompt
+from clinrl.drg.train.grpo import build_rewards, build_rl_dataset, load_grpo_config, train_grpo
 from clinrl.errors import ClinrlError
 from tests.drg.tiny_training import MAX_PROMPT_TOKENS, StopAt, tiny_workspace
 
@@ -81,7 +81,9 @@ def test_cosine_kl_decays_beta_in_a_real_run(ws, tmp_path):
 
 def test_resume_reaches_the_same_final_step(ws, tmp_path):
     out = tmp_path / "run"
-    overrides = ws.grpo_overrides(out, **{"training.max_steps": 3, "training.save_strategy": "steps", "training.save_steps": 1})
+    overrides = ws.grpo_overrides(
+        out, **{"training.max_steps": 3, "training.save_strategy": "steps", "training.save_steps": 1}
+    )
     cfg = load_grpo_config(RECIPES_DIR / "tiny" / "vanilla_dense.yaml", overrides)
     first = train_grpo(cfg, callbacks=[StopAt(2)])
     assert first["global_step"] == 2
@@ -91,7 +93,10 @@ def test_resume_reaches_the_same_final_step(ws, tmp_path):
     assert resumed["resumed_from"].endswith("checkpoint-2")
     assert resumed["global_step"] == 3
     with pytest.raises(ClinrlError, match="no checkpoint"):
-        train_grpo(load_grpo_config(RECIPES_DIR / "tiny" / "vanilla_dense.yaml", ws.grpo_overrides(tmp_path / "x")), resume=True)
+        train_grpo(
+            load_grpo_config(RECIPES_DIR / "tiny" / "vanilla_dense.yaml", ws.grpo_overrides(tmp_path / "x")),
+            resume=True,
+        )
 
 
 def test_render_prompt_is_what_trl_sees(ws, tokenizer, tmp_path):

@@ -86,7 +86,9 @@ def test_analysis_figures():
     assert mix["n_samples"] == 5
     assert mix["mean_pred_weight"] == approx((0.9574 + 3 * 1.4796 + 0.9184) / 5)
     assert mix["mean_true_weight"] == approx((3 * 1.4796 + 2 * 1.1481) / 5)
-    assert mix["mean_abs_weight_error"] == approx((abs(0.9574 - 1.4796) + abs(1.4796 - 1.1481) + abs(0.9184 - 1.1481)) / 5)
+    assert mix["mean_abs_weight_error"] == approx(
+        (abs(0.9574 - 1.4796) + abs(1.4796 - 1.1481) + abs(0.9184 - 1.1481)) / 5
+    )
     errors = m["error_breakdown"]
     assert errors["n_wrong"] == 3 and errors["counts"] == {"wrong_principal": 1, "wrong_cc_mcc": 2, "both": 0}
     assert errors["wrong_principal"] == approx(1 / 3) and errors["both"] == 0
@@ -101,7 +103,12 @@ def test_analysis_figures():
 
 def test_exact_match_semantics_from_the_rewards():
     # a DRG number, a substring and look-alike letters never match; case and spacing do not matter
-    texts = [ok("291 " + A), ok("HEART FAILURE AND SHOCK"), ok(A.replace("A", "\u0410")), ok("  heart  failure and shock with mcc ")]
+    texts = [
+        ok("291 " + A),
+        ok("HEART FAILURE AND SHOCK"),
+        ok(A.replace("A", "\u0410")),
+        ok("  heart  failure and shock with mcc "),
+    ]
     m = score_generations([{"solution": A, "completions": texts}], ks=[1])
     assert m["drg"]["pass@1"] == 0.25 and m["invalid_answer_rate"] == 0.75
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from clinrl.cli import main
-from clinrl.drg.prep.mimic import FLOW_KEYS, prepare
 from clinrl.drg.ontology import load_ontology
+from clinrl.drg.prep.mimic import FLOW_KEYS, prepare
 from clinrl.drg.prep.splitting import stratified_split
 from clinrl.errors import ClinrlError, DataError
 from tests.drg.mimic_fixture import (

@@ -12,8 +12,8 @@ import pytest
 
 from clinrl.drg.eval.evaluate import load_cases, run_eval
 from clinrl.drg.prep.mimic import prepare
-from clinrl.drg.prompts import format_completion
 from clinrl.drg.prep.split import SplitConfig, split_prepared
+from clinrl.drg.prompts import format_completion
 from clinrl.errors import DataError
 from clinrl.llm.backends import SamplingParams
 from tests.drg.mimic_fixture import MimicFixture, build_fixture

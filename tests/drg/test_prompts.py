@@ -99,8 +99,17 @@ def test_completion_text_forms():
     msg = [{"role": "assistant", "content": "<answer>A</answer>"}]
     assert completion_text("plain") == "plain"
     assert completion_text(msg) == "<answer>A</answer>"
-    assert completion_text([{"role": "user", "content": "u"}, {"role": "assistant", "content": "a1"},
-                            {"role": "assistant", "content": "a2"}, {"role": "tool", "content": "t"}]) == "a2"
+    assert (
+        completion_text(
+            [
+                {"role": "user", "content": "u"},
+                {"role": "assistant", "content": "a1"},
+                {"role": "assistant", "content": "a2"},
+                {"role": "tool", "content": "t"},
+            ]
+        )
+        == "a2"
+    )
     parts = [{"role": "assistant", "content": [{"type": "text", "text": "x"}, {"type": "image"}, {"text": "y"}]}]
     assert completion_text(parts) == "xy"
     assert completion_text({"role": "assistant", "content": "d"}) == "d"

@@ -19,9 +19,23 @@ FULL = [n for n in NAMES if not n.startswith("tiny/")]
 TINY = [n for n in NAMES if n.startswith("tiny/")]
 TINY_LOCAL = [n for n in TINY if not n.endswith("_vllm")]  # *_vllm need vLLM: tests/engines runs them
 ABLATIONS = [
-    "vanilla_dense", "resample_neutral", "resample_positive", "cot_first", "dapo_loss", "dr_grpo_loss",
-    "dr_grpo_advantage", "no_kl", "cosine_kl", "strict_reward", "balanced_reward", "drop_easy", "drop_hard",
-    "drop_both", "easy_to_hard", "best", "final",
+    "vanilla_dense",
+    "resample_neutral",
+    "resample_positive",
+    "cot_first",
+    "dapo_loss",
+    "dr_grpo_loss",
+    "dr_grpo_advantage",
+    "no_kl",
+    "cosine_kl",
+    "strict_reward",
+    "balanced_reward",
+    "drop_easy",
+    "drop_hard",
+    "drop_both",
+    "easy_to_hard",
+    "best",
+    "final",
 ]
 ALGORITHM = ("rewards", "reward_weights", "kl_schedule", "sampling_mode", "curriculum", "cot_first_tokens")
 TRL_ALGORITHM = ("loss_type", "beta", "scale_rewards", "temperature", "num_iterations", "epsilon")

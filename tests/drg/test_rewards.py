@@ -136,8 +136,14 @@ def test_weight_aware_prefers_closer_weights(rewards, onto):
 
 def test_registry(onto):
     names = available_rewards()
-    assert {"format", "accuracy_strict", "accuracy_dense", "accuracy_balanced", "cot_first_penalty",
-            "accuracy_weight_aware"} <= set(names)
+    assert {
+        "format",
+        "accuracy_strict",
+        "accuracy_dense",
+        "accuracy_balanced",
+        "cot_first_penalty",
+        "accuracy_weight_aware",
+    } <= set(names)
     for name in names:
         fn = get_reward(name, ontology=onto)
         assert fn.__name__ == name

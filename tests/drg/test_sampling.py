@@ -170,9 +170,19 @@ def _trainer(model_dir, out_dir, reward, sampling=None, dataset=None, **override
     preserve_order = overrides.pop("preserve_order", False)
     dr_grpo_normalizer = overrides.pop("dr_grpo_normalizer", None)
     args = dict(
-        output_dir=str(out_dir), per_device_train_batch_size=4, num_generations=2, max_completion_length=6,
-        max_steps=1, logging_steps=1, report_to="none", use_cpu=True, save_strategy="no", learning_rate=1e-5,
-        beta=0.0, seed=0, disable_tqdm=True,
+        output_dir=str(out_dir),
+        per_device_train_batch_size=4,
+        num_generations=2,
+        max_completion_length=6,
+        max_steps=1,
+        logging_steps=1,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        learning_rate=1e-5,
+        beta=0.0,
+        seed=0,
+        disable_tqdm=True,
     )
     args.update(overrides)
     return ClinrlGRPOTrainer(

@@ -40,7 +40,9 @@ def write_traces(path, ids):
 def test_traces_join_drop_tagged_and_fall_back_to_answer_only(ws, tokenizer, tmp_path):
     ids = list(pd.read_parquet(ws.sft)["hadm_id"][:4])
     traces = write_traces(tmp_path / "traces.jsonl", ids)
-    cfg = load_sft_config(RECIPE, {**ws.sft_overrides(tmp_path / "o", limit=4), "traces": str(traces), "knowledge": "true"})
+    cfg = load_sft_config(
+        RECIPE, {**ws.sft_overrides(tmp_path / "o", limit=4), "traces": str(traces), "knowledge": "true"}
+    )
     dataset, counts = build_sft_dataset(cfg, tokenizer)
     assert counts["traces_rows"] == 2 and counts["traces_dropped_tags"] == 1
     assert counts["cases_with_trace"] == 1 and counts["cases_answer_only"] == 3
@@ -68,7 +70,10 @@ def test_too_long_rows_are_counted(ws, tokenizer, tmp_path):
     cut = count_too_long(dataset, tokenizer, lengths[2])
     assert cut["rows_longer_than_max_length"] == sum(n > lengths[2] for n in lengths)
     assert cut["rows_prompt_fills_max_length"] == 0  # completions are ~35 tokens; cutting at a full row keeps prompts
-    assert count_too_long(dataset, tokenizer, 1) == {"rows_longer_than_max_length": 6, "rows_prompt_fills_max_length": 6}
+    assert count_too_long(dataset, tokenizer, 1) == {
+        "rows_longer_than_max_length": 6,
+        "rows_prompt_fills_max_length": 6,
+    }
 
 
 def test_max_length_is_required(ws, tmp_path):
@@ -80,8 +85,15 @@ def test_max_length_is_required(ws, tmp_path):
 
 def test_tiny_sft_runs_reports_cut_rows_and_resumes(ws, tmp_path):
     out = tmp_path / "sft"
-    overrides = ws.sft_overrides(out, **{"training.max_steps": 3, "training.save_strategy": "steps", "training.save_steps": 1,
-                                          "training.max_length": MAX_PROMPT_TOKENS + 10})
+    overrides = ws.sft_overrides(
+        out,
+        **{
+            "training.max_steps": 3,
+            "training.save_strategy": "steps",
+            "training.save_steps": 1,
+            "training.max_length": MAX_PROMPT_TOKENS + 10,
+        },
+    )
     cfg = load_sft_config(RECIPE, overrides)
     first = train_sft(cfg, callbacks=[StopAt(2)])
     assert first["global_step"] == 2 and first["rows"] == 8

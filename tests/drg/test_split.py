@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from clinrl.drg.ontology import load_ontology
-from clinrl.drg.prompts import build_messages, parse_completion, to_rl_rows, to_sft_rows
 from clinrl.drg.prep.split import SplitConfig, add_solution, split_frame, split_prepared
+from clinrl.drg.prompts import build_messages, parse_completion, to_rl_rows, to_sft_rows
 from clinrl.errors import ClinrlError, DataError
 from tests.drg.split_data import CLASS_SIZES, make_prepared_frame, write_prepared
 

@@ -39,8 +39,23 @@ def test_ratio_split(data, tmp_path, capsys):
 
 def test_small_split(data, tmp_path, capsys):
     out = tmp_path / "small"
-    argv = ["drg", "split", "--data", str(data), "--out", str(out), "--small", "--cold-start-fraction", "0.1",
-            "--rl-fraction", "0.5", "--min-cases", "6", "--seed", "7"]
+    argv = [
+        "drg",
+        "split",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--small",
+        "--cold-start-fraction",
+        "0.1",
+        "--rl-fraction",
+        "0.5",
+        "--min-cases",
+        "6",
+        "--seed",
+        "7",
+    ]
     status, err = run(argv, capsys)
     assert status == 0, err
     report = json.loads((out / "split_report.json").read_text())
@@ -81,7 +96,9 @@ def test_console_entry_point(data, tmp_path):
     out = tmp_path / "via_module"
     proc = subprocess.run(
         [sys.executable, "-m", "clinrl", "drg", "split", "--data", str(data), "--out", str(out)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads((out / "split_report.json").read_text())["config"]["sft_ratio"] == 0.9

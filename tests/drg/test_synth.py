@@ -12,9 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clinrl.drg.synth import vocab as synth_vocab
-from clinrl.drg.prep.course import SECTION_HEADERS, extract_course, word_count
 from clinrl.drg.ontology import CCMCC, load_ontology
+from clinrl.drg.prep.course import SECTION_HEADERS, extract_course, word_count
+from clinrl.drg.synth import vocab as synth_vocab
+from clinrl.drg.synth.bases import BASES
 from clinrl.drg.synth.generate import (
     DISCHARGE_COLUMNS,
     DRGCODES_COLUMNS,
@@ -24,7 +25,6 @@ from clinrl.drg.synth.generate import (
     max_classes,
     write_synthetic,
 )
-from clinrl.drg.synth.bases import BASES
 from clinrl.drg.synth.labels import DEFAULT_CLASSES, select_classes, supported_classes, unmappable_descriptions
 from clinrl.drg.synth.note import (
     PRONOUNS,
@@ -109,10 +109,24 @@ def test_note_length_and_sections(synth):
     _, notes, _, _, courses = synth
     lengths = notes["text"].str.len()
     assert lengths.min() > 3000 and lengths.mean() > 5000
-    fixed = ["Name:", "Admission Date:", "Date of Birth:", "Sex:", "Service:", "Allergies:", "Attending:",
-             "Chief Complaint:", "Major Surgical or Invasive Procedure:", "History of Present Illness:",
-             "Past Medical History:", "Social History:", "Family History:", "Physical Exam:", "Pertinent Results:",
-             "Discharge Medications:"]
+    fixed = [
+        "Name:",
+        "Admission Date:",
+        "Date of Birth:",
+        "Sex:",
+        "Service:",
+        "Allergies:",
+        "Attending:",
+        "Chief Complaint:",
+        "Major Surgical or Invasive Procedure:",
+        "History of Present Illness:",
+        "Past Medical History:",
+        "Social History:",
+        "Family History:",
+        "Physical Exam:",
+        "Pertinent Results:",
+        "Discharge Medications:",
+    ]
     closing = ["Discharge Condition:", "Discharge Instructions:", "Followup Instructions:"]
     for text, course in zip(notes["text"], courses):
         positions = [text.index(h) for h in fixed + closing]

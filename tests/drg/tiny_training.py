@@ -26,18 +26,34 @@ class TinyWorkspace:
     def grpo_overrides(self, out: Path, **extra) -> dict:
         """Overrides that point a tiny GRPO recipe at this workspace and keep it to one short step."""
         return {
-            "model": str(self.model), "data": str(self.rl), "output_dir": str(out), "limit": 8,
-            "max_prompt_tokens": MAX_PROMPT_TOKENS, "difficulty_file": str(self.difficulty),
-            "training.max_steps": 1, "training.num_generations": 2, "training.per_device_train_batch_size": 2,
-            "training.max_completion_length": 8, "training.save_strategy": "no", "training.disable_tqdm": True, **extra,
+            "model": str(self.model),
+            "data": str(self.rl),
+            "output_dir": str(out),
+            "limit": 8,
+            "max_prompt_tokens": MAX_PROMPT_TOKENS,
+            "difficulty_file": str(self.difficulty),
+            "training.max_steps": 1,
+            "training.num_generations": 2,
+            "training.per_device_train_batch_size": 2,
+            "training.max_completion_length": 8,
+            "training.save_strategy": "no",
+            "training.disable_tqdm": True,
+            **extra,
         }
 
     def sft_overrides(self, out: Path, **extra) -> dict:
         return {
-            "model": str(self.model), "data": str(self.sft), "output_dir": str(out), "limit": 8,
-            "max_prompt_tokens": MAX_PROMPT_TOKENS, "training.max_length": MAX_PROMPT_TOKENS + 48,
-            "training.max_steps": 2, "training.per_device_train_batch_size": 2, "training.save_strategy": "no",
-            "training.disable_tqdm": True, **extra,
+            "model": str(self.model),
+            "data": str(self.sft),
+            "output_dir": str(out),
+            "limit": 8,
+            "max_prompt_tokens": MAX_PROMPT_TOKENS,
+            "training.max_length": MAX_PROMPT_TOKENS + 48,
+            "training.max_steps": 2,
+            "training.per_device_train_batch_size": 2,
+            "training.save_strategy": "no",
+            "training.disable_tqdm": True,
+            **extra,
         }
 
 
@@ -47,8 +63,8 @@ def tiny_workspace() -> TinyWorkspace:
     import torch
 
     from clinrl.drg.prep.mimic import prepare
-    from clinrl.drg.prompts import build_messages, format_completion
     from clinrl.drg.prep.split import SplitConfig, split_prepared
+    from clinrl.drg.prompts import build_messages, format_completion
     from clinrl.drg.synth.generate import write_synthetic
     from clinrl.llm.tiny import TinyModelConfig, build_tiny_model, train_tokenizer
 
@@ -71,8 +87,9 @@ def tiny_workspace() -> TinyWorkspace:
     with (root / "difficulty.jsonl").open("w", encoding="utf-8") as fh:
         for i, hadm in enumerate(rl["hadm_id"]):
             fh.write(json.dumps({"hadm_id": int(hadm), "difficulty": tags[i % 3]}) + "\n")
-    return TinyWorkspace(root, root / "model", root / "split" / "sft.parquet", root / "split" / "rl.parquet",
-                         root / "difficulty.jsonl")
+    return TinyWorkspace(
+        root, root / "model", root / "split" / "sft.parquet", root / "split" / "rl.parquet", root / "difficulty.jsonl"
+    )
 
 
 class StopAt(TrainerCallback):

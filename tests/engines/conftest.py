@@ -30,8 +30,8 @@ class DRGPolicy:
 @pytest.fixture(scope="session")
 def drg_policy(tmp_path_factory) -> DRGPolicy:
     from clinrl.config import resolve_recipe
-    from clinrl.drg.train.sft import load_sft_config, train_sft
     from clinrl.demo.workspace import build_tiny_workspace, sft_overrides
+    from clinrl.drg.train.sft import load_sft_config, train_sft
 
     root = tmp_path_factory.mktemp("engines-drg")
     ws = build_tiny_workspace(root, n_notes=600, classes=6)
@@ -44,10 +44,15 @@ def run_clinrl(args: list[str], *, timeout: float = 600, driver: bool = False) -
     """``clinrl ARGS`` in a fresh process (vLLM spawns its engine core: the CLI is a guarded entry point);
     ``driver`` runs it through tests/engines/grpo_driver.py instead (which can break the weight sync)."""
     entry = [str(REPO / "tests" / "engines" / "grpo_driver.py")] if driver else ["-m", "clinrl"]
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "DS_ACCELERATOR": "cpu", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.run([sys.executable, *entry, *args], capture_output=True, text=True, timeout=timeout,
-                          env=env, cwd=REPO)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "DS_ACCELERATOR": "cpu",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    return subprocess.run(
+        [sys.executable, *entry, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO
+    )
 
 
 def pytest_configure(config):

@@ -1,6 +1,6 @@
 """Run ``clinrl`` in a fresh process, optionally with the colocated vLLM weight sync switched off.
 
-    python tests/engines/grpo_driver.py [--break-sync] drg grpo --recipe … 
+    python tests/engines/grpo_driver.py [--break-sync] drg grpo --recipe …
 
 ``--break-sync`` makes every weight sync a no-op, so vLLM keeps sampling from the initial policy while
 the trainer's weights move: the on-policy check (``sampling/sampling_logp_difference``) must then fail.

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -57,7 +56,9 @@ def _accelerate() -> str:
     return found
 
 
-def _launch(backend: str, argv: list[str], *, kill_after: int | None = None, port: int) -> tuple[subprocess.CompletedProcess, float]:
+def _launch(
+    backend: str, argv: list[str], *, kill_after: int | None = None, port: int
+) -> tuple[subprocess.CompletedProcess, float]:
     """``accelerate launch`` 2 CPU processes of ``clinrl argv`` under ``backend`` (through
     :mod:`tests.engines.run_clinrl`, which keeps FSDP real on CPU); ``kill_after=N``: rank 0 SIGKILLs itself
     right after ``checkpoint-N`` is complete (the launcher then stops the other rank)."""
@@ -120,7 +121,9 @@ def _compare(name: str, reference: dict[int, float], sharded: dict[int, float], 
     assert worst <= LOSS_RTOL, (worst, reference, sharded)
 
 
-def _kill_and_resume(name: str, backend: str, argv: list[str], out: Path, final: int, kill_after: int, port: int) -> dict:
+def _kill_and_resume(
+    name: str, backend: str, argv: list[str], out: Path, final: int, kill_after: int, port: int
+) -> dict:
     _, killed_s = _launch(backend, argv, kill_after=kill_after, port=port)
     assert (out / f"checkpoint-{kill_after}" / "trainer_state.json").is_file()
     assert not (out / f"checkpoint-{final}").exists()
@@ -197,7 +200,9 @@ def test_prm_sharded_kill_resume_load_and_loss(kind, backend, prm_inputs, prm_re
     gold, bert = prm_inputs
     out = tmp_path / "run"
     port = 29600 + 10 * ("causal", "encoder").index(kind) + sorted(BACKENDS).index(backend)
-    figures = _kill_and_resume(f"prm {kind} {backend}", backend, _prm_argv(kind, out, 1, gold, bert), out, PRM_STEPS, PRM_KILL, port)
+    figures = _kill_and_resume(
+        f"prm {kind} {backend}", backend, _prm_argv(kind, out, 1, gold, bert), out, PRM_STEPS, PRM_KILL, port
+    )
     loaded = load_prm(out)  # from_pretrained of the consolidated folder
     note = load_notes(gold)[0]
     probs = slot_probabilities(loaded, note)
@@ -238,7 +243,9 @@ def test_sft_sharded_kill_resume_load_and_loss(backend, workspace, sft_reference
 
     out = tmp_path / "run"
     port = 29640 + sorted(BACKENDS).index(backend)
-    figures = _kill_and_resume(f"drg sft {backend}", backend, _sft_argv(workspace, out, 2), out, SFT_STEPS, SFT_KILL, port)
+    figures = _kill_and_resume(
+        f"drg sft {backend}", backend, _sft_argv(workspace, out, 2), out, SFT_STEPS, SFT_KILL, port
+    )
     model = AutoModelForCausalLM.from_pretrained(out)
     assert sum(p.numel() for p in model.parameters()) == sum(
         p.numel() for p in AutoModelForCausalLM.from_pretrained(workspace.model).parameters()

@@ -38,14 +38,26 @@ def test_greedy_generations_equal_the_transformers_backend(vllm_runs, drg_policy
 
     backend = TransformersBackend.from_path(str(drg_policy.policy), batch_size=8)
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=48, seed=0)
-    hf = run_eval(backend, drg_policy.test, params, tmp_path / "hf", limit=GREEDY_CASES, batch_size=8,
-                  max_prompt_tokens=PROMPT_TOKENS, progress=False, plots=False, meta={"model": str(drg_policy.policy)})
+    hf = run_eval(
+        backend,
+        drg_policy.test,
+        params,
+        tmp_path / "hf",
+        limit=GREEDY_CASES,
+        batch_size=8,
+        max_prompt_tokens=PROMPT_TOKENS,
+        progress=False,
+        plots=False,
+        meta={"model": str(drg_policy.policy)},
+    )
     vllm_texts, hf_texts = _completions(vllm_runs / "greedy"), _completions(tmp_path / "hf")
     assert len(vllm_texts) == len(hf_texts) == GREEDY_CASES
     same = sum(a == b for a, b in zip(vllm_texts, hf_texts))
     assert same == GREEDY_CASES, [(a, b) for a, b in zip(vllm_texts, hf_texts) if a != b][:3]
     # same files, and the same metrics apart from the backend's name
-    assert sorted(p.name for p in (vllm_runs / "greedy").iterdir()) == sorted(p.name for p in (tmp_path / "hf").iterdir())
+    assert sorted(p.name for p in (vllm_runs / "greedy").iterdir()) == sorted(
+        p.name for p in (tmp_path / "hf").iterdir()
+    )
     vllm = json.loads((vllm_runs / "greedy" / "metrics.json").read_text())
     assert vllm.pop("eval")["backend"] == "vllm" and hf.pop("eval")["backend"] == "transformers"
     assert vllm == hf

@@ -58,8 +58,27 @@ def test_server_lists_the_model_as_vllm(server):
 
 def test_distill_cot_counts_every_case_and_resumes(server, ws, tmp_path, capsys):
     out = tmp_path / "cot.jsonl"
-    argv = ["drg", "distill-cot", "--endpoint", server.url, "--model", MODEL_NAME, "--data", ws.split / "sft.parquet",
-            "--out", out, "--limit", "6", "--max-new-tokens", "32", "--max-attempts", "2", "--concurrency", "4", "--quiet"]
+    argv = [
+        "drg",
+        "distill-cot",
+        "--endpoint",
+        server.url,
+        "--model",
+        MODEL_NAME,
+        "--data",
+        ws.split / "sft.parquet",
+        "--out",
+        out,
+        "--limit",
+        "6",
+        "--max-new-tokens",
+        "32",
+        "--max-attempts",
+        "2",
+        "--concurrency",
+        "4",
+        "--quiet",
+    ]
     before = server.requests_finished()
     stdout, _ = _ok(argv, capsys)
     report = json.loads(stdout.strip().splitlines()[-1])
@@ -86,8 +105,29 @@ def test_prm_synth_errors_openai_counts_rejects_by_reason(server, tmp_path, caps
     save_notes(load_notes(PRM_DATA / "verification_dev_gold.json.gz")[:2], gold)
     out = tmp_path / "llm_errors.json"
     before = server.requests_finished()
-    _ok(["prm", "synth-errors", "--gold", gold, "--out", out, "--per-note", "1", "--backend", "openai",
-         "--endpoint", server.url, "--model", MODEL_NAME, "--max-attempts", "1", "--concurrency", "4"], capsys)
+    _ok(
+        [
+            "prm",
+            "synth-errors",
+            "--gold",
+            gold,
+            "--out",
+            out,
+            "--per-note",
+            "1",
+            "--backend",
+            "openai",
+            "--endpoint",
+            server.url,
+            "--model",
+            MODEL_NAME,
+            "--max-attempts",
+            "1",
+            "--concurrency",
+            "4",
+        ],
+        capsys,
+    )
     report = json.loads((tmp_path / "llm_errors.json.report.json").read_text())
     assert report["model"] == MODEL_NAME and report["requests"] >= 1
     assert report["samples"] + report["rejected"] == 2  # each asked sample kept or rejected, never lost
@@ -104,8 +144,22 @@ def test_prm_structure_openai_falls_back_by_reason(server, tmp_path, capsys):
     note.write_text("Hypertension\n- Blood pressure is high today.\n- Start lisinopril 10 mg daily.\n", "utf-8")
     out = tmp_path / "structured.json"
     before = server.requests_finished()
-    _, err = _ok(["prm", "structure", note, "--out", out, "--backend", "openai", "--endpoint", server.url,
-                  "--model", MODEL_NAME], capsys)
+    _, err = _ok(
+        [
+            "prm",
+            "structure",
+            note,
+            "--out",
+            out,
+            "--backend",
+            "openai",
+            "--endpoint",
+            server.url,
+            "--model",
+            MODEL_NAME,
+        ],
+        capsys,
+    )
     summary = json.loads(err.strip().splitlines()[-1].rsplit(" -> ", 1)[0])
     assert summary["notes"] == 1 and summary["by_llm"] + summary["by_rule_fallback"] == 1
     assert sum(summary["fallbacks_by_reason"].values()) == summary["by_rule_fallback"]
@@ -116,9 +170,30 @@ def test_prm_structure_openai_falls_back_by_reason(server, tmp_path, capsys):
 
 
 def _eval_argv(server, ws, out, *extra):
-    return ["drg", "eval", "--backend", "openai", "--endpoint", server.url, "--model", MODEL_NAME, "--data",
-            ws.prepared / "test.parquet", "--out", out, "--samples", "2", "--temperature", "0.6", "--max-new-tokens", "24",
-            "--batch-size", "4", "--quiet", *extra]
+    return [
+        "drg",
+        "eval",
+        "--backend",
+        "openai",
+        "--endpoint",
+        server.url,
+        "--model",
+        MODEL_NAME,
+        "--data",
+        ws.prepared / "test.parquet",
+        "--out",
+        out,
+        "--samples",
+        "2",
+        "--temperature",
+        "0.6",
+        "--max-new-tokens",
+        "24",
+        "--batch-size",
+        "4",
+        "--quiet",
+        *extra,
+    ]
 
 
 def test_drg_eval_openai_writes_metrics_and_resumes(server, ws, tmp_path, capsys):

@@ -1,7 +1,7 @@
 """Run an ASGI app on a real loopback socket for a test (uvicorn in a background thread):
 
-    with serve_app(app) as base_url:          # e.g. "http://127.0.0.1:51234"
-        httpx.get(base_url + "/healthz")
+with serve_app(app) as base_url:          # e.g. "http://127.0.0.1:51234"
+    httpx.get(base_url + "/healthz")
 """
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 __all__ = ["free_port", "serve_app"]
 

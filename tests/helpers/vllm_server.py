@@ -27,10 +27,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from tests.helpers.servers import free_port
 
@@ -60,8 +60,16 @@ class VLLMServer:
         return int(total)
 
 
-def command(model: str | Path, name: str, port: int, *, max_new_tokens: int | None = None, max_model_len: int = 4096,
-            python: str | None = None, extra: Sequence[str] = ()) -> list[str]:
+def command(
+    model: str | Path,
+    name: str,
+    port: int,
+    *,
+    max_new_tokens: int | None = None,
+    max_model_len: int = 4096,
+    python: str | None = None,
+    extra: Sequence[str] = (),
+) -> list[str]:
     """The server's command line (see the module docstring for the choices)."""
     cmd = [python or sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
            "--served-model-name", name, "--host", "127.0.0.1", "--port", str(port), "--enforce-eager",
@@ -111,9 +119,18 @@ def stop(process: subprocess.Popen, timeout: float = 30.0) -> None:
 
 
 @contextmanager
-def vllm_openai_server(model: str | Path, *, name: str, log: Path, port: int | None = None,
-                       max_new_tokens: int | None = None, max_model_len: int = 4096, start_timeout: float = 300.0,
-                       python: str | None = None, extra: Sequence[str] = ()) -> Iterator[VLLMServer]:
+def vllm_openai_server(
+    model: str | Path,
+    *,
+    name: str,
+    log: Path,
+    port: int | None = None,
+    max_new_tokens: int | None = None,
+    max_model_len: int = 4096,
+    start_timeout: float = 300.0,
+    python: str | None = None,
+    extra: Sequence[str] = (),
+) -> Iterator[VLLMServer]:
     """Start the server (a free port unless ``port``), wait for ``/health``, yield it, stop it by its pid."""
     port = port or free_port()
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,8 @@ def test_transformers_backend_shapes_and_determinism(tiny_dir):
     assert all(g[0] == g[1] for g in greedy)  # greedy copies are identical
     # batching must not change greedy results (left padding)
     single = TransformersBackend(backend.model, backend.tokenizer, batch_size=1).generate(
-        prompts, SamplingParams(max_new_tokens=5))
+        prompts, SamplingParams(max_new_tokens=5)
+    )
     assert [s[0] for s in single] == [g[0] for g in greedy]
     sampled = backend.generate(prompts[:1], SamplingParams(n=3, temperature=1.0, max_new_tokens=6, seed=1))
     again = backend.generate(prompts[:1], SamplingParams(n=3, temperature=1.0, max_new_tokens=6, seed=1))

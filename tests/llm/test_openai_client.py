@@ -179,7 +179,9 @@ def test_malformed_answer_is_an_error_and_not_cached(server, tmp_path):
     b = backend(url, cache_dir=tmp_path)
     with pytest.raises(ClinrlError, match="malformed response"):
         b.chat([{"role": "user", "content": "x"}])
-    results = b.generate_or_errors([[{"role": "user", "content": "y"}], [{"role": "user", "content": "z"}]], SamplingParams())
+    results = b.generate_or_errors(
+        [[{"role": "user", "content": "y"}], [{"role": "user", "content": "z"}]], SamplingParams()
+    )
     assert isinstance(results[0], ClinrlError) != isinstance(results[1], ClinrlError)  # one bad, one good
     assert b.stats["cache_writes"] == 1
 

@@ -100,7 +100,12 @@ def test_reasonable_note_is_admissible(case):
 
 def _ref(case) -> dict:
     s = case.stats
-    return {"problems": s["ref_problems"], "steps": s["ref_steps"], "words": s["ref_words"], "headers": tuple(s["ref_headers"])}
+    return {
+        "problems": s["ref_problems"],
+        "steps": s["ref_steps"],
+        "words": s["ref_words"],
+        "headers": tuple(s["ref_headers"]),
+    }
 
 
 @pytest.mark.parametrize("kind", sorted(DEGENERATE))
@@ -264,5 +269,7 @@ def test_completeness_reward(case):
     got = R.CompletenessReward()([full, half, ""], **columns(case, 3))
     assert got[0] == pytest.approx(1.0) and 0 < got[1] < got[0] and got[2] == 0.0
     # without a reference: distinct problems over min_problems
-    assert R.CompletenessReward()(["Asthma:\n- Continue the inhaler.\n\nAsthma:\n- Continue the inhaler daily."]) == [0.5]
+    assert R.CompletenessReward()(["Asthma:\n- Continue the inhaler.\n\nAsthma:\n- Continue the inhaler daily."]) == [
+        0.5
+    ]
     assert R.header_coverage(["Follow up:", "High blood pressure"], ["Follow-up instructions:", "Hypertension"]) == 0.5

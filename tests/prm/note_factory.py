@@ -7,12 +7,17 @@ from hypothesis import strategies as st
 from clinrl.prm.schema import Note, Problem, Step
 
 
-def make_gold(sizes: list[int], *, case_id: str = "T_1", dialogue: str = "", texts: list[list[str]] | None = None) -> Note:
+def make_gold(
+    sizes: list[int], *, case_id: str = "T_1", dialogue: str = "", texts: list[list[str]] | None = None
+) -> Note:
     """A gold note with ``len(sizes)`` problems numbered 1.., problem i holding ``sizes[i]`` steps."""
     problems = []
     for i, n in enumerate(sizes):
         steps = [
-            Step(texts[i][j] if texts else f"Plan: start lisinopril {10 * (j + 1)} mg daily for the left knee {i}.", str(j + 1))
+            Step(
+                texts[i][j] if texts else f"Plan: start lisinopril {10 * (j + 1)} mg daily for the left knee {i}.",
+                str(j + 1),
+            )
             for j in range(n)
         ]
         problems.append(Problem(f"Hypertension {i}:", str(i + 1), steps))

@@ -115,10 +115,12 @@ def test_cli_build_and_render(dev, tmp_path, capsys):
     assert len(lines) == 100 and lines[0]["sample_no"] is None
     assert parse_prm_string(lines[0]["text"], T).n_label_positions == lines[0]["text"].count(T.placeholder)
 
+    with pytest.raises(SystemExit) as exit_info:  # a choice: typer's own usage error, before anything loads
+        main(["prm", "render", str(dev[0]), "--out", str(rendered), "--labels", "gold"])
+    assert exit_info.value.code == 2 and "'gold' is not one of" in capsys.readouterr().err
     for argv in (
         ["prm", "build", "--gold", str(tmp_path / "missing.json"), "--out", str(out)],
         ["prm", "build", "--gold", str(dev[0]), "--tokens", "gpt9", "--out", str(out)],
-        ["prm", "render", str(dev[0]), "--out", str(rendered), "--labels", "gold"],
     ):
         with pytest.raises(SystemExit) as exit_info:
             main(argv)

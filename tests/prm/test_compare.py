@@ -1,9 +1,9 @@
 import pytest
 from rich.console import Console
 
+from clinrl.prm.schema import Swap
 from clinrl.prm.synth.compare import compare_error_sets, comparison_table, flatten_profile, profile_error_set
 from clinrl.prm.synth.inject import EditPlan, apply_plan
-from clinrl.prm.schema import Swap
 from tests.prm.note_factory import make_gold
 
 GOLD_TEXTS = [["Plan: Continue lisinopril.", "Assessment: Knee pain."], ["Return in 2 weeks."]]
@@ -34,10 +34,16 @@ def test_profile_figures_on_a_tiny_set(tiny):
     assert prof["type_mix"]["Problem"] == {"Hallucination": 0.25, "Unhelpful": 0.25, "Factual Inaccuracy": 0.0}
     assert prof["steps_removed_per_sample"] == {"mean": 0.5, "dist": {0: 0.5, 1: 0.5}}
     assert prof["share_with_removal"] == 0.5 and prof["share_with_problem_removal"] == 0.0
-    gold_chars = len("Hypertension:\nPlan: Continue lisinopril.\nAssessment: Knee pain.\nFollow-up instructions:\nReturn in 2 weeks.")
-    a_chars = len("Hypertension:\nPlan: Continue lisinopril and start warfarin.\nAssessment: Knee pain.\nNext steps:\nReturn in 2 weeks.")
+    gold_chars = len(
+        "Hypertension:\nPlan: Continue lisinopril.\nAssessment: Knee pain.\nFollow-up instructions:\nReturn in 2 weeks."
+    )
+    a_chars = len(
+        "Hypertension:\nPlan: Continue lisinopril and start warfarin.\nAssessment: Knee pain.\nNext steps:\nReturn in 2 weeks."
+    )
     b_chars = len("Gout:\nPlan: Continue lisinopril.\nAssessment: Hip pain.\nFollow-up instructions:")
-    assert prof["length"]["chars_change_rel"] == pytest.approx(((a_chars / gold_chars - 1) + (b_chars / gold_chars - 1)) / 2)
+    assert prof["length"]["chars_change_rel"] == pytest.approx(
+        ((a_chars / gold_chars - 1) + (b_chars / gold_chars - 1)) / 2
+    )
     assert prof["length"]["steps_change"] == -0.5
     assert prof["length"]["steps_change_rel"] == pytest.approx(-1 / 6)
     support = prof["dialogue_support"]

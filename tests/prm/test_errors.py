@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from clinrl.cli import main
 from clinrl.errors import DataError
+from clinrl.prm.schema import Swap, load_notes, note_to_dict
 from clinrl.prm.synth import edits
 from clinrl.prm.synth.compare import profile_error_set
 from clinrl.prm.synth.inject import (
@@ -22,7 +23,6 @@ from clinrl.prm.synth.inject import (
     synthesize_errors,
 )
 from clinrl.prm.synth.labels import check_label_consistency
-from clinrl.prm.schema import Swap, load_notes, note_to_dict
 from tests.prm.note_factory import gold_notes, make_gold
 
 
@@ -168,7 +168,9 @@ class _UpperCaser:
 
     def propose(self, gold, rng):
         problem = gold.problems[0]
-        return EditPlan(swaps=[Swap("Problem", problem.no, None, "Unhelpful", problem.header, problem.header.upper() + "!")])
+        return EditPlan(
+            swaps=[Swap("Problem", problem.no, None, "Unhelpful", problem.header, problem.header.upper() + "!")]
+        )
 
 
 def test_custom_synthesizers_plug_in():
@@ -275,7 +277,20 @@ def test_synth_errors_cli_compare(prm_data, tmp_path, capsys):
 def test_synth_errors_cli_user_mistakes(prm_data, tmp_path, capsys):
     gold = str(prm_data / "verification_dev_gold.json.gz")
     with pytest.raises(SystemExit) as err:
-        main(["prm", "synth-errors", "--gold", gold, "--out", str(tmp_path / "x.json"), "--min-swaps", "4", "--max-swaps", "3"])
+        main(
+            [
+                "prm",
+                "synth-errors",
+                "--gold",
+                gold,
+                "--out",
+                str(tmp_path / "x.json"),
+                "--min-swaps",
+                "4",
+                "--max-swaps",
+                "3",
+            ]
+        )
     assert err.value.code == 2 and "--min-swaps" in capsys.readouterr().err
     with pytest.raises(SystemExit) as err:
         main(["prm", "synth-errors", "--gold", str(tmp_path / "missing.json"), "--out", str(tmp_path / "x.json")])

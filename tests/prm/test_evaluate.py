@@ -190,8 +190,19 @@ def test_preference_dev_data(prm_data, tmp_path):
     with (prm_data / "a_prefer_dev_labels.csv").open() as handle:
         firsts = sum(row["Preferred_note"] == "Note_1" for row in csv.DictReader(handle))
     assert evaluate_preference(cases, "first")["correct"] == firsts
-    out = _run(["eval-preference", "--csv", str(prm_data / "a_prefer_dev.csv"), "--labels",
-                str(prm_data / "a_prefer_dev_labels.csv"), "--scorer", "random", "--json", str(tmp_path / "p.json")])
+    out = _run(
+        [
+            "eval-preference",
+            "--csv",
+            str(prm_data / "a_prefer_dev.csv"),
+            "--labels",
+            str(prm_data / "a_prefer_dev_labels.csv"),
+            "--scorer",
+            "random",
+            "--json",
+            str(tmp_path / "p.json"),
+        ]
+    )
     assert "33.3" in out.output
 
 

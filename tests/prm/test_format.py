@@ -210,9 +210,7 @@ def notes(draw, tokens=T):
     labels = st.sampled_from("+-")
     problems = []
     for i in range(draw(st.integers(0, 4))):
-        steps = [
-            Step(clean(draw(_text)), str(j + 1), draw(labels)) for j in range(draw(st.integers(0, 4)))
-        ]
+        steps = [Step(clean(draw(_text)), str(j + 1), draw(labels)) for j in range(draw(st.integers(0, 4)))]
         problems.append(Problem(clean(draw(_text)), str(i + 1), steps, draw(labels), draw(labels)))
     dialogue = clean(draw(_text)).replace("###", "")
     return Note(problems=problems, completeness=draw(labels), dialogue=dialogue)
@@ -268,7 +266,9 @@ def tiny():
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     raw.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["[UNK]", "<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=400,
+        special_tokens=["[UNK]", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     raw.train_from_iterator(["Assessment: Wheezing. Plan: Albuterol.", "Return in 2 weeks.", PROMPT_LITERAL], trainer)

@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clinrl.cli import main
+from clinrl.prm.schema import NoteSchemaError, Removal, Swap, load_notes, note_from_dict, note_to_dict
 from clinrl.prm.synth.labels import (
     EditError,
     check_label_consistency,
@@ -15,7 +16,6 @@ from clinrl.prm.synth.labels import (
     relabel,
     restore_gold,
 )
-from clinrl.prm.schema import NoteSchemaError, Removal, Swap, load_notes, note_from_dict, note_to_dict
 from tests.prm.note_factory import JSON, make_gold
 
 # The label noise of verification_dev_error.json.gz: five swaps whose New_content equals their
@@ -63,7 +63,9 @@ def test_known_noise_is_exactly_the_no_op_swaps(prm_data):
     # counting no-op swaps as edits, every stored label is reproduced
     notes = load_notes(prm_data / "verification_dev_error.json.gz")
     for note in notes:
-        assert [lab for _, lab in expected_labels(note, count_noop_swaps=True)] == [lab for _, lab in label_positions(note)]
+        assert [lab for _, lab in expected_labels(note, count_noop_swaps=True)] == [
+            lab for _, lab in label_positions(note)
+        ]
 
 
 def test_expected_labels_line_up_with_note_labels(dev):
@@ -209,7 +211,9 @@ def test_check_labels_cli(prm_data, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "768 samples" in printed and "5 label mismatches in 5 samples" in printed
     assert all(case in printed for case, _, _ in KNOWN_NOISY)
-    assert json.loads(out.read_text())["noisy_samples"] == [[c, s] for c, s in sorted({(c, s) for c, s, _ in KNOWN_NOISY})]
+    assert json.loads(out.read_text())["noisy_samples"] == [
+        [c, s] for c, s in sorted({(c, s) for c, s, _ in KNOWN_NOISY})
+    ]
 
 
 def test_check_labels_cli_bad_file_is_a_clean_error(tmp_path, capsys):
@@ -307,8 +311,18 @@ def test_check_labels_strict_exit_status(prm_data, tmp_path):
         main(["prm", "check-labels", "--errors", errors, "--strict"])
     assert exit_info.value.code == 1
     synthetic = tmp_path / "s.json"
-    main(["prm", "synth-errors", "--gold", str(prm_data / "verification_dev_gold.json.gz"), "--out", str(synthetic),
-          "--per-note", "1"])
+    main(
+        [
+            "prm",
+            "synth-errors",
+            "--gold",
+            str(prm_data / "verification_dev_gold.json.gz"),
+            "--out",
+            str(synthetic),
+            "--per-note",
+            "1",
+        ]
+    )
     main(["prm", "check-labels", "--errors", str(synthetic), "--strict"])  # consistent: no exit
 
 

@@ -9,6 +9,8 @@ from collections import Counter
 
 import pytest
 
+from clinrl.prm.llm_structure import StructureConfig, parse_structure, structure_notes
+from clinrl.prm.schema import Note, load_notes, save_notes
 from clinrl.prm.synth.inject import SwapTarget, SynthConfig, apply_plan
 from clinrl.prm.synth.labels import check_label_consistency
 from clinrl.prm.synth.llm_inject import (
@@ -20,8 +22,6 @@ from clinrl.prm.synth.llm_inject import (
     parse_swaps,
     synthesize_with_llm,
 )
-from clinrl.prm.llm_structure import StructureConfig, parse_structure, structure_notes
-from clinrl.prm.schema import Note, load_notes, save_notes
 from tests.prm.note_factory import make_gold
 
 _POSITION = re.compile(r"^- (\{.*?\}): (\".*\")$", re.M)
@@ -146,9 +146,12 @@ def test_synthesizer_keeps_only_valid_label_consistent_samples():
     # round trip through the PRM-Clinic JSON schema
     assert [n.swaps for n in _roundtrip(result.notes)] == [n.swaps for n in result.notes]
     # same seed, same positions and types (the model's text aside)
-    again = synthesize_with_llm(gold, 2, LLMErrorSynthesizer(ScriptedEditor(), CONFIG, LLMSynthConfig(max_attempts=2)), seed=3)
+    again = synthesize_with_llm(
+        gold, 2, LLMErrorSynthesizer(ScriptedEditor(), CONFIG, LLMSynthConfig(max_attempts=2)), seed=3
+    )
     assert [[(s.problem_no, s.step_no, s.error_type) for s in n.swaps] for n in again.notes] == [
-        [(s.problem_no, s.step_no, s.error_type) for s in n.swaps] for n in result.notes]
+        [(s.problem_no, s.step_no, s.error_type) for s in n.swaps] for n in result.notes
+    ]
 
 
 def _roundtrip(notes):
@@ -232,7 +235,9 @@ def test_structure_notes_falls_back_with_counts():
                 out.append([json.dumps(GOOD) if "lisinopril" in text and self.calls[text] > 1 else "not json"])
             return out
 
-    result = structure_notes([FREE_TEXT, "Asthma: use albuterol as needed."], Model(), config=StructureConfig(max_attempts=2))
+    result = structure_notes(
+        [FREE_TEXT, "Asthma: use albuterol as needed."], Model(), config=StructureConfig(max_attempts=2)
+    )
     assert result.sources == ["llm", "rule"]
     assert result.fallbacks == Counter({"not_json": 1}) and result.invalid_answers == Counter({"not_json": 3})
     assert result.notes[1].problems and result.requests == 4

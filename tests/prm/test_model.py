@@ -133,7 +133,9 @@ def test_encoder_windows_cover_every_slot_once_and_fit(minilm_tokenizer):
 def test_dialogue_lines_are_picked_by_overlap_in_dialogue_order(minilm_tokenizer):
     tokenizer = minilm_tokenizer[0]
     line = lambda k: tokenizer(DIALOGUE.split("\n")[k], add_special_tokens=False)["input_ids"]  # noqa: E731
-    got = select_dialogue_lines("Plan: start metformin 500 mg.", DIALOGUE, tokenizer, budget=len(line(2)), line_max_tokens=64)
+    got = select_dialogue_lines(
+        "Plan: start metformin 500 mg.", DIALOGUE, tokenizer, budget=len(line(2)), line_max_tokens=64
+    )
     assert got == line(2)
     both = select_dialogue_lines("metformin; knee ibuprofen", DIALOGUE, tokenizer, budget=200, line_max_tokens=64)
     assert both[: len(line(1))] == line(1)  # dialogue order kept: line 1 (knee) before line 2 (metformin)
@@ -145,7 +147,12 @@ def test_unsupported_words_list_what_the_dialogue_never_says():
 
     dialogue = "[doctor] take twenty five milligrams of lisinopril twice a day for two weeks."
     assert unsupported_words("Plan: lisinopril 25 mg 2 times a day for 2 weeks.", dialogue, 5) == ["times"]
-    assert unsupported_words("Plan: start digoxin 0.125 mg and lisinopril 30 mg.", dialogue, 5) == ["digoxin", "0", "125", "30"]
+    assert unsupported_words("Plan: start digoxin 0.125 mg and lisinopril 30 mg.", dialogue, 5) == [
+        "digoxin",
+        "0",
+        "125",
+        "30",
+    ]
     assert unsupported_words("Plan: start digoxin 0.125 mg and lisinopril 30 mg.", dialogue, 2) == ["digoxin", "0"]
     assert unsupported_words("Plan: follow up.", dialogue, 5) == []  # generic note words are never listed
 

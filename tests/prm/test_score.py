@@ -252,9 +252,18 @@ def test_default_aggregate_comes_from_the_saved_model():
     assert _aggregate_for("prm", "min", scorer) == "min"
     assert _aggregate_for("prm", None, None) == "sum_log"
     assert _aggregate_for("orm", None, scorer) == "last"
-    from clinrl.prm.model import PRMMeta
     from clinrl.prm.format import SpecialTokens
+    from clinrl.prm.model import PRMMeta
 
-    stored = PRMMeta(head="token-classification", objective="prm", tokens=SpecialTokens.new(), loss_mode="score_token_only",
-                     notes_only=False, max_length=64, dialogue_max_tokens=None, base_model="x", score_aggregate="mean")
+    stored = PRMMeta(
+        head="token-classification",
+        objective="prm",
+        tokens=SpecialTokens.new(),
+        loss_mode="score_token_only",
+        notes_only=False,
+        max_length=64,
+        dialogue_max_tokens=None,
+        base_model="x",
+        score_aggregate="mean",
+    )
     assert PRMMeta.from_dict(stored.to_dict()).score_aggregate == "mean"

@@ -44,7 +44,7 @@ def test_ranking_sorts_by_the_aggregate(scorer, aggregate):
 def test_weakest_steps_are_the_lowest_step_and_header_slots(scorer):
     ranking = best_of_n(DIALOGUE, candidates()[:3], scorer, weakest=2)
     for entry in ranking.entries:
-        items = sorted((s.p_plus for s in entry.scored.slots if s.kind in ("problem", "step")))
+        items = sorted(s.p_plus for s in entry.scored.slots if s.kind in ("problem", "step"))
         assert [s.p_plus for s in entry.weakest] == items[:2]
 
 

@@ -230,7 +230,7 @@ def _markdown(note: Note) -> str:
         for seg in _segments([s.text for s in p.steps]):
             lead = _LEAD.match(seg[0])
             if lead and lead.group(1).lower() == "plan":  # "**Plan:**" alone, then bullets
-                lines += [f"**{lead.group(1)}:**", f"* {seg[0][lead.end():]}", *(f"* {s}" for s in seg[1:])]
+                lines += [f"**{lead.group(1)}:**", f"* {seg[0][lead.end() :]}", *(f"* {s}" for s in seg[1:])]
             else:
                 lines.append(" ".join(seg))
         lines.append("")

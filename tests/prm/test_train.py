@@ -33,7 +33,9 @@ def small_note() -> Note:
     """Two problems; one wrong step, one incomplete problem: labels + - + | + + - | + | outcome -."""
     return Note(
         problems=[
-            Problem("Knee pain:", "1", [Step("Assessment: knee pain.", "1"), Step("Plan: ibuprofen 800 mg.", "2", "-")]),
+            Problem(
+                "Knee pain:", "1", [Step("Assessment: knee pain.", "1"), Step("Plan: ibuprofen 800 mg.", "2", "-")]
+            ),
             Problem("Follow-up:", "2", [Step("Return in 2 weeks.", "1")], completeness="-"),
         ],
         dialogue=DIALOGUE,
@@ -51,7 +53,9 @@ def tok():
 
 def _encode(tok, **kw):
     tokenizer, tokens, ids = tok
-    return encode_causal(small_note(), DIALOGUE, tokenizer, tokens, ids, EncodeSettings(), labels="true", add_eos=True, **kw)
+    return encode_causal(
+        small_note(), DIALOGUE, tokenizer, tokens, ids, EncodeSettings(), labels="true", add_eos=True, **kw
+    )
 
 
 def _expected_groups(window, ids, *, orm: bool) -> list[int]:
@@ -200,8 +204,18 @@ def gold_file(tmp_path_factory) -> Path:
     return path
 
 
-TRAINING_KEYS = {"learning_rate", "per_device_train_batch_size", "warmup_steps", "save_steps", "logging_steps",
-                 "max_steps", "num_train_epochs", "eval_steps", "gradient_accumulation_steps", "save_total_limit"}
+TRAINING_KEYS = {
+    "learning_rate",
+    "per_device_train_batch_size",
+    "warmup_steps",
+    "save_steps",
+    "logging_steps",
+    "max_steps",
+    "num_train_epochs",
+    "eval_steps",
+    "gradient_accumulation_steps",
+    "save_total_limit",
+}
 
 
 def _config(tiny_causal, gold_file, out, **kw) -> PRMTrainConfig:
@@ -223,7 +237,9 @@ def test_training_notes_from_gold_and_build_output(tiny_causal, gold_file, tmp_p
     notes = load_training_notes(cfg)
     assert sum(n.is_error_sample for n in notes) == 6 and len(notes) == 12
     build_prm_dataset([gold_file], tmp_path / "data", synthesize=1, tokens="llama3")
-    parsed = load_training_notes(_config(tiny_causal, gold_file, tmp_path / "run", data=[], train_data=str(tmp_path / "data")))
+    parsed = load_training_notes(
+        _config(tiny_causal, gold_file, tmp_path / "run", data=[], train_data=str(tmp_path / "data"))
+    )
     assert sorted("".join(note_slot_labels(n)) for n in parsed) == sorted("".join(note_slot_labels(n)) for n in notes)
 
 
@@ -332,8 +348,15 @@ def test_recipes_load_and_bad_keys_fail(tmp_path):
         load_trainer_config(PRMTrainConfig, root / "cpu_minilm.yaml", {"no_such_key": 1})
 
 
-@pytest.mark.parametrize(("old", "new"), [("model_name_or_path", "model"), ("gold", "data"),
-                                          ("learning_rate", "training.learning_rate"), ("bf16", "training.bf16")])
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("model_name_or_path", "model"),
+        ("gold", "data"),
+        ("learning_rate", "training.learning_rate"),
+        ("bf16", "training.bf16"),
+    ],
+)
 def test_old_flat_prm_keys_name_their_new_key(tmp_path, old, new):
     """PRM recipes before the common schema set model_name_or_path, gold and flat TrainingArguments."""
     from clinrl.config import RecipeError

@@ -19,7 +19,9 @@ from clinrl.prm.schema import NoteSchemaError, load_notes, note_from_dict, note_
 from tests.prm.note_factory import JSON, make_gold
 from tests.reliability.cli import assert_clean_error, run_cli
 
-GOOD = [note_to_dict(make_gold([2, 3], case_id=f"T_{i}", dialogue=f"Doctor: hi {i}. Patient: cough.")) for i in range(3)]
+GOOD = [
+    note_to_dict(make_gold([2, 3], case_id=f"T_{i}", dialogue=f"Doctor: hi {i}. Patient: cough.")) for i in range(3)
+]
 GOOD_TEXT = json.dumps(GOOD)
 
 
@@ -39,15 +41,24 @@ BAD_FILES = [
     ("utf-16", GOOD_TEXT.encode("utf-16"), ["utf-8"]),
     ("raw NUL byte", GOOD_TEXT.replace("hi", "h\x00i").encode(), ["control character"]),
     ("nested 100k deep", b"[" * 100_000 + b"]" * 100_000, ["nested too deeply"]),
-    ("duplicate key", GOOD_TEXT.replace('"Case_id": "T_1"', '"Case_id": "T_1", "Case_id": "T_9"').encode(),
-     ["Case_id", "twice"]),
+    (
+        "duplicate key",
+        GOOD_TEXT.replace('"Case_id": "T_1"', '"Case_id": "T_1", "Case_id": "T_9"').encode(),
+        ["Case_id", "twice"],
+    ),
     ("lone surrogate", GOOD_TEXT.replace("hi 2", "\\ud800").encode(), ["row 2", "T_2", "surrogate"]),
-    ("integer beyond 64 bits", GOOD_TEXT.replace('"Case_no": 1', f'"Case_no": {10**30}', 1).encode(),
-     ["row 0", "Case_no", "out of range"]),
+    (
+        "integer beyond 64 bits",
+        GOOD_TEXT.replace('"Case_no": 1', f'"Case_no": {10**30}', 1).encode(),
+        ["row 0", "Case_no", "out of range"],
+    ),
     ("NaN number", GOOD_TEXT.replace('"Case_no": 1', '"Case_no": NaN', 1).encode(), ["Case_no", "float"]),
     ("object, not a list", b'{"Problems": []}', ["JSON list"]),
-    ("Steps is a string", GOOD_TEXT.replace('"Steps": [', '"Steps": "x", "S": [', 1).encode(),
-     ["row 0", "Problems[0].Steps", "expected list"]),
+    (
+        "Steps is a string",
+        GOOD_TEXT.replace('"Steps": [', '"Steps": "x", "S": [', 1).encode(),
+        ["row 0", "Problems[0].Steps", "expected list"],
+    ),
     ("empty file", b"", ["not readable"]),
 ]
 

@@ -75,11 +75,23 @@ def test_bad_overrides_on_the_command_line(tmp_path, capsys):
 
 def test_model_that_cannot_be_loaded_is_a_clean_error(tmp_path, capsys):
     """A model that cannot be loaded used to end in an OSError traceback."""
-    assert_clean_error(["drg", "sft", "--config", SFT, "--model", tmp_path / "missing"], capsys, "model folder not found")
+    assert_clean_error(
+        ["drg", "sft", "--config", SFT, "--model", tmp_path / "missing"], capsys, "model folder not found"
+    )
     (tmp_path / "empty").mkdir()
     (tmp_path / "rl.parquet").touch()  # inputs are checked for existence before the model loads: give one
-    argv = ["drg", "grpo", "--config", GRPO, "--model", tmp_path / "empty", "--data", tmp_path / "rl.parquet",
-            "--output_dir", tmp_path / "out"]
+    argv = [
+        "drg",
+        "grpo",
+        "--config",
+        GRPO,
+        "--model",
+        tmp_path / "empty",
+        "--data",
+        tmp_path / "rl.parquet",
+        "--output_dir",
+        tmp_path / "out",
+    ]
     line = assert_clean_error(argv, capsys, "empty")
     assert "cannot load the tokenizer" in line
 

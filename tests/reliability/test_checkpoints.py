@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from clinrl.training import checkpoint_complete, resume_checkpoint
 from clinrl.errors import ClinrlError
+from clinrl.training import checkpoint_complete, resume_checkpoint
 
 
 def _checkpoint(root, step, state: str | None = '{"global_step": 1}'):

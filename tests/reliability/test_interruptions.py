@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from clinrl.cli import main
-from clinrl.training import checkpoint_complete, resume_checkpoint
 from clinrl.errors import ClinrlError
+from clinrl.training import checkpoint_complete, resume_checkpoint
 from tests.drg.tiny_training import tiny_workspace
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,7 +60,9 @@ def _resume_in_process(argv: list[str], capsys) -> str:
 def test_sft_killed_while_saving_resumes_from_the_last_complete_checkpoint(tmp_path, capsys):
     ws = tiny_workspace()
     out = tmp_path / "sft"
-    overrides = ws.sft_overrides(out, **{"training.max_steps": 4, "training.save_strategy": "steps", "training.save_steps": 1})
+    overrides = ws.sft_overrides(
+        out, **{"training.max_steps": 4, "training.save_strategy": "steps", "training.save_steps": 1}
+    )
     argv = ["drg", "sft", "--config", DRG_RECIPES / "sft.yaml", *_cli_args(overrides)]
     _killed("mid-save", 3, argv)
     assert _checkpoints(out) == {"checkpoint-1": True, "checkpoint-2": True, "checkpoint-3": False}
@@ -79,7 +81,9 @@ def test_sft_killed_while_saving_resumes_from_the_last_complete_checkpoint(tmp_p
 def test_grpo_killed_after_a_checkpoint_resumes_to_the_same_final_step(tmp_path, capsys):
     ws = tiny_workspace()
     out = tmp_path / "grpo"
-    overrides = ws.grpo_overrides(out, **{"training.max_steps": 3, "training.save_strategy": "steps", "training.save_steps": 1})
+    overrides = ws.grpo_overrides(
+        out, **{"training.max_steps": 3, "training.save_strategy": "steps", "training.save_steps": 1}
+    )
     argv = ["drg", "grpo", "--config", DRG_RECIPES / "vanilla_dense.yaml", *_cli_args(overrides)]
     _killed("after-save", 2, argv)
     assert _checkpoints(out) == {"checkpoint-1": True, "checkpoint-2": True}

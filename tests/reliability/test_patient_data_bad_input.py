@@ -37,7 +37,10 @@ def model_dir(tmp_path_factory) -> Path:
 @pytest.fixture()
 def cases(tmp_path: Path) -> Path:
     path = tmp_path / "cases.jsonl"
-    rows = [{"hadm_id": 10 + i, "text": f"Synthetic course {i}: treated, discharged.", "solution": GOLD_DRG} for i in range(2)]
+    rows = [
+        {"hadm_id": 10 + i, "text": f"Synthetic course {i}: treated, discharged.", "solution": GOLD_DRG}
+        for i in range(2)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
 
@@ -82,7 +85,9 @@ def test_importing_clinrl_turns_the_hub_off_unless_opted_in():
     env["PYTHONPATH"] = str(REPO / "src")
 
     def run(extra: dict) -> str:
-        done = subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True, timeout=60
+        )
         return done.stdout.strip()
 
     assert run({}) == "1"

@@ -37,7 +37,9 @@ def no_network(monkeypatch):
 
     def loopback(address) -> bool:
         host = address[0] if isinstance(address, tuple) else address
-        return isinstance(host, str) and (host.startswith("127.") or host in ("::1", "localhost") or host.startswith("/"))
+        return isinstance(host, str) and (
+            host.startswith("127.") or host in ("::1", "localhost") or host.startswith("/")
+        )
 
     def connect(self, address):
         if self.family != socket.AF_UNIX and not loopback(address):
@@ -59,7 +61,9 @@ def no_network(monkeypatch):
 def _mark_discharge(path: Path) -> int:
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     frame["text"] = [
-        t.replace("Name:", f"Name: {MARKER}", 1).replace("Brief Hospital Course:\n", f"Brief Hospital Course:\n{MARKER} ", 1)
+        t.replace("Name:", f"Name: {MARKER}", 1).replace(
+            "Brief Hospital Course:\n", f"Brief Hospital Course:\n{MARKER} ", 1
+        )
         for t in frame["text"]
     ]
     with gzip.open(path, "wt", encoding="utf-8") as fh:
@@ -71,7 +75,9 @@ def _gold(path: Path) -> Path:
     notes = []
     for i in range(6):
         texts = [[f"Assessment: {MARKER} knee pain day {i + j}." for j in range(3)], [f"Plan: {MARKER} rest {i}."] * 2]
-        note = make_gold([3, 2], case_id=f"C_{i}", dialogue=f"[doctor] hello {MARKER}. [patient] my knee {i}.", texts=texts)
+        note = make_gold(
+            [3, 2], case_id=f"C_{i}", dialogue=f"[doctor] hello {MARKER}. [patient] my knee {i}.", texts=texts
+        )
         note.problems[0].header = f"Knee pain {MARKER}:"
         notes.append(note)
     save_notes(notes, path)
@@ -112,7 +118,9 @@ def test_marker_never_leaves_the_data(tmp_path, capfd, caplog, no_network):
     cli("drg", "prepare", "--discharge", tmp_path / "raw" / "discharge.csv.gz", "--drgcodes",
         tmp_path / "raw" / "drgcodes.csv.gz", "--out", tmp_path / "prep")  # fmt: skip
     assert MARKER in pd.read_parquet(tmp_path / "prep" / "train.parquet")["text"].iloc[0]  # the data keeps it
-    cli("drg", "split", "--data", tmp_path / "prep" / "train.parquet", "--out", tmp_path / "split", "--sft-ratio", "0.5")
+    cli(
+        "drg", "split", "--data", tmp_path / "prep" / "train.parquet", "--out", tmp_path / "split", "--sft-ratio", "0.5"
+    )
 
     # PRM: synth-errors -> build -> check-labels -> train (tiny) -> score -> best-of-n
     gold = _gold(tmp_path / "prm" / "gold.json")
@@ -172,8 +180,8 @@ def test_every_training_recipe_reports_nowhere():
 def test_build_config_defaults_reporting_off(tmp_path):
     from trl import GRPOConfig
 
-    from clinrl.drg.train.grpo import DRGGRPOConfig
     from clinrl.config import build_config
+    from clinrl.drg.train.grpo import DRGGRPOConfig
 
     path = tmp_path / "r.yaml"
     path.write_text("model: m\ndata: d\noutput_dir: o\n", encoding="utf-8")

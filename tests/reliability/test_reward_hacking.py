@@ -28,8 +28,15 @@ def total(rewards, completion, gold=HF) -> float:
 
 
 SEVERAL = [
-    f"{HF}\n{HF_CC}", f"{HF}; {HF_CC}", f"{HF} or {HF_CC}", f"{HF}, {PNA}", f"1. {HF}\n2. {HF_CC}",
-    f"- {HF}\n- {PNA}", f"{HF} / {HF_CC} / {PNA}", f"[{HF!r}, {HF_CC!r}]", f"{HF} (or {HF_CC})",
+    f"{HF}\n{HF_CC}",
+    f"{HF}; {HF_CC}",
+    f"{HF} or {HF_CC}",
+    f"{HF}, {PNA}",
+    f"1. {HF}\n2. {HF_CC}",
+    f"- {HF}\n- {PNA}",
+    f"{HF} / {HF_CC} / {PNA}",
+    f"[{HF!r}, {HF_CC!r}]",
+    f"{HF} (or {HF_CC})",
 ]
 REPEATED = [f"{HF} {HF}", f"{HF}\n{HF}", f"{HF}{HF}", " ".join([HF] * 50), f"{HF}. {HF}."]
 
@@ -126,8 +133,30 @@ def _normal(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().upper()
 
 
-PIECES = st.sampled_from([HF, HF_CC, PNA, " ", "\n", "\t", ",", ";", " or ", "\u00a0", "\u200b", "\u0421", "mcc",
-                          "heart failure", "<answer>", "</answer>", "<think>", "</think>", "DRG 291", "."])
+PIECES = st.sampled_from(
+    [
+        HF,
+        HF_CC,
+        PNA,
+        " ",
+        "\n",
+        "\t",
+        ",",
+        ";",
+        " or ",
+        "\u00a0",
+        "\u200b",
+        "\u0421",
+        "mcc",
+        "heart failure",
+        "<answer>",
+        "</answer>",
+        "<think>",
+        "</think>",
+        "DRG 291",
+        ".",
+    ]
+)
 
 
 @settings(max_examples=400, deadline=None)

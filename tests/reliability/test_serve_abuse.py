@@ -200,8 +200,11 @@ def test_hostile_json_is_a_4xx_or_a_clean_answer(server, case, body):
 def test_lone_surrogates_are_422_not_500(server):
     """JSON may escape a lone surrogate; the tokenizer then raised TypeError and the server answered 500."""
     url, baseline = server
-    for path, body in (("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "a\\ud800"}]}'),
-                       ("/v1/completions", b'{"prompt": "\\udc00"}'), ("/v1/drg/code", b'{"text": "x\\ud800"}')):
+    for path, body in (
+        ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "a\\ud800"}]}'),
+        ("/v1/completions", b'{"prompt": "\\udc00"}'),
+        ("/v1/drg/code", b'{"text": "x\\ud800"}'),
+    ):
         r = httpx.post(f"{url}{path}", content=body, headers={**AUTH, "content-type": "application/json"})
         assert r.status_code == 422 and re.search("surrogate|unicode", r.json()["error"]["message"]), (path, r.text)
     _still_serving(url, baseline)

@@ -42,10 +42,14 @@ def test_serve_command_builds_a_guarded_app(lm, captured, monkeypatch, capsys):
     with serve_app(call["app"]) as url:
         health = httpx.get(f"{url}/healthz").json()
         assert health["model"] == "tiny-cli" and health["queue"]["max_queue"] == 3 and health["prm"] is False
-        ok = httpx.post(f"{url}/v1/chat/completions", json=body, headers={"Authorization": "Bearer cli-token"}, timeout=30)
+        ok = httpx.post(
+            f"{url}/v1/chat/completions", json=body, headers={"Authorization": "Bearer cli-token"}, timeout=30
+        )
         assert ok.status_code == 200 and ok.json()["model"] == "tiny-cli"
         assert httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30).status_code == 401
-        big = httpx.post(f"{url}/v1/chat/completions", content=b"x" * 6000, headers={"Authorization": "Bearer cli-token"})
+        big = httpx.post(
+            f"{url}/v1/chat/completions", content=b"x" * 6000, headers={"Authorization": "Bearer cli-token"}
+        )
         assert big.status_code == 413
 
 

@@ -80,7 +80,9 @@ def test_stop_strings_are_capped(capped):
                        ("y" * 200_000, "stop_too_long")):  # fmt: skip
         r = post(capped, "/v1/completions", {"prompt": "heart", "max_tokens": 2, "stop": stop})
         assert r.status_code == 422 and r.json()["error"]["code"] == code, r.text[:200]
-    assert post(capped, "/v1/completions", {"prompt": "heart", "max_tokens": 2, "stop": ["x" * 8, "y"]}).status_code == 200
+    assert (
+        post(capped, "/v1/completions", {"prompt": "heart", "max_tokens": 2, "stop": ["x" * 8, "y"]}).status_code == 200
+    )
 
 
 def test_a_long_drg_text_is_cut_by_characters_first_with_the_same_result(slow_backend):
@@ -192,4 +194,3 @@ def test_sampling_params_take_every_value_or_refuse_it_plainly():
                 {"top_p": float("nan")}):  # fmt: skip
         with pytest.raises(ClinrlError):
             SamplingParams(**bad)
-

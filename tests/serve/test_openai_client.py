@@ -130,7 +130,9 @@ def test_logprobs_of_a_completion_with_and_without_echo(client, direct):
     for got, top in zip(lp.token_logprobs, lp.top_logprobs):  # greedy: each token is the most likely one
         assert 3 <= len(top) <= 4 and math.isclose(max(top.values()), got, abs_tol=1e-6)
     echoed = greedy(client, PROMPT, logprobs=1, echo=True).choices[0]
-    assert echoed.text == PROMPT + text and echoed.logprobs.token_logprobs[len(prompt_ids) :] == pytest.approx(lp.token_logprobs, abs=1e-5)
+    assert echoed.text == PROMPT + text and echoed.logprobs.token_logprobs[len(prompt_ids) :] == pytest.approx(
+        lp.token_logprobs, abs=1e-5
+    )
     assert greedy(client, PROMPT, echo=True).choices[0].logprobs is None  # echo alone: text only
 
 
@@ -155,7 +157,9 @@ def test_lm_eval_local_completions_request(client, direct):
 @pytest.mark.parametrize("kind", ["chat", "text"])
 def test_stream_include_usage_sends_the_usage_last(client, kind):
     if kind == "chat":
-        common = dict(model="tiny", messages=[{"role": "user", "content": "heart failure"}], max_tokens=8, temperature=0)
+        common = dict(
+            model="tiny", messages=[{"role": "user", "content": "heart failure"}], max_tokens=8, temperature=0
+        )
         whole = client.chat.completions.create(**common)
         chunks = list(client.chat.completions.create(**common, stream=True, stream_options={"include_usage": True}))
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -218,7 +222,9 @@ def test_the_developer_role_is_a_system_message(client):
 def test_unsupported_parameters_are_400_naming_them(client, route, extra, name):
     with pytest.raises(openai.BadRequestError) as err:
         if route == "chat":
-            client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "x"}], max_tokens=2, **extra)
+            client.chat.completions.create(
+                model="tiny", messages=[{"role": "user", "content": "x"}], max_tokens=2, **extra
+            )
         else:
             client.completions.create(model="tiny", prompt="x", max_tokens=2, **extra)
     assert err.value.code == "unsupported_parameter" and name in err.value.message and err.value.param == name
@@ -272,7 +278,9 @@ def test_lm_eval_local_completions_log_likelihood(server, model_dirs, direct, tm
         doc = sample["doc"]
         ctx = tok(doc["question"], add_special_tokens=False)["input_ids"]
         for choice, (loglik, _) in zip(doc["choices"], [r[0] for r in sample["resps"]]):
-            whole = tok(f"{doc['question']} {choice}", add_special_tokens=False)["input_ids"]  # " ": lm-eval's delimiter
+            whole = tok(f"{doc['question']} {choice}", add_special_tokens=False)[
+                "input_ids"
+            ]  # " ": lm-eval's delimiter
             want = sum(direct_logprobs(direct, whole)[len(ctx) - 1 :])
             assert loglik == pytest.approx(want, abs=1e-3)
     assert 0.0 <= results["results"]["clinrl_tiny_ll"]["acc,none"] <= 1.0

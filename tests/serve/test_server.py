@@ -226,7 +226,9 @@ def test_auth(server):
     wrong = httpx.post(f"{url}/v1/chat/completions", json={}, headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401 and wrong.json()["error"]["type"] == "authentication_error"
     with pytest.raises(ClinrlError, match="HTTP 401"):
-        OpenAIBackend(endpoint=url, model="tiny", api_key_env="UNSET_KEY_FOR_TEST").chat([{"role": "user", "content": "x"}])
+        OpenAIBackend(endpoint=url, model="tiny", api_key_env="UNSET_KEY_FOR_TEST").chat(
+            [{"role": "user", "content": "x"}]
+        )
 
 
 def test_oversize_body_is_413(server):
@@ -239,14 +241,18 @@ def test_oversize_body_is_413(server):
         for _ in range(30):
             yield b"x" * 1000
 
-    r = httpx.post(f"{url}/v1/chat/completions", content=chunked(), headers={**AUTH, "content-type": "application/json"})
+    r = httpx.post(
+        f"{url}/v1/chat/completions", content=chunked(), headers={**AUTH, "content-type": "application/json"}
+    )
     assert r.status_code == 413
     assert chat(url).status_code == 200
 
 
 def test_malformed_json_and_schema_errors(server):
     url, _ = server
-    r = httpx.post(f"{url}/v1/chat/completions", content=b'{"messages": [', headers={**AUTH, "content-type": "application/json"})
+    r = httpx.post(
+        f"{url}/v1/chat/completions", content=b'{"messages": [', headers={**AUTH, "content-type": "application/json"}
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
     r = httpx.post(f"{url}/v1/chat/completions", json={"messages": "hello"}, headers=AUTH)
     assert r.status_code == 422 and r.json()["error"]["message"].startswith("messages")
@@ -297,8 +303,13 @@ def slow_url(model_dirs):
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/v1/drg/code"])
 def test_a_timed_out_generation_frees_its_worker_at_once(slow_url, path):
-    body = {"messages": [{"role": "user", "content": "heart failure"}]} if "chat" in path else \
-        {"prompt": "heart failure"} if path == "/v1/completions" else {"text": SUMMARY}
+    body = (
+        {"messages": [{"role": "user", "content": "heart failure"}]}
+        if "chat" in path
+        else {"prompt": "heart failure"}
+        if path == "/v1/completions"
+        else {"text": SUMMARY}
+    )
     r = httpx.post(f"{slow_url}{path}", json={**body, "max_tokens": 400, "temperature": 0}, headers=AUTH, timeout=60)
     assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
     timed_out = time.monotonic()

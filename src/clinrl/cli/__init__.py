@@ -43,7 +43,10 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def root(
     log_level: Optional[LogLevel] = typer.Option(
-        None, "--log-level", envvar="CLINRL_LOG_LEVEL", help="Level of clinrl's log lines on stderr (default: warnings)."
+        None,
+        "--log-level",
+        envvar="CLINRL_LOG_LEVEL",
+        help="Level of clinrl's log lines on stderr (default: warnings).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars in any command."),
     version: bool = typer.Option(
@@ -66,7 +69,9 @@ def merge(
     adapter: Path = typer.Option(..., "--adapter", help="A LoRA run's output folder (adapter_config.json inside)."),
     out: Path = typer.Option(..., "--out", help="Folder for the merged full model."),
     base: Optional[str] = typer.Option(None, "--base", help="Base model (default: the one the adapter names)."),
-    dtype: Literal["float32", "bfloat16", "float16"] = typer.Option("float32", "--dtype", help="Weights of the merged model."),
+    dtype: Literal["float32", "bfloat16", "float16"] = typer.Option(
+        "float32", "--dtype", help="Weights of the merged model."
+    ),
 ) -> None:
     """Fold a LoRA adapter into its base model: a full model that from_pretrained, serve and vLLM load."""
     import json
@@ -79,10 +84,16 @@ def merge(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for everything the demo writes."),
-    quick: bool = typer.Option(False, "--quick", help="Every stage at minimal sizes (a minute or two; numbers meaningless)."),
+    quick: bool = typer.Option(
+        False, "--quick", help="Every stage at minimal sizes (a minute or two; numbers meaningless)."
+    ),
     only: Optional[Literal["drg", "prm"]] = typer.Option(None, "--only", help="Run one half."),
-    n_notes: Optional[int] = typer.Option(None, "--n-notes", min=100, help="Synthetic discharge notes for the DRG half."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: 1 for DRG, 2 for the PRM)."),
+    n_notes: Optional[int] = typer.Option(
+        None, "--n-notes", min=100, help="Synthetic discharge notes for the DRG half."
+    ),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, help="CPU threads for torch (default: 1 for DRG, 2 for the PRM)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
 ) -> None:
     """Run both systems end to end on built-in data (CPU, ≤ 25 min on 2 cores) and write report.html."""
@@ -91,7 +102,12 @@ def demo(
     from clinrl.demo import DemoConfig, run_demo
 
     cfg = DemoConfig.quick() if quick else DemoConfig()
-    cfg = replace(cfg, seed=seed, **({"n_notes": n_notes} if n_notes else {}), **({"drg_threads": threads, "prm_threads": threads} if threads else {}))
+    cfg = replace(
+        cfg,
+        seed=seed,
+        **({"n_notes": n_notes} if n_notes else {}),
+        **({"drg_threads": threads, "prm_threads": threads} if threads else {}),
+    )
     run_demo(out, cfg, parts=(only,) if only else ("drg", "prm"))
 
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import typer
 
@@ -42,7 +43,9 @@ class OpenAIOptions:
         from clinrl.llm.backends import get_backend
 
         if not self.endpoint or not model:
-            raise ClinrlError(f"an OpenAI-compatible endpoint needs --endpoint URL and --model NAME ({sent} is sent there)")
+            raise ClinrlError(
+                f"an OpenAI-compatible endpoint needs --endpoint URL and --model NAME ({sent} is sent there)"
+            )
         extra = {"cache_dir": str(self.cache_dir)} if self.cache_dir is not None else {}
         return get_backend(
             "openai", endpoint=self.endpoint, model=model, api_key_env=self.api_key_env,
@@ -78,8 +81,12 @@ def openai_options(func: Callable[..., Any] | None = None, *, endpoint_required:
         return functools.partial(openai_options, endpoint_required=endpoint_required)
     options = dict(_OPTIONS)
     if endpoint_required:
-        options["endpoint"] = (str, typer.Option(..., "--endpoint", help="OpenAI-compatible base URL (text is sent there).",
-                                                 rich_help_panel=_PANEL))
+        options["endpoint"] = (
+            str,
+            typer.Option(
+                ..., "--endpoint", help="OpenAI-compatible base URL (text is sent there).", rich_help_panel=_PANEL
+            ),
+        )
     hints = typing.get_type_hints(func)
     signature = inspect.signature(func)
     if "openai" not in signature.parameters:

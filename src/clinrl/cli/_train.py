@@ -10,9 +10,10 @@ function receives them as one :class:`TrainRequest`. A new shared option goes he
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import typer
 
@@ -49,7 +50,9 @@ def _recipe_file(group: str, config: Optional[Path], recipe: Optional[str]) -> P
     from clinrl.errors import ClinrlError
 
     if (config is None) == (recipe is None):
-        raise ClinrlError(f"give exactly one of --recipe NAME (list them with `clinrl recipes {group}`) or --config PATH")
+        raise ClinrlError(
+            f"give exactly one of --recipe NAME (list them with `clinrl recipes {group}`) or --config PATH"
+        )
     return config if config is not None else resolve_recipe(recipe, group)
 
 
@@ -67,13 +70,19 @@ def trainer_command(app: typer.Typer, name: str, *, group: str, example: str, re
             ),
             config: Optional[Path] = typer.Option(None, "--config", help="Or a recipe YAML file of your own."),
             workdir: Optional[Path] = typer.Option(
-                None, "--workdir", help="Root for relative paths in the recipe (default: $CLINRL_HOME, else the current folder)."
+                None,
+                "--workdir",
+                help="Root for relative paths in the recipe (default: $CLINRL_HOME, else the current folder).",
             ),
             report_to: Optional[ReportTo] = typer.Option(
-                None, "--report-to", case_sensitive=False,
+                None,
+                "--report-to",
+                case_sensitive=False,
                 help="Track the run (default: the recipe's report_to, which is none unless it names a tracker).",
             ),
-            resume: bool = typer.Option(False, "--resume", help="Continue from the last complete checkpoint in output_dir."),
+            resume: bool = typer.Option(
+                False, "--resume", help="Continue from the last complete checkpoint in output_dir."
+            ),
             show_config: bool = typer.Option(False, "--show-config", help=SHOW_CONFIG_HELP),
         ) -> None:
             path = _recipe_file(group, config, recipe)

@@ -123,7 +123,9 @@ def sft_command(run: TrainRequest) -> None:
     typer.echo(json.dumps(summary, default=str))
 
 
-@trainer_command(app, "grpo", group="drg", example="best, tiny/best", recipe_class="clinrl.drg.train.grpo:DRGGRPOConfig")
+@trainer_command(
+    app, "grpo", group="drg", example="best, tiny/best", recipe_class="clinrl.drg.train.grpo:DRGGRPOConfig"
+)
 def grpo_command(run: TrainRequest) -> None:
     """GRPO with our rewards. Extra --key value pairs override the recipe (--training.learning_rate 1e-6)."""
     from clinrl.drg.train.grpo import run_from_cli
@@ -181,8 +183,14 @@ def difficulty_command(
     from clinrl.drg.train.difficulty import DifficultyConfig, tag_dataset
 
     config = DifficultyConfig(
-        k=alias(samples, old_k, "--k", "--samples"), temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size,
-        max_prompt_tokens=max_prompt_tokens, limit=limit, seed=seed,
+        k=alias(samples, old_k, "--k", "--samples"),
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        max_prompt_tokens=max_prompt_tokens,
+        limit=limit,
+        seed=seed,
     )
     summary = tag_dataset(model, data, out, config, progress=progress_on(quiet))
     keys = ("cases", "easy", "mixed", "hard", "tagged_now", "skipped_already_tagged")
@@ -192,7 +200,9 @@ def difficulty_command(
 @app.command("distill-cot")
 @openai_options(endpoint_required=True)
 def distill_cot_command(
-    model: str = typer.Option(..., "--model", help="Model name at --endpoint (the teacher; course text is sent there)."),
+    model: str = typer.Option(
+        ..., "--model", help="Model name at --endpoint (the teacher; course text is sent there)."
+    ),
     data: Path = typer.Option(..., "--data", help="Cases (parquet/JSONL): hadm_id, text, solution or description."),
     out: Path = typer.Option(..., "--out", help="Traces JSONL (valid rows; an existing file is resumed)."),
     variant: Literal["explain", "differential"] = typer.Option(
@@ -200,7 +210,9 @@ def distill_cot_command(
     ),
     limit: Optional[int] = typer.Option(None, "--limit", help="Attempt at most this many new cases now (≥ 1)."),
     temperature: float = typer.Option(0.7, "--temperature", min=0.0, help="Sampling temperature (study: 0.7)."),
-    max_new_tokens: int = typer.Option(2048, "--max-new-tokens", min=1, help="Tokens per answer at most (study: 2048)."),
+    max_new_tokens: int = typer.Option(
+        2048, "--max-new-tokens", min=1, help="Tokens per answer at most (study: 2048)."
+    ),
     max_attempts: int = typer.Option(3, "--max-attempts", min=1, help="Tries per case before it counts as failed."),
     retry_failures: bool = typer.Option(False, "--retry-failures", help="Also redo cases that failed before."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampling and of the differential candidates."),
@@ -224,8 +236,12 @@ def distill_cot_command(
     summary = {key: report[key] for key in keys}
     summary["failed_now_by_reason"] = report["failed_now_by_reason"]
     if report["request_errors"]:  # some requests failed (all failing is an error): say why
-        typer.secho(f"warning: {report['request_errors']} cases got no answer, left for the next run "
-                    f"(last error: {report['last_request_error']})", err=True, fg="yellow")
+        typer.secho(
+            f"warning: {report['request_errors']} cases got no answer, left for the next run "
+            f"(last error: {report['last_request_error']})",
+            err=True,
+            fg="yellow",
+        )
     typer.echo(f"-> {out} (failures: {sidecar_paths(out)[0].name}, report: {sidecar_paths(out)[1].name})", err=True)
     typer.echo(json.dumps(summary))
 
@@ -256,7 +272,9 @@ def _generation_backend(kind: str, model: Path, batch_size: int, vllm: dict | No
     return get_backend(kind, model=str(model))
 
 
-def _openai_eval_backend(openai: OpenAIOptions, model: str, tokenizer: Optional[Path], max_prompt_tokens: Optional[int]):
+def _openai_eval_backend(
+    openai: OpenAIOptions, model: str, tokenizer: Optional[Path], max_prompt_tokens: Optional[int]
+):
     """(OpenAIBackend, tokenizer or None) for ``drg eval --backend openai``.
 
     The server's tokenizer and context length are unknown here, so courses are cut only when the user gives
@@ -341,13 +359,28 @@ def eval_command(
         meta.update(endpoint=openai.endpoint, **({"tokenizer": str(tokenizer)} if tokenizer is not None else {}))
     else:
         _local_only(openai, tokenizer)
-        vllm = {"tensor_parallel_size": tensor_parallel_size, "gpu_memory_utilization": gpu_memory_utilization,
-                "max_model_len": max_model_len, "dtype": dtype, "enforce_eager": enforce_eager or None,
-                "progress": progress}
+        vllm = {
+            "tensor_parallel_size": tensor_parallel_size,
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "max_model_len": max_model_len,
+            "dtype": dtype,
+            "enforce_eager": enforce_eager or None,
+            "progress": progress,
+        }
         gen = _generation_backend(backend, model, batch_size, vllm)
     metrics = run_eval(
-        gen, data, params, out, limit=limit, constrained=constrained, batch_size=batch_size,
-        progress=progress, max_prompt_tokens=max_prompt_tokens, meta=meta, tokenizer=tok, shard=part,
+        gen,
+        data,
+        params,
+        out,
+        limit=limit,
+        constrained=constrained,
+        batch_size=batch_size,
+        progress=progress,
+        max_prompt_tokens=max_prompt_tokens,
+        meta=meta,
+        tokenizer=tok,
+        shard=part,
     )
     typer.echo((out / "summary.md").read_text(encoding="utf-8"), err=True)
     typer.echo(json.dumps(_headline(metrics)))
@@ -372,8 +405,11 @@ def _headline(metrics: dict) -> dict:
     line = {"n_cases": metrics["n_cases"], "n_samples": metrics["n_samples"]}
     for target in ("drg", "principal", "cc_mcc"):
         m = metrics[target]
-        line[target] = {"pass@1": round(m["pass@1"], 4), f"pass@{n}": round(m["pass@k"][n], 4),
-                        f"maj@{n}": round(m["maj@k"][n], 4)}
+        line[target] = {
+            "pass@1": round(m["pass@1"], 4),
+            f"pass@{n}": round(m["pass@k"][n], 4),
+            f"maj@{n}": round(m["maj@k"][n], 4),
+        }
     for key in ("format_failure_rate", "invalid_answer_rate"):
         line[key] = round(metrics[key], 4)
     return line
@@ -401,8 +437,12 @@ def score_command(
 def predict_command(
     note: str = typer.Argument(..., help="A text file with a discharge summary or hospital course; - reads stdin."),
     model: Path = typer.Option(..., "--model", help="Model folder (transformers format), or its name at --endpoint."),
-    samples: int = typer.Option(1, "--samples", min=1, help="Samples to draw; > 1 gives a vote distribution as confidence."),
-    temperature: Optional[float] = typer.Option(None, "--temperature", help="Default: 0 (greedy) for 1 sample, else 0.6."),
+    samples: int = typer.Option(
+        1, "--samples", min=1, help="Samples to draw; > 1 gives a vote distribution as confidence."
+    ),
+    temperature: Optional[float] = typer.Option(
+        None, "--temperature", help="Default: 0 (greedy) for 1 sample, else 0.6."
+    ),
     top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling threshold."),
     max_new_tokens: int = typer.Option(1024, "--max-new-tokens", help="Tokens generated per sample at most."),
     max_prompt_tokens: Optional[int] = typer.Option(None, "--max-prompt-tokens", help="Cut the course to fit this."),
@@ -445,7 +485,9 @@ def predict_command(
 
 @app.command("scaling")
 def scaling_command(
-    runs: Optional[list[Path]] = typer.Option(None, "--runs", help="Evaluation folders (from `clinrl drg eval --out`)."),
+    runs: Optional[list[Path]] = typer.Option(
+        None, "--runs", help="Evaluation folders (from `clinrl drg eval --out`)."
+    ),
     more: Optional[list[Path]] = typer.Argument(None, help="More evaluation folders (`--runs A B C` works too)."),
     out: Path = typer.Option(Path("scaling.png"), "--out", help="The plot (PNG)."),
     metric: str = typer.Option("drg.pass@1", "--metric", help="Dotted metrics.json path, e.g. drg.maj@k.8."),
@@ -465,6 +507,9 @@ def scaling_command(
         typer.echo(f"{p['sft_examples']:>8} SFT examples  {metric} {100 * p['value']:.1f}  {p['run']}", err=True)
     fit = report["fit"]
     if fit:
-        typer.echo(f"{metric} = {100 * fit['intercept']:.2f} + {100 * fit['slope']:.2f} · log2(n)  (in points; "
-                   f"R² {'undefined' if fit['r2'] is None else format(fit['r2'], '.3f')}) -> {out}", err=True)
+        typer.echo(
+            f"{metric} = {100 * fit['intercept']:.2f} + {100 * fit['slope']:.2f} · log2(n)  (in points; "
+            f"R² {'undefined' if fit['r2'] is None else format(fit['r2'], '.3f')}) -> {out}",
+            err=True,
+        )
     typer.echo(json.dumps(report))

@@ -12,8 +12,9 @@ from clinrl.cli._train import TrainRequest, trainer_command
 app = typer.Typer(no_args_is_help=True)
 
 
-@trainer_command(app, "grpo", group="notes", example="grpo_prm, tiny/grpo_prm",
-                 recipe_class="clinrl.notes.grpo:NotesGRPOConfig")
+@trainer_command(
+    app, "grpo", group="notes", example="grpo_prm, tiny/grpo_prm", recipe_class="clinrl.notes.grpo:NotesGRPOConfig"
+)
 def grpo_command(run: TrainRequest) -> None:
     """GRPO of an Assessment & Plan writer with the PRM as reward. Extra --key value pairs override the recipe."""
     from clinrl.notes.grpo import run_from_cli

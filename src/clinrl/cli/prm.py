@@ -26,8 +26,8 @@ def check_labels_command(
 ) -> None:
     """Recompute every label from the samples' edits and list what does not match (positions only)."""
     from clinrl.io import write_json_atomic
-    from clinrl.prm.synth.labels import check_label_consistency
     from clinrl.prm.schema import load_notes
+    from clinrl.prm.synth.labels import check_label_consistency
 
     notes = load_notes(errors)
     report = check_label_consistency(notes, load_notes(gold) if gold is not None else None)
@@ -61,8 +61,12 @@ def synth_errors_command(
     compare_gold: Optional[Path] = typer.Option(
         None, "--compare-gold", help="Gold notes of --compare-with (default: rebuilt from their edits)."
     ),
-    backend: Literal["rule", "openai"] = typer.Option("rule", "--backend", help="rule: no model; openai: a model writes the edits."),
-    model: Optional[str] = typer.Option(None, "--model", help="openai: model name at --endpoint (note text is sent there)."),
+    backend: Literal["rule", "openai"] = typer.Option(
+        "rule", "--backend", help="rule: no model; openai: a model writes the edits."
+    ),
+    model: Optional[str] = typer.Option(
+        None, "--model", help="openai: model name at --endpoint (note text is sent there)."
+    ),
     max_attempts: int = typer.Option(3, "--max-attempts", min=1, help="openai: answers asked per prompt at most."),
     temperature: float = typer.Option(0.7, "--temperature", min=0.0, help="openai: sampling temperature."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
@@ -72,10 +76,13 @@ def synth_errors_command(
     written by a model (--backend openai), validated and labelled by our code."""
     from rich.console import Console
 
+    from clinrl.errors import ClinrlError
     from clinrl.prm.schema import load_notes
     from clinrl.prm.synth.inject import SynthConfig
     from clinrl.prm.synth.run import synthesize_error_file
 
+    if min_swaps > max_swaps:  # named by its flags here; SynthConfig names its fields
+        raise ClinrlError(f"--min-swaps ({min_swaps}) is larger than --max-swaps ({max_swaps})")
     config = SynthConfig(
         min_swaps=min_swaps, max_swaps=max_swaps, max_removals=max_removals, problem_removal_rate=problem_removal_rate
     )
@@ -126,7 +133,13 @@ def build_command(
     from clinrl.prm.build import DATA_FILE, build_prm_dataset
 
     report = build_prm_dataset(
-        gold, out, error_paths=errors or [], synthesize=synthesize, seed=seed, tokens=tokens, eos=eos,
+        gold,
+        out,
+        error_paths=errors or [],
+        synthesize=synthesize,
+        seed=seed,
+        tokens=tokens,
+        eos=eos,
         progress=progress_on(quiet),
     )
     origins = ", ".join(f"{k} {v}" for k, v in report.by_origin.items())
@@ -142,8 +155,12 @@ def structure_command(
     notes: list[Path] = typer.Argument(..., help="Free-text Assessment & Plan notes, one per text file."),
     out: Path = typer.Option(..., "--out", help="Structured notes (PRM-Clinic JSON, .json or .json.gz)."),
     dialogue: Optional[Path] = typer.Option(None, "--dialogue", help="Dialogue text file stored with every note."),
-    backend: Literal["rule", "openai"] = typer.Option("rule", "--backend", help="rule: no model; openai: a model splits the notes."),
-    model: Optional[str] = typer.Option(None, "--model", help="openai: model name at --endpoint (note text is sent there)."),
+    backend: Literal["rule", "openai"] = typer.Option(
+        "rule", "--backend", help="rule: no model; openai: a model splits the notes."
+    ),
+    model: Optional[str] = typer.Option(
+        None, "--model", help="openai: model name at --endpoint (note text is sent there)."
+    ),
     max_attempts: int = typer.Option(2, "--max-attempts", min=1, help="openai: answers asked per note at most."),
     openai: OpenAIOptions = OpenAIOptions(),
 ) -> None:
@@ -175,7 +192,9 @@ def render_command(
     typer.echo(f"{count} PRM strings -> {out}", err=True)
 
 
-@trainer_command(app, "train", group="prm", example="cpu_minilm, tiny_causal", recipe_class="clinrl.prm.train:PRMTrainConfig")
+@trainer_command(
+    app, "train", group="prm", example="cpu_minilm, tiny_causal", recipe_class="clinrl.prm.train:PRMTrainConfig"
+)
 def train_command(run: TrainRequest) -> None:
     """Train a PRM/ORM from a recipe; extra `--key value` pairs override recipe keys."""
     from clinrl.prm.train import train_from_recipe
@@ -250,7 +269,9 @@ def score_command(
     model: Path = typer.Option(..., "--model", help="A trained PRM folder (clinrl_prm.json inside)."),
     notes: Path = typer.Option(..., "--notes", help="PRM-Clinic JSON notes, or one free-text note (.txt)."),
     dialogue: Optional[Path] = typer.Option(None, "--dialogue", help="Dialogue text file (replaces the notes' own)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write per-slot P(+) and note scores here (no note text). [required]"),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Write per-slot P(+) and note scores here (no note text). [required]"
+    ),
     probability: Probability = typer.Option("full", "--probability", help=_PROBABILITY_HELP),
     context: Context = typer.Option("placeholder", "--context", help=_CONTEXT_HELP),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Note continuations per forward pass."),
@@ -302,7 +323,9 @@ def best_of_n_command(
     dialogue: Path = typer.Option(..., "--dialogue", help="The dialogue, as a text file."),
     notes: list[Path] = typer.Option(..., "--notes", help="Candidate note (free text or PRM-Clinic JSON); repeat."),
     aggregate: Optional[Aggregate] = typer.Option(None, "--aggregate", help=_AGGREGATE_HELP),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the ranking with per-slot scores here (JSON report)."),
+    json_out: Optional[Path] = typer.Option(
+        None, "--json", help="Write the ranking with per-slot scores here (JSON report)."
+    ),
     weakest: int = typer.Option(3, "--weakest", min=0, help="Weakest steps shown per note."),
     show_text: bool = typer.Option(False, "--show-text", help="Show the weakest steps' text (patient data!)."),
     probability: Probability = typer.Option("full", "--probability", help=_PROBABILITY_HELP),

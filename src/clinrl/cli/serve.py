@@ -18,17 +18,27 @@ def serve_command(
     prm: Optional[Path] = typer.Option(None, "--prm", help="PRM folder (clinrl_prm.json inside) for /v1/prm/score."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; other than loopback needs a token."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on."),
-    token_env: str = typer.Option("CLINRL_SERVE_TOKEN", "--token-env", help="Environment variable holding the bearer token."),
+    token_env: str = typer.Option(
+        "CLINRL_SERVE_TOKEN", "--token-env", help="Environment variable holding the bearer token."
+    ),
     max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", min=1, help="Largest request body (413 above)."),
     max_queue: int = typer.Option(16, "--max-queue", min=0, help="Requests that may wait for the model (429 beyond)."),
     timeout_s: float = typer.Option(300.0, "--timeout-s", min=0.001, help="Per-request limit, waiting included (504)."),
     concurrency: int = typer.Option(1, "--concurrency", min=1, help="Model calls run at the same time."),
     max_new_tokens: int = typer.Option(2048, "--max-new-tokens", min=1, help="Largest max_tokens a request may ask."),
-    max_prompt_tokens: int = typer.Option(8192, "--max-prompt-tokens", min=1, help="Longest chat/completion prompt (413 above)."),
-    drg_max_prompt_tokens: int = typer.Option(4096, "--drg-max-prompt-tokens", min=1, help="DRG prompt budget (course cut to fit)."),
-    max_stop_strings: int = typer.Option(8, "--max-stop-strings", min=0, help="Most stop strings per request (422 above)."),
+    max_prompt_tokens: int = typer.Option(
+        8192, "--max-prompt-tokens", min=1, help="Longest chat/completion prompt (413 above)."
+    ),
+    drg_max_prompt_tokens: int = typer.Option(
+        4096, "--drg-max-prompt-tokens", min=1, help="DRG prompt budget (course cut to fit)."
+    ),
+    max_stop_strings: int = typer.Option(
+        8, "--max-stop-strings", min=0, help="Most stop strings per request (422 above)."
+    ),
     max_stop_chars: int = typer.Option(256, "--max-stop-chars", min=1, help="Longest stop string (422 above)."),
-    model_name: Optional[str] = typer.Option(None, "--model-name", help="Model id in responses (default: folder name)."),
+    model_name: Optional[str] = typer.Option(
+        None, "--model-name", help="Model id in responses (default: folder name)."
+    ),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda when available)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: torch's)."),
     log_text: bool = typer.Option(False, "--log-text", help="Log prompts and outputs (patient data!)."),
@@ -56,7 +66,9 @@ def serve_command(
         import torch
 
         torch.set_num_threads(threads)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")  # no-op after --log-level
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )  # no-op after --log-level
     app = create_app(settings, token=token)
     typer.echo(f"serving {settings.served_name} on http://{host}:{port} (docs/serving.md)", err=True)
     uvicorn.run(app, **uvicorn_options(host, port))

@@ -34,8 +34,9 @@ def _machine() -> str:
     return f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores"
 
 
-def run_demo(out: str | Path = "runs/demo", config: DemoConfig | None = None, *, parts: tuple[str, ...] = ("drg", "prm")
-             ) -> dict[str, Any]:
+def run_demo(
+    out: str | Path = "runs/demo", config: DemoConfig | None = None, *, parts: tuple[str, ...] = ("drg", "prm")
+) -> dict[str, Any]:
     """Run the demo into ``out``; write ``summary.json`` and ``report.html``; return the summary."""
     import torch
 
@@ -80,15 +81,19 @@ def _print_headline(summary: dict[str, Any], out: Path, report: Path) -> None:
     if drg:
         flow = drg["flow"]
         before, after = drg["eval"]["sft"]["drg"]["pass@1"], drg["eval"]["grpo"]["drg"]["pass@1"]
-        lines.append(f"DRG: {flow['notes_read']} notes read, {flow['kept']} kept in {flow['n_classes']} classes; "
-                     f"Pass@1 {100 * before:.1f} % after SFT → {100 * after:.1f} % after GRPO.")
+        lines.append(
+            f"DRG: {flow['notes_read']} notes read, {flow['kept']} kept in {flow['n_classes']} classes; "
+            f"Pass@1 {100 * before:.1f} % after SFT → {100 * after:.1f} % after GRPO."
+        )
     prm = summary.get("prm")
     if prm:
         sel = prm["selection"]["prm"]["sources"]
         accs = ", ".join(f"{k} {100 * v['accuracy']:.1f} %" for k, v in sel.items())
         pref = prm["preference"]["prm"]["accuracy"]
         lines.append(f"PRM: gold picked {accs} (random {_random_line(prm)}); A-Prefer dev {100 * pref:.1f} %.")
-    lines.append(f"Report: {report}   (summary: {out / 'summary.json'}; took {summary['meta']['seconds']['total']:.0f} s)")
+    lines.append(
+        f"Report: {report}   (summary: {out / 'summary.json'}; took {summary['meta']['seconds']['total']:.0f} s)"
+    )
     console.print("\n".join(lines))
 
 

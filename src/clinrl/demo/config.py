@@ -39,10 +39,25 @@ class DemoConfig:
     prm_eval_limit: int | None = None  # cases per verification task (None: all)
 
     @classmethod
-    def quick(cls) -> "DemoConfig":
+    def quick(cls) -> DemoConfig:
         """Every stage, minimal sizes (the numbers mean nothing; the plumbing is real)."""
-        return cls(n_notes=400, classes=8, sft_max_steps=6, sft_eval_every=3, sft_dev_cases=4, sft_target=1.1,
-                   logging_steps=1, grpo_steps=3, grpo_batch=8, completion_tokens=24, n_test=8, n_samples=2, prm_recipe="prm/tiny_causal.yaml", prm_notes=16, prm_eval_limit=2)
+        return cls(
+            n_notes=400,
+            classes=8,
+            sft_max_steps=6,
+            sft_eval_every=3,
+            sft_dev_cases=4,
+            sft_target=1.1,
+            logging_steps=1,
+            grpo_steps=3,
+            grpo_batch=8,
+            completion_tokens=24,
+            n_test=8,
+            n_samples=2,
+            prm_recipe="prm/tiny_causal.yaml",
+            prm_notes=16,
+            prm_eval_limit=2,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

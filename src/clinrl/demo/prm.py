@@ -5,10 +5,29 @@ example with per-step scores. All data is the bundled PRM-Clinic dev data (publi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from clinrl.config import RECIPES_DIR
 from clinrl.demo.config import DemoConfig
+from clinrl.prm import demo_data_dir
+from clinrl.prm.build import resolve_tokens
+from clinrl.prm.evaluate import (
+    evaluate_preference,
+    evaluate_selection,
+    group_cases,
+    limit_cases,
+    load_preference_cases,
+    selection_table,
+)
+from clinrl.prm.schema import load_notes, save_notes
+from clinrl.prm.score import ScoreConfig, load_scorer
+from clinrl.prm.select import best_of_n, item_text, ranking_table
+from clinrl.prm.synth.compare import compare_error_sets, comparison_table
+from clinrl.prm.synth.inject import synthesize
+from clinrl.prm.synth.labels import check_label_consistency
+from clinrl.prm.train import train_from_recipe
 
 Section = Callable[[str], None]
 REFERENCE_RULES = ("medoid", "random", "length")
@@ -17,11 +36,6 @@ PREFERENCE_RULES = ("random", "first", "length")
 
 def run_prm(out: Path, cfg: DemoConfig, section: Section, console: Any) -> dict[str, Any]:
     """Run every PRM stage under ``out``; return the summary."""
-    from clinrl.prm import demo_data_dir
-    from clinrl.prm.synth.compare import compare_error_sets, comparison_table
-    from clinrl.prm.synth.inject import synthesize
-    from clinrl.prm.synth.labels import check_label_consistency
-    from clinrl.prm.schema import load_notes, save_notes
 
     data = demo_data_dir()
     section("PRM 1/5  label check of the real dev error samples")
@@ -60,27 +74,30 @@ def run_prm(out: Path, cfg: DemoConfig, section: Section, console: Any) -> dict[
 def _train(out: Path, cfg: DemoConfig) -> dict[str, Any]:
     import json
 
-    from clinrl.config import RECIPES_DIR
-    from clinrl.prm.train import train_from_recipe
-
     model = out / "model"
     report = model / "train_report.json"
     if (model / "clinrl_prm.json").is_file() and report.is_file():
         return json.loads(report.read_text())
-    overrides = ["--output_dir", str(model), "--max_notes", str(cfg.prm_notes), "--num_threads", str(cfg.prm_threads),
-                 "--seed", str(42 + cfg.seed)]
+    overrides = [
+        "--output_dir",
+        str(model),
+        "--max_notes",
+        str(cfg.prm_notes),
+        "--num_threads",
+        str(cfg.prm_threads),
+        "--seed",
+        str(42 + cfg.seed),
+    ]
     resume = any(model.glob("checkpoint-*"))  # an interrupted demo continues where it stopped
     return train_from_recipe(RECIPES_DIR.parent / cfg.prm_recipe, overrides, resume=resume).to_dict()
 
 
 def _scorer(model: Path) -> Any:
-    from clinrl.prm.score import ScoreConfig, load_scorer
 
     return load_scorer(model, ScoreConfig(batch_size=16))
 
 
 def _selection(gold: Any, errors: Any, scorer: Any, cfg: DemoConfig, console: Any) -> dict[str, Any]:
-    from clinrl.prm.evaluate import evaluate_selection, group_cases, limit_cases, selection_table
     from tqdm import tqdm
 
     cases, dropped = group_cases(gold, errors)
@@ -89,29 +106,29 @@ def _selection(gold: Any, errors: Any, scorer: Any, cfg: DemoConfig, console: An
     reports = {}
     for name in (*REFERENCE_RULES, "prm"):
         with tqdm(total=len(cases), desc=f"eval {name}", leave=False) as bar:
-            report = evaluate_selection(cases, name, model=scorer if name == "prm" else None, dropped=dropped,
-                                        progress=bar.update)
+            report = evaluate_selection(
+                cases, name, model=scorer if name == "prm" else None, dropped=dropped, progress=bar.update
+            )
         console.print(selection_table(report))
         reports[name] = report.to_dict()
     return reports
 
 
 def _preference(data: Path, scorer: Any) -> dict[str, Any]:
-    from clinrl.prm.build import resolve_tokens
-    from clinrl.prm.evaluate import evaluate_preference, load_preference_cases
 
-    cases, dropped = load_preference_cases(data / "a_prefer_dev.csv", data / "a_prefer_dev_labels.csv",
-                                           resolve_tokens("llama3")[1])
-    results = {name: evaluate_preference(cases, name, model=scorer if name == "prm" else None)
-               for name in (*PREFERENCE_RULES, "prm")}
+    cases, dropped = load_preference_cases(
+        data / "a_prefer_dev.csv", data / "a_prefer_dev_labels.csv", resolve_tokens("llama3")[1]
+    )
+    results = {
+        name: evaluate_preference(cases, name, model=scorer if name == "prm" else None)
+        for name in (*PREFERENCE_RULES, "prm")
+    }
     return {"dropped": dropped, "cases": len(cases), **results}
 
 
 def _best_of_n_example(gold: Any, errors: Any, scorer: Any, console: Any) -> dict[str, Any]:
     """Rank the gold and error samples of the first Dialogue-G case; keep texts for the report's step view
     (public demo data only — real notes are never written into a report unless asked)."""
-    from clinrl.prm.evaluate import group_cases
-    from clinrl.prm.select import best_of_n, ranking_table
 
     cases, _ = group_cases(gold, errors)
     case = next((c for c in cases if c.data_source.startswith("Dialogue")), cases[0])
@@ -122,13 +139,17 @@ def _best_of_n_example(gold: Any, errors: Any, scorer: Any, console: Any) -> dic
     for entry in ranking.entries:
         items = _items_with_scores(entry.note, entry.scored)
         entries.append({"rank": entry.rank, "name": entry.name, "score": entry.score, "items": items})
-    return {"case_id": case.case_id, "source": case.data_source, "aggregate": ranking.aggregate,
-            "gold_rank": next(e["rank"] for e in entries if e["name"] == "gold"), "ranking": entries}
+    return {
+        "case_id": case.case_id,
+        "source": case.data_source,
+        "aggregate": ranking.aggregate,
+        "gold_rank": next(e["rank"] for e in entries if e["name"] == "gold"),
+        "ranking": entries,
+    }
 
 
 def _items_with_scores(note: Any, scored: Any) -> list[dict[str, Any]]:
     """The note's problem headers and steps in order, each with its P(+) and stored label."""
-    from clinrl.prm.select import item_text
 
     out = []
     for slot in scored.slots:

@@ -12,8 +12,9 @@ import base64
 import html
 import io
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from clinrl.drg.eval.plots import pyplot
 from clinrl.io import write_text_atomic
@@ -81,7 +82,6 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-
 def _png_file(folder: Path | None, name: str) -> str | None:
     path = folder / name if folder is not None else None
     return base64.b64encode(path.read_bytes()).decode("ascii") if path is not None and path.is_file() else None
@@ -90,8 +90,10 @@ def _png_file(folder: Path | None, name: str) -> str | None:
 def _figure(b64: str | None, caption: str) -> str:
     if b64 is None:
         return f"<figure><figcaption>{_esc(caption)}: not available</figcaption></figure>"
-    return (f'<figure><img class="plot" alt="{_esc(caption)}" src="data:image/png;base64,{b64}">'
-            f"<figcaption>{_esc(caption)}</figcaption></figure>")
+    return (
+        f'<figure><img class="plot" alt="{_esc(caption)}" src="data:image/png;base64,{b64}">'
+        f"<figcaption>{_esc(caption)}</figcaption></figure>"
+    )
 
 
 # ------------------------------------------------------------------------------------------ plots
@@ -132,22 +134,33 @@ def selection_plot(selection: Mapping[str, Any]) -> str | None:
 # ------------------------------------------------------------------------------------------ sections
 def _drg_section(drg: Mapping[str, Any]) -> str:
     flow = drg["flow"]
-    parts = ["<h2>DRG coding with RL (DRG-Sapphire pipeline)</h2>",
-             '<p class="sub">Synthetic MIMIC-IV-shaped discharge summaries → <code>prepare</code> → SFT of a tiny '
-             "random-init Qwen2 → GRPO with the study's best recipe → evaluation before and after RL.</p>",
-             "<h3>Exclusion flow</h3>",
-             '<div class="plots">' + _figure(flow_plot(flow), "prepare: notes read, dropped, kept") + "</div>",
-             _table(["step", "notes"], [[_esc(k), f"{v:,}"] for k, v in flow.items()])]
+    parts = [
+        "<h2>DRG coding with RL (DRG-Sapphire pipeline)</h2>",
+        '<p class="sub">Synthetic MIMIC-IV-shaped discharge summaries → <code>prepare</code> → SFT of a tiny '
+        "random-init Qwen2 → GRPO with the study's best recipe → evaluation before and after RL.</p>",
+        "<h3>Exclusion flow</h3>",
+        '<div class="plots">' + _figure(flow_plot(flow), "prepare: notes read, dropped, kept") + "</div>",
+        _table(["step", "notes"], [[_esc(k), f"{v:,}"] for k, v in flow.items()]),
+    ]
     paths = {k: Path(v) for k, v in drg.get("paths", {}).items()}
     # Plots written by `clinrl drg eval` (clinrl.drg.eval.plots) into each evaluation folder.
-    parts += ["<h3>Training curves</h3>", '<div class="plots">',
-              _figure(_png_file(paths.get("eval_sft"), "training_curves.png"), "SFT: loss"),
-              _figure(_png_file(paths.get("eval_grpo"), "training_curves.png"),
-                      "GRPO: reward, completion length, KL and loss"), "</div>"]
+    parts += [
+        "<h3>Training curves</h3>",
+        '<div class="plots">',
+        _figure(_png_file(paths.get("eval_sft"), "training_curves.png"), "SFT: loss"),
+        _figure(
+            _png_file(paths.get("eval_grpo"), "training_curves.png"), "GRPO: reward, completion length, KL and loss"
+        ),
+        "</div>",
+    ]
     parts.append(_metrics_table(drg["eval"]))
-    parts += ["<h3>CC/MCC confusion (gold rows × predicted columns, all samples)</h3>", '<div class="plots">',
-              _figure(_png_file(paths.get("eval_sft"), "cc_mcc_confusion.png"), "SFT policy"),
-              _figure(_png_file(paths.get("eval_grpo"), "cc_mcc_confusion.png"), "SFT + GRPO policy"), "</div>"]
+    parts += [
+        "<h3>CC/MCC confusion (gold rows × predicted columns, all samples)</h3>",
+        '<div class="plots">',
+        _figure(_png_file(paths.get("eval_sft"), "cc_mcc_confusion.png"), "SFT policy"),
+        _figure(_png_file(paths.get("eval_grpo"), "cc_mcc_confusion.png"), "SFT + GRPO policy"),
+        "</div>",
+    ]
     return "\n".join(parts)
 
 
@@ -167,15 +180,26 @@ def _metrics_table(evals: Mapping[str, Mapping[str, Any]]) -> str:
     for key, name in (("format_failure_rate", "format failures"), ("invalid_answer_rate", "invalid answers")):
         rows.append([name, _pct(sft.get(key)), _pct(grpo.get(key)), "—"])
     cm_s, cm_g = sft.get("case_mix", {}), grpo.get("case_mix", {})
-    rows.append(["mean |weight error|", _num(cm_s.get("mean_abs_weight_error"), 3),
-                 _num(cm_g.get("mean_abs_weight_error"), 3), "—"])
+    rows.append(
+        [
+            "mean |weight error|",
+            _num(cm_s.get("mean_abs_weight_error"), 3),
+            _num(cm_g.get("mean_abs_weight_error"), 3),
+            "—",
+        ]
+    )
     n = sft.get("n_cases", "?")
-    return ("<h3>Evaluation (%, T 0.6, top-p 0.95)</h3>"
-            f'<p class="sub">Ours: {n} held-out synthetic cases × {k} samples. The shaded column is the study\'s '
-            "published final model (Qwen2.5-7B, MIMIC-IV test set of 26,244 cases, n = 8) — theirs, not comparable "
-            "data or model size; shown for orientation.</p>"
-            + _table(["metric", f"ours: SFT (k = {k})", f"ours: SFT + GRPO (k = {k})", "DRG-Sapphire (published, k = 8)"],
-                     rows, theirs=[3]))
+    return (
+        "<h3>Evaluation (%, T 0.6, top-p 0.95)</h3>"
+        f'<p class="sub">Ours: {n} held-out synthetic cases × {k} samples. The shaded column is the study\'s '
+        "published final model (Qwen2.5-7B, MIMIC-IV test set of 26,244 cases, n = 8) — theirs, not comparable "
+        "data or model size; shown for orientation.</p>"
+        + _table(
+            ["metric", f"ours: SFT (k = {k})", f"ours: SFT + GRPO (k = {k})", "DRG-Sapphire (published, k = 8)"],
+            rows,
+            theirs=[3],
+        )
+    )
 
 
 def _metric(metrics: Mapping[str, Any], target: str, metric: str) -> Any:
@@ -197,29 +221,43 @@ def _prm_section(prm: Mapping[str, Any]) -> str:
             cells.append(f"{_pct(r.get('accuracy'))} ({_num(r.get('correct'), 1)}/{r.get('total', 0)})")
         dets = [(report["sources"].get(s) or {}).get("detection") for s in sources]
         cells.append(" / ".join(_num(d.get("auroc_steps"), 3) for d in dets) if any(dets) else "—")
-        cells.append(_num(PUBLISHED_SELECTION.get(name)) if name != "medoid" else
-                     " / ".join(_num(PUBLISHED_MEDOID.get(s)) for s in sources))
+        cells.append(
+            _num(PUBLISHED_SELECTION.get(name))
+            if name != "medoid"
+            else " / ".join(_num(PUBLISHED_MEDOID.get(s)) for s in sources)
+        )
         rows.append(cells)
-    table = _table(["scorer", *[f"{s}: gold picked %" for s in sources], "step AUROC",
-                    "PRM-Clinic (published)"], rows, theirs=[len(sources) + 2])
+    table = _table(
+        ["scorer", *[f"{s}: gold picked %" for s in sources], "step AUROC", "PRM-Clinic (published)"],
+        rows,
+        theirs=[len(sources) + 2],
+    )
     pref = prm["preference"]
-    pref_rows = [[name, f"{_pct(pref[name]['accuracy'])} ({_num(pref[name]['correct'], 1)}/{pref[name]['total']})",
-                  _num(PUBLISHED_PREFERENCE.get(name))] for name in pref if isinstance(pref[name], Mapping)
-                 and "accuracy" in pref[name]]
+    pref_rows = [
+        [
+            name,
+            f"{_pct(pref[name]['accuracy'])} ({_num(pref[name]['correct'], 1)}/{pref[name]['total']})",
+            _num(PUBLISHED_PREFERENCE.get(name)),
+        ]
+        for name in pref
+        if isinstance(pref[name], Mapping) and "accuracy" in pref[name]
+    ]
     train = prm.get("train", {})
-    return "\n".join([
-        "<h2>Process-supervised reward model (PRM-Clinic pipeline)</h2>",
-        f'<p class="sub">CPU PRM (MiniLM encoder, 2-way head at every label slot) trained on {train.get("notes", "?")} '
-        f"gold + rule-synthesized error notes ({train.get('steps', '?')} steps, {_num(train.get('seconds'), 0)} s); "
-        "no verification data in training. Each candidate is scored on its own. <code>medoid</code> (closest to the "
-        "other candidates, never reads the dialogue) and <code>random</code> (exact expectation) are reference "
-        "rules. The shaded column is the study's Llama-3.1-8B PRM — theirs, a far larger model.</p>",
-        '<div class="plots">' + _figure(selection_plot(selection), "gold selection per task and scorer") + "</div>",
-        table,
-        "<h3>A-Prefer dev (physician-preferred note of 3)</h3>",
-        _table(["scorer", "preferred picked %", "PRM-Clinic (published, 80 cases)"], pref_rows, theirs=[2]),
-        _note_view(prm["best_of_n"]),
-    ])
+    return "\n".join(
+        [
+            "<h2>Process-supervised reward model (PRM-Clinic pipeline)</h2>",
+            f'<p class="sub">CPU PRM (MiniLM encoder, 2-way head at every label slot) trained on {train.get("notes", "?")} '
+            f"gold + rule-synthesized error notes ({train.get('steps', '?')} steps, {_num(train.get('seconds'), 0)} s); "
+            "no verification data in training. Each candidate is scored on its own. <code>medoid</code> (closest to the "
+            "other candidates, never reads the dialogue) and <code>random</code> (exact expectation) are reference "
+            "rules. The shaded column is the study's Llama-3.1-8B PRM — theirs, a far larger model.</p>",
+            '<div class="plots">' + _figure(selection_plot(selection), "gold selection per task and scorer") + "</div>",
+            table,
+            "<h3>A-Prefer dev (physician-preferred note of 3)</h3>",
+            _table(["scorer", "preferred picked %", "PRM-Clinic (published, 80 cases)"], pref_rows, theirs=[2]),
+            _note_view(prm["best_of_n"]),
+        ]
+    )
 
 
 def _colour(p: float) -> str:
@@ -230,13 +268,16 @@ def _colour(p: float) -> str:
 
 
 def _note_view(example: Mapping[str, Any]) -> str:
-    parts = [f"<h3>Best-of-N on {_esc(example['source'])} case {_esc(example['case_id'])}</h3>",
-             f'<p class="sub">Aggregation: {_esc(example["aggregate"])}; the gold note ranks '
-             f"{example['gold_rank']} of {len(example['ranking'])}. Each header/step is coloured by the PRM's P(+); a "
-             "dashed outline marks an item whose stored label is '−' (an injected error). Public PRM-Clinic dev "
-             "data.</p>",
-             '<p class="legend">' + "".join(f'<span style="background:{_colour(p)}">P(+) {p:.1f}</span>'
-                                             for p in (0.0, 0.25, 0.5, 0.75, 1.0)) + "</p>"]
+    parts = [
+        f"<h3>Best-of-N on {_esc(example['source'])} case {_esc(example['case_id'])}</h3>",
+        f'<p class="sub">Aggregation: {_esc(example["aggregate"])}; the gold note ranks '
+        f"{example['gold_rank']} of {len(example['ranking'])}. Each header/step is coloured by the PRM's P(+); a "
+        "dashed outline marks an item whose stored label is '−' (an injected error). Public PRM-Clinic dev "
+        "data.</p>",
+        '<p class="legend">'
+        + "".join(f'<span style="background:{_colour(p)}">P(+) {p:.1f}</span>' for p in (0.0, 0.25, 0.5, 0.75, 1.0))
+        + "</p>",
+    ]
     # the gold note and its strongest rival (the best-ranked error sample), in rank order
     rival = next((e for e in example["ranking"] if e["name"] != "gold"), None)
     shown = [e for e in example["ranking"] if e["name"] == "gold" or e is rival]
@@ -246,8 +287,10 @@ def _note_view(example: Mapping[str, Any]) -> str:
             cls = "item hdr" if item["kind"] == "problem" else "item"
             if item.get("label") == "-":
                 cls += " bad"
-            parts.append(f'<div class="{cls}" style="background:{_colour(item["p_plus"])}">{_esc(item["text"])}'
-                         f'<span class="p">{item["p_plus"]:.2f}</span></div>')
+            parts.append(
+                f'<div class="{cls}" style="background:{_colour(item["p_plus"])}">{_esc(item["text"])}'
+                f'<span class="p">{item["p_plus"]:.2f}</span></div>'
+            )
         parts.append("</div>")
     return "\n".join(parts)
 

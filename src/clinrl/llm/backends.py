@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import inspect
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from clinrl.errors import ClinrlError
 from clinrl.llm.base import (  # re-exported: the public names stay importable from here
@@ -31,6 +32,8 @@ from clinrl.llm.base import (  # re-exported: the public names stay importable f
     SamplingParams,
     cut_at_stop,
 )
+from clinrl.llm.hub import resolve_model
+from clinrl.llm.loading import load_causal_lm, load_tokenizer
 from clinrl.registry import Registry
 
 __all__ = [
@@ -52,6 +55,7 @@ __all__ = [
     "stop_when",
     "vllm_memory_share",
 ]
+
 
 def stop_when(should_stop: Callable[[], bool]) -> Any:
     """A ``transformers`` stopping criterion that ends generation at the next token once ``should_stop()``."""
@@ -123,8 +127,7 @@ class TransformersBackend:
     name: str = field(default="transformers", init=False)
 
     @classmethod
-    def from_path(cls, model: str, **kwargs: Any) -> "TransformersBackend":
-        from clinrl.llm.loading import load_causal_lm
+    def from_path(cls, model: str, **kwargs: Any) -> TransformersBackend:
 
         device = kwargs.pop("device", None)
         dtype = kwargs.pop("dtype", "auto")
@@ -147,16 +150,18 @@ class TransformersBackend:
         sample = params.temperature > 0
         kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "pad_token_id": tok.pad_token_id}
         if sample:
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p,
-                          num_return_sequences=params.n)
+            kwargs.update(
+                do_sample=True, temperature=params.temperature, top_p=params.top_p, num_return_sequences=params.n
+            )
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         out: list[list[str]] = []
         device = next(self.model.parameters()).device
         starts = range(0, len(texts), self.batch_size)
         for start in tqdm(starts, desc="generate", disable=not self.progress, leave=False):
-            batch = tok(texts[start : start + self.batch_size], return_tensors="pt", padding=True,
-                        add_special_tokens=False).to(device)
+            batch = tok(
+                texts[start : start + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+            ).to(device)
             if batch["input_ids"].shape[1] == 0 or not bool(batch["attention_mask"].sum(dim=1).all()):
                 raise ClinrlError("a prompt is empty (no tokens): a model needs at least one token to continue")
             if self.logits_processors is not None:
@@ -216,8 +221,6 @@ class VLLMBackend:
     def tokenizer(self) -> Any:
         """The model's tokenizer, loaded without starting the engine (prompt truncation needs it first)."""
         if self._tokenizer is None:
-            from clinrl.llm.loading import load_tokenizer
-
             self._tokenizer = load_tokenizer(self.model)
         return self._tokenizer
 
@@ -256,7 +259,6 @@ class VLLMBackend:
                 raise ClinrlError(
                     "the vllm backend needs vLLM: pip install 'clinrl[vllm]' (GPU) or see `make venv-engines` (CPU)"
                 ) from None
-            from clinrl.llm.hub import resolve_model
 
             import torch
 
@@ -265,9 +267,14 @@ class VLLMBackend:
             if memory is None:
                 memory = vllm_memory_share()
             try:
-                self._llm = LLM(model=resolve_model(self.model), tensor_parallel_size=self.tensor_parallel_size,
-                                gpu_memory_utilization=memory, max_model_len=self.max_model_len,
-                                **({} if gpu else self._cpu_defaults()), **self.engine)
+                self._llm = LLM(
+                    model=resolve_model(self.model),
+                    tensor_parallel_size=self.tensor_parallel_size,
+                    gpu_memory_utilization=memory,
+                    max_model_len=self.max_model_len,
+                    **({} if gpu else self._cpu_defaults()),
+                    **self.engine,
+                )
             except (RuntimeError, ValueError) as err:  # vLLM logs the root cause above its own message
                 hint = "" if gpu else "; on a CPU --gpu-memory-utilization is the share of system memory (weights + KV)"
                 first = " ".join(str(err).split())[:300]
@@ -284,9 +291,15 @@ class VLLMBackend:
         if self.guided_regex is not None:
             extra.update(_vllm_regex_constraint(self.guided_regex))
         greedy = params.temperature == 0
-        vparams = VParams(n=1 if greedy else params.n, temperature=params.temperature,
-                          top_p=1.0 if greedy else params.top_p, max_tokens=params.max_new_tokens,
-                          stop=list(params.stop) or None, seed=params.seed, **extra)
+        vparams = VParams(
+            n=1 if greedy else params.n,
+            temperature=params.temperature,
+            top_p=1.0 if greedy else params.top_p,
+            max_tokens=params.max_new_tokens,
+            stop=list(params.stop) or None,
+            seed=params.seed,
+            **extra,
+        )
         outputs = llm.generate([{"prompt_token_ids": i} for i in ids], vparams, use_tqdm=self.progress)
         texts = [[cut_at_stop(o.text, params.stop) for o in req.outputs] for req in outputs]
         return [t * params.n if greedy else t for t in texts]

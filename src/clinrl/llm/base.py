@@ -7,8 +7,9 @@ Its own module so that backends (:mod:`clinrl.llm.backends` for transformers and
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, Sequence, Union
+from typing import Any, Protocol, Union
 
 from clinrl.errors import ClinrlError
 
@@ -60,7 +61,7 @@ class SamplingParams:
         if self.max_new_tokens < 1:
             raise ClinrlError(f"max_new_tokens must be ≥ 1, got {self.max_new_tokens}")
 
-    def with_(self, **changes: Any) -> "SamplingParams":
+    def with_(self, **changes: Any) -> SamplingParams:
         return replace(self, **changes)
 
 

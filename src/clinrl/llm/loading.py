@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from clinrl.errors import ClinrlError
+from clinrl.llm.hub import local_files_only, resolve_model
 
 __all__ = ["default_device", "ensure_pad_token", "load_causal_lm", "load_tokenizer", "weight_load_errors"]
 
@@ -44,7 +45,6 @@ def load_causal_lm(path: str | Path, *, device: str | None = None, dtype: str = 
 
     ``dtype``: ``"auto"`` (bfloat16 on CUDA, float32 on CPU), ``"float32"``, ``"bfloat16"`` or ``"float16"``.
     """
-    from clinrl.llm.hub import local_files_only, resolve_model
 
     source = resolve_model(path)  # a missing folder fails here, before any hub request (or heavy import)
     import torch
@@ -72,8 +72,6 @@ def load_tokenizer(name: str | Path) -> Any:
     folder, a hub name not in the local cache while the hub is off) is a :class:`ClinrlError`, not a
     traceback. Offline unless ``CLINRL_ALLOW_HUB=1`` (:mod:`clinrl.llm.hub`)."""
     from transformers import AutoTokenizer
-
-    from clinrl.llm.hub import local_files_only, resolve_model
 
     source = resolve_model(name)  # a missing folder fails here, before any hub request
     try:

@@ -13,7 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from clinrl.cards import write_merged_card
 from clinrl.errors import ClinrlError, DataError
+from clinrl.llm.loading import load_tokenizer
 
 __all__ = ["ADAPTER_CONFIG", "merge_adapter"]
 
@@ -33,15 +35,14 @@ def _adapter_base(adapter: Path) -> str:
     return base
 
 
-def merge_adapter(adapter: str | Path, out: str | Path, *, base: str | None = None, dtype: str = "float32") -> dict[str, Any]:
+def merge_adapter(
+    adapter: str | Path, out: str | Path, *, base: str | None = None, dtype: str = "float32"
+) -> dict[str, Any]:
     """Merge the LoRA weights of ``adapter`` into the base model and save the full model and tokenizer to
     ``out``; return a summary (base, parameter count, dtype)."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
-
-    from clinrl.cards import write_merged_card
-    from clinrl.llm.loading import load_tokenizer
 
     adapter, out = Path(adapter), Path(out)
     base_name = base or _adapter_base(adapter)
@@ -51,7 +52,9 @@ def merge_adapter(adapter: str | Path, out: str | Path, *, base: str | None = No
     try:
         model = AutoModelForCausalLM.from_pretrained(base_name, dtype=torch_dtype)
     except OSError as err:
-        raise ClinrlError(f"cannot load the base model {base_name!r} (pass --base): {' '.join(str(err).split())[:200]}") from None
+        raise ClinrlError(
+            f"cannot load the base model {base_name!r} (pass --base): {' '.join(str(err).split())[:200]}"
+        ) from None
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     out.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out)

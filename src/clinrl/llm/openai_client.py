@@ -31,10 +31,11 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from clinrl.errors import ClinrlError
@@ -209,7 +210,7 @@ class OpenAIBackend:
                 self._client.close()
                 self._client = None
 
-    def __enter__(self) -> "OpenAIBackend":
+    def __enter__(self) -> OpenAIBackend:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -296,7 +297,9 @@ class OpenAIBackend:
                 key = os.environ.get(self.api_key_env, "").strip()
                 if key:
                     headers["Authorization"] = f"Bearer {key}"
-                limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
+                limits = httpx.Limits(
+                    max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
+                )
                 self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(self.timeout_s), limits=limits)
             return self._client
 
@@ -338,5 +341,3 @@ class OpenAIBackend:
                 log.info("%s: %s; retry %d/%d in %.1fs", url, last, attempt + 1, self.max_retries, wait)
                 time.sleep(wait)
         raise ClinrlError(f"{url} failed after {self.max_retries + 1} attempts (last: {last})")
-
-

@@ -28,15 +28,24 @@ import contextlib
 import functools
 import gc
 import types
-from typing import Any, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from clinrl.errors import ClinrlError
 
 __all__ = ["colocated_engine", "engine_options", "install_weight_sync", "shutdown"]
 
 # vllm.LLM keywords a recipe may add in colocate mode (``vllm_engine:``); TRL sets the others itself.
-ENGINE_OPTIONS = ("enforce_eager", "dtype", "kv_cache_memory_bytes", "swap_space", "enable_prefix_caching",
-                  "enable_chunked_prefill", "max_num_seqs", "compilation_config")
+ENGINE_OPTIONS = (
+    "enforce_eager",
+    "dtype",
+    "kv_cache_memory_bytes",
+    "swap_space",
+    "enable_prefix_caching",
+    "enable_chunked_prefill",
+    "max_num_seqs",
+    "compilation_config",
+)
 
 
 def colocated_engine(trainer: Any) -> Any:

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from clinrl.errors import ClinrlError
+from clinrl.prm import demo_data_dir
 from clinrl.prm.format import PROMPT
 from clinrl.prm.schema import Note, Problem, load_notes
 
@@ -79,8 +81,6 @@ class DialogueSplit:
 
 def _gold_path(source: str | Path) -> Path:
     if str(source) == DEMO:
-        from clinrl.prm import demo_data_dir
-
         return demo_data_dir() / "prm_clinic_gold.json.gz"
     return Path(source)
 
@@ -110,7 +110,7 @@ def load_dialogues(source: str | Path = DEMO) -> tuple[list[DialogueCase], dict[
 
 
 def _fraction(seed: int, case_id: str) -> float:
-    digest = hashlib.sha256(f"{seed}:{case_id}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{seed}:{case_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
@@ -193,7 +193,9 @@ def rl_rows(
     shown_all = _cut_all([c.dialogue for c in cases], tokenizer, max_dialogue_tokens)
     for case, (shown, was_cut) in zip(cases, shown_all):
         cut += was_cut
-        rows.append({"prompt": prompt_messages(shown), "case_id": case.case_id, "dialogue": case.dialogue, **case.stats})
+        rows.append(
+            {"prompt": prompt_messages(shown), "case_id": case.case_id, "dialogue": case.dialogue, **case.stats}
+        )
     return rows, cut
 
 
@@ -231,5 +233,7 @@ def sft_rows(
         note = case.reference
         if tokenizer is not None and max_note_tokens is not None:
             note = fit_note(note, tokenizer, max_note_tokens)
-        rows.append({"prompt": prompt_messages(shown), "completion": [{"role": "assistant", "content": render_note(note)}]})
+        rows.append(
+            {"prompt": prompt_messages(shown), "completion": [{"role": "assistant", "content": render_note(note)}]}
+        )
     return rows

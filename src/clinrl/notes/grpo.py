@@ -10,11 +10,15 @@ and the case ids on each side, no text) and ``grpo_summary.json`` (with the PRM 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
+from clinrl.io import write_json_atomic
+from clinrl.llm import vllm_colocate
 from clinrl.llm.loading import load_tokenizer
+from clinrl.notes.dialogues import load_dialogues, rl_rows, split_dialogues
 from clinrl.notes.rewards import REWARDS, GuardConfig, build_reward
 from clinrl.prm.score import AGGREGATES, ScoreConfig
 from clinrl.training import TRLRecipe, load_trainer_config, resume_checkpoint, train_and_save
@@ -72,8 +76,6 @@ def build_notes_dataset(cfg: NotesGRPOConfig, tokenizer: Any) -> tuple[Any, dict
     report (plus ``rows`` and ``dialogues_cut``) with the case ids of each side."""
     from datasets import Dataset
 
-    from clinrl.notes.dialogues import load_dialogues, rl_rows, split_dialogues
-
     cases, skipped = load_dialogues(cfg.data)
     split = split_dialogues(cases, cfg.held_out_fraction, cfg.split_seed, skipped)
     train = split.train[: cfg.limit] if cfg.limit is not None else split.train
@@ -107,9 +109,6 @@ def train_notes_grpo(
     """
     from trl import GRPOTrainer
 
-    from clinrl.io import write_json_atomic
-    from clinrl.llm import vllm_colocate
-
     checkpoint = resume_checkpoint(cfg.output_dir, resume)
     tokenizer = load_tokenizer(cfg.model)
     dataset, report = build_notes_dataset(cfg, tokenizer)
@@ -137,4 +136,6 @@ def run_from_cli(
     config: Path, overrides: Sequence[str], resume: bool, *, workdir: Path | None = None, report_to: str | None = None
 ) -> dict[str, Any]:
     """Entry for ``clinrl notes grpo``: check, load, train (:func:`clinrl.training.run_from_cli`)."""
-    return _run_from_cli(NotesGRPOConfig, train_notes_grpo, config, overrides, resume, workdir=workdir, report_to=report_to)
+    return _run_from_cli(
+        NotesGRPOConfig, train_notes_grpo, config, overrides, resume, workdir=workdir, report_to=report_to
+    )

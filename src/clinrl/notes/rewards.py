@@ -43,11 +43,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
 
+from clinrl.drg.prompts import completion_text
 from clinrl.errors import ClinrlError, DataError
 from clinrl.prm.schema import Note
 from clinrl.prm.score import AGGREGATES, FLOOR, ScoreConfig, load_scorer
@@ -192,7 +194,9 @@ def _dialogue_ngrams(dialogue: str, n: int) -> frozenset[tuple[str, ...]]:
 
 
 @lru_cache(maxsize=8192)
-def check_note(text: str, dialogue: str = "", reference: Reference = Reference(), guards: GuardConfig = GuardConfig()) -> NoteCheck:
+def check_note(
+    text: str, dialogue: str = "", reference: Reference = Reference(), guards: GuardConfig = GuardConfig()
+) -> NoteCheck:
     """Parse ``text`` into problems and steps and run the guards (cached: each reward calls it)."""
     note = structure_note(text, dialogue=dialogue)
     limits = Limits.of(reference, guards)
@@ -220,7 +224,6 @@ def check_note(text: str, dialogue: str = "", reference: Reference = Reference()
 
 # ----------------------------------------------------------------------------------------- arguments
 def _text(completion: Any) -> str:
-    from clinrl.drg.prompts import completion_text
 
     return completion_text(completion)
 

@@ -13,7 +13,7 @@ the exact expectation, the mean of 1/n over cases (see :func:`clinrl.prm.evaluat
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from clinrl.prm.schema import Note
 from clinrl.registry import Registry

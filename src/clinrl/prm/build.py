@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
+from clinrl.cards import data_kind, most_restricted, write_dataset_card
 from clinrl.errors import DataError
 from clinrl.io import atomic_path, write_json_atomic
 from clinrl.prm.format import LabelMode, PRMFormatError, SpecialTokens, render_prm_string
 from clinrl.prm.schema import Note, load_notes
+from clinrl.prm.synth.inject import synthesize_errors
 from clinrl.registry import Registry, unknown_name_message
 
 __all__ = [
@@ -61,7 +64,9 @@ def resolve_tokens(spec: str) -> tuple[str, SpecialTokens]:
         return spec, _TOKEN_SETS[spec]()
     if Path(spec).suffix == ".json" or Path(spec).exists():
         return str(spec), SpecialTokens.from_json(spec)
-    raise DataError(unknown_name_message("token set", spec, [*_TOKEN_SETS, "a special-token JSON file"]), field="tokens")
+    raise DataError(
+        unknown_name_message("token set", spec, [*_TOKEN_SETS, "a special-token JSON file"]), field="tokens"
+    )
 
 
 def note_row(note: Note, text: str, *, origin: str, source_file: str) -> dict[str, Any]:
@@ -128,7 +133,6 @@ class BuildReport:
 
 
 def _synthesize(gold: list[Note], per_note: int, seed: int) -> list[Note]:
-    from clinrl.prm.synth.inject import synthesize_errors  # a sibling module, imported only when asked for
 
     return synthesize_errors(gold, per_note, seed=seed, pool=gold)
 
@@ -154,8 +158,6 @@ def build_prm_dataset(
     ``out_dir`` (see the module docstring). ``eos`` is appended to every string when given."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from clinrl.cards import most_restricted, data_kind, write_dataset_card
 
     if synthesize < 0:
         raise DataError(f"--synthesize must be >= 0, got {synthesize}", field="synthesize")

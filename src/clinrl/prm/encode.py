@@ -35,9 +35,10 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from clinrl.errors import DataError
 from clinrl.prm.format import NOTE_HEADER, SpecialTokens, TokenIds, TokenSlot, label_token_positions, render_prm_string

@@ -29,15 +29,18 @@ from __future__ import annotations
 import csv
 import sys
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from clinrl.errors import ClinrlError, DataError, shown_id
 from clinrl.prm.baselines import RULES
+from clinrl.prm.format import parse_prm_string
 from clinrl.prm.schema import Note
+from clinrl.prm.score import AGGREGATES
 
 __all__ = [
     "MODEL_SCORERS",
@@ -280,7 +283,6 @@ def _check_scorer(scorer: str, allowed: Sequence[str], model: Any) -> None:
 
 
 def _aggregate_for(scorer: str, aggregate: str | None, model: Any) -> str | None:
-    from clinrl.prm.score import AGGREGATES
 
     if aggregate is not None and aggregate not in AGGREGATES:
         raise ClinrlError(f"unknown aggregate {aggregate!r}: use one of {', '.join(AGGREGATES)}")
@@ -344,7 +346,12 @@ def selection_table(report: SelectionReport, title: str | None = None):
     rows = list(report.sources.items()) + [("all", report.overall)]
     for name, result in rows:
         d = result.to_dict()
-        cells = [name, _fmt(None if d["accuracy"] is None else 100 * d["accuracy"], 1), _fmt_count(d["correct"]), str(d["total"])]
+        cells = [
+            name,
+            _fmt(None if d["accuracy"] is None else 100 * d["accuracy"], 1),
+            _fmt_count(d["correct"]),
+            str(d["total"]),
+        ]
         if detect:
             det = d["detection"]
             cells += [_fmt(det[k], 3) for k in ("auroc_steps", "auroc_all", "f1", "best_f1")]
@@ -379,7 +386,6 @@ def load_preference_cases(
 ) -> tuple[list[Case], dict[str, int]]:
     """A-Prefer-style data: rendered PRM strings (``Case_id, Sample_no, Training_note``) + preferred sample
     (``Case_id, Preferred_note``). Candidates keep file order; cases without a label are dropped and counted."""
-    from clinrl.prm.format import parse_prm_string
 
     csv_path, labels_path = Path(csv_path), Path(labels_path)
     rows = _read_csv(csv_path, ("Case_id", "Sample_no", "Training_note"))

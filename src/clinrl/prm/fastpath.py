@@ -14,7 +14,8 @@ rounding (checked to 1e-4 in the tests and the benchmark).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import torch
 
@@ -42,7 +43,9 @@ def _binary(logits: torch.Tensor, plus: int, minus: int) -> torch.Tensor:
     return torch.softmax(logits.float()[:, [plus, minus]], dim=-1)[:, 0]
 
 
-READOUTS: Registry[Callable[[torch.Tensor, int, int], torch.Tensor]] = Registry("readout", {"full": _full, "binary": _binary})
+READOUTS: Registry[Callable[[torch.Tensor, int, int], torch.Tensor]] = Registry(
+    "readout", {"full": _full, "binary": _binary}
+)
 
 
 def split_prefix(full: Sequence[Sequence[int]], prefix: Sequence[int]) -> list[bool]:

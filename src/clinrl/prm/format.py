@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Literal
 
 from clinrl.errors import DataError
 from clinrl.prm.schema import Note, Problem, Step
@@ -215,9 +216,7 @@ _LABEL_MODES: Registry[Any] = Registry("label mode", {
 })  # fmt: skip
 
 
-def render_prm_string(
-    note: Note, tokens: SpecialTokens, labels: LabelMode = "true", *, eos: str | None = None
-) -> str:
+def render_prm_string(note: Note, tokens: SpecialTokens, labels: LabelMode = "true", *, eos: str | None = None) -> str:
     """The PRM training/inference string of ``note`` (BOS is the tokenizer's job; ``eos`` is appended if given).
 
     ``labels``: "true" (the note's labels), "placeholder" (PLACEHOLDER in every slot), "plus" ('+' everywhere).

@@ -15,23 +15,27 @@ rule-based :func:`clinrl.prm.structure.structure_note` and counts the fallback b
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from clinrl.errors import ClinrlError
+from clinrl.io import read_text_file
+from clinrl.llm.backends import SamplingParams
+from clinrl.prm.format import PRMFormatError, SpecialTokens, render_prm_string
+from clinrl.prm.schema import Note, NoteSchemaError, note_from_dict, save_notes
+from clinrl.prm.structure import FOLLOW_UP_HEADER, structure_note
 from clinrl.prm.synth.lexicon import content_words
 from clinrl.prm.synth.llm_inject import LLMRejectedError, extract_json
-from clinrl.prm.schema import Note, NoteSchemaError, note_from_dict
-from clinrl.prm.structure import FOLLOW_UP_HEADER, structure_note
 
 __all__ = ["STRUCTURE_PROMPT", "StructureConfig", "StructureResult", "StructureRejected", "parse_structure",
            "structure_files", "structure_notes"]  # fmt: skip
 
 STRUCTURE_PROMPT = (
     "Split the following Assessment and Plan of a clinical note into problems and steps. A problem has a short "
-    "header (e.g. \"Hypertension:\") and ordered steps; a step is one assessment or plan sentence. Put follow-up "
-    f"and return instructions under a last problem \"{FOLLOW_UP_HEADER}\". Copy the text word for word: do not "
+    'header (e.g. "Hypertension:") and ordered steps; a step is one assessment or plan sentence. Put follow-up '
+    f'and return instructions under a last problem "{FOLLOW_UP_HEADER}". Copy the text word for word: do not '
     "add, drop, reword or merge anything, only remove list bullets and numbering. Answer with JSON only:\n"
     '{"Problems": [{"Problem": "Hypertension:", "Steps": ["Assessment: ...", "Plan: ..."]}]}\n\n'
     "ASSESSMENT AND PLAN:\n"
@@ -80,7 +84,6 @@ def parse_structure(answer: str, source: str, *, dialogue: str = "", min_overlap
     Raises :class:`StructureRejected` (reasons: not_json, schema, empty_text, multiline, invented, dropped,
     unrenderable).
     """
-    from clinrl.prm.format import PRMFormatError, SpecialTokens, render_prm_string
 
     try:
         payload = extract_json(answer)
@@ -88,13 +91,16 @@ def parse_structure(answer: str, source: str, *, dialogue: str = "", min_overlap
         raise StructureRejected("not_json", str(err)) from None
     problems = payload.get("Problems") if isinstance(payload, dict) else payload
     if not isinstance(problems, list) or not problems or not all(isinstance(p, dict) for p in problems):
-        raise StructureRejected("schema", "expected {\"Problems\": [objects]} with at least one problem")
+        raise StructureRejected("schema", 'expected {"Problems": [objects]} with at least one problem')
     raw = {"Problems": [], "Note_completeness_score": "+", "Dialogue": dialogue}
     for i, problem in enumerate(problems, 1):
         header = problem.get("Problem")
         if not isinstance(header, str):
             raise StructureRejected("schema", "a problem has no header text")
-        steps = [{"Step": s.strip(), "Step_no": str(j), "Step_score": "+"} for j, s in enumerate(_steps_of(problem.get("Steps", [])), 1)]
+        steps = [
+            {"Step": s.strip(), "Step_no": str(j), "Step_score": "+"}
+            for j, s in enumerate(_steps_of(problem.get("Steps", [])), 1)
+        ]
         raw["Problems"].append({"Problem": header.strip(), "Problem_no": str(i), "Problem_score": "+", "Steps": steps,
                                 "Problem_completeness_score": "+"})  # fmt: skip
     try:
@@ -150,7 +156,6 @@ def structure_notes(
     config: StructureConfig = StructureConfig(),
 ) -> StructureResult:
     """Structure every free-text note with the model; notes it cannot do validly are structured by rule."""
-    from clinrl.llm.backends import SamplingParams
 
     dialogues = list(dialogues) if dialogues is not None else [""] * len(texts)
     if len(dialogues) != len(texts):
@@ -201,8 +206,6 @@ def structure_files(
     By rule when ``backend`` is None, else by the model with the rule fallback (:func:`structure_notes`).
     Each note's ``Case_id`` is its file's stem and ``Case_no`` its 1-based position; the ``dialogue`` file,
     if any, is stored with every note. Returns the counts (never text)."""
-    from clinrl.io import read_text_file
-    from clinrl.prm.schema import save_notes
 
     texts = [read_text_file(path) for path in paths]
     dialog = read_text_file(dialogue, field="--dialogue") if dialogue is not None else ""

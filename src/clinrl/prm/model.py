@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from clinrl.errors import ClinrlError, DataError
 from clinrl.io import write_json_atomic
 from clinrl.llm.loading import weight_load_errors
+from clinrl.prm.build import resolve_tokens
 from clinrl.prm.encode import HEADS, EncodeSettings, Window, encode_causal, encode_windows
 from clinrl.prm.format import SpecialTokens, TokenIds
 from clinrl.prm.schema import Note
@@ -198,7 +200,6 @@ def prepare_tokens(tokenizer: Any, model: Any, spec: str = "auto") -> tuple[Spec
     """Pick and install the special tokens: ``auto`` reuses Llama-3's reserved tokens when the tokenizer has
     them as single tokens, else adds fresh ones (``new``) and grows the embeddings; or ``llama3`` / ``new``
     / a JSON file."""
-    from clinrl.prm.build import resolve_tokens
 
     if spec == "auto":
         llama = SpecialTokens.llama3()
@@ -237,7 +238,9 @@ def _batch(windows: Sequence[Window], pad_id: int, device: Any) -> dict[str, Any
     return out
 
 
-def slot_probabilities(loaded: LoadedPRM, note: Note, dialogue: str | None = None, *, batch_size: int = 16) -> list[float]:
+def slot_probabilities(
+    loaded: LoadedPRM, note: Note, dialogue: str | None = None, *, batch_size: int = 16
+) -> list[float]:
     """P(+) of every label slot of ``note``, in PRM-string slot order (straightforward reference procedure;
     the note is scored on its own). ``dialogue`` defaults to ``note.dialogue``."""
     import torch

@@ -10,9 +10,10 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 from clinrl.errors import DataError, describe_value, shown_id
 from clinrl.io import atomic_path
@@ -429,7 +430,9 @@ def _check_unicode(raw: list, path: Path) -> None:
             try:
                 json.dumps(item, ensure_ascii=False).encode("utf-8")
             except UnicodeEncodeError as err:
-                raise _Ctx(path, i, item).fail(f"invalid Unicode (lone surrogate) at character {err.start}", "<note>")
+                raise _Ctx(path, i, item).fail(
+                    f"invalid Unicode (lone surrogate) at character {err.start}", "<note>"
+                ) from None
         raise
 
 

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Literal, Sequence
+from typing import Any, ClassVar, Literal
 
 from clinrl.errors import ClinrlError, DataError
+from clinrl.prm.encode import EncodeSettings, encode_causal
 from clinrl.prm.format import (
     DIALOGUE_HEADER,
     NOTE_HEADER,
@@ -33,7 +35,9 @@ from clinrl.prm.format import (
     SpecialTokens,
     TokenIds,
 )
+from clinrl.prm.model import load_prm, slot_probabilities
 from clinrl.prm.schema import Note
+from clinrl.prm.structure import structure_note
 from clinrl.registry import Registry
 
 __all__ = [
@@ -148,8 +152,6 @@ def as_note(note: Note | str, dialogue: str | None = None) -> Note:
     """A :class:`Note` from a structured note or free text (:func:`clinrl.prm.structure.structure_note`);
     ``dialogue`` replaces the note's own when given."""
     if isinstance(note, str):
-        from clinrl.prm.structure import structure_note
-
         return structure_note(note, dialogue=dialogue or "")
     if dialogue is not None and note.dialogue != dialogue:
         from dataclasses import replace
@@ -251,7 +253,6 @@ def causal_slot_inputs(
     backend reads it: the trainer's own encoder (:func:`clinrl.prm.encode.encode_causal`: BOS + the string,
     dialogue cut to fit ``settings``), label slots holding '+' under the ``plus`` context, else the
     PLACEHOLDER (``greedy`` replaces them slot by slot while scoring)."""
-    from clinrl.prm.encode import encode_causal
 
     labels = "plus" if context == "plus" else "placeholder"
     window = encode_causal(note, dialogue, tokenizer, tokens, ids, settings, labels=labels)
@@ -264,7 +265,6 @@ def causal_slot_inputs(
 def _encode_causal(scorer: PRMScorer, note: Note, dialogue: str) -> tuple[list[int], list[int], list[int]]:
     """(token ids, structural-token positions, token ids of the prompt+dialogue prefix) of one note
     (:func:`causal_slot_inputs`)."""
-    from clinrl.prm.encode import EncodeSettings
 
     settings = scorer.loaded.meta.settings if scorer.loaded is not None else EncodeSettings(max_length=10**9)
     seq, positions, kept_lines = causal_slot_inputs(
@@ -331,7 +331,6 @@ def _score_group(
 
 def _score_token_classification(scorer: PRMScorer, dialogue: str, notes: list[Note]) -> list[NoteScore]:
     """Encoder PRMs: the trainer's windows and read-out (:func:`clinrl.prm.model.slot_probabilities`)."""
-    from clinrl.prm.model import slot_probabilities
 
     if scorer.loaded is None:
         raise ClinrlError("a token-classification PRM must be loaded with load_scorer (it needs its encoding settings)")
@@ -348,7 +347,6 @@ _BACKENDS: Registry[Callable[[PRMScorer, str, list[Note]], list[NoteScore]]] = R
 
 def load_scorer(path: str | Path, config: ScoreConfig | None = None) -> PRMScorer:
     """A :class:`PRMScorer` for a saved PRM directory (:func:`clinrl.prm.model.load_prm`)."""
-    from clinrl.prm.model import load_prm
 
     loaded = load_prm(path)
     return PRMScorer(

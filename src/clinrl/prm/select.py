@@ -8,11 +8,14 @@ texts only when asked (``show_text``), since notes hold patient data.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from clinrl.prm.schema import Note
+from clinrl.errors import DataError
+from clinrl.io import read_text_file
+from clinrl.prm.schema import Note, load_notes
 from clinrl.prm.score import NoteScore, PRMScorer, as_note
 
 __all__ = ["Ranked", "Ranking", "best_of_n", "item_text", "ranking_table", "read_candidates"]
@@ -104,9 +107,6 @@ def ranking_table(ranking: Ranking, *, show_text: bool = False):
 def read_candidates(paths: Sequence[str | Path]) -> tuple[list[Note | str], list[str]]:
     """Candidate notes from files: PRM-Clinic JSON (``.json``/``.json.gz``, every note in it) or plain text
     (one free-text note per file). Returns the notes and a name per note (file, and case/sample for JSON)."""
-    from clinrl.errors import DataError
-    from clinrl.io import read_text_file
-    from clinrl.prm.schema import load_notes
 
     notes: list[Note | str] = []
     names: list[str] = []

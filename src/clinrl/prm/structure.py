@@ -35,8 +35,8 @@ Steps and problems are numbered 1..n and labelled '+'. Markdown emphasis (``**``
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from clinrl.prm.schema import Note, Problem, Step
 

@@ -28,12 +28,20 @@ import json
 import math
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Optional, Sequence
+from typing import Any, ClassVar, Literal, Optional
 
+from clinrl import cards
 from clinrl.errors import ClinrlError, DataError
-from clinrl.io import write_json_atomic
+from clinrl.io import atomic_path, write_json_atomic
+from clinrl.llm.hub import local_files_only, resolve_model
+from clinrl.llm.loading import ensure_pad_token, weight_load_errors
+from clinrl.llm.tiny import TinyModelConfig, build_tiny_model, train_tokenizer
+from clinrl.prm import demo_data_dir
+from clinrl.prm.build import DATA_FILE, TOKENS_FILE
+from clinrl.prm.build import REPORT_FILE as BUILD_REPORT
 from clinrl.prm.encode import (
     GROUP_LABEL,
     GROUP_NONE,
@@ -48,10 +56,20 @@ from clinrl.prm.encode import (
     note_slot_labels,
 )
 from clinrl.prm.format import PRMFormatError, SpecialTokens, TokenIds, parse_prm_string
+from clinrl.prm.model import PRMMeta, prepare_tokens, resolve_model_path, write_prm_files
 from clinrl.prm.schema import Note, load_notes
-from clinrl.training import TrainerRecipe
+from clinrl.prm.synth.inject import synthesize_errors
+from clinrl.training import TrainerRecipe, resume_checkpoint, run_from_cli, save_full_model
 
-__all__ = ["PRMTrainConfig", "TrainResult", "causal_loss", "encode_examples", "load_training_notes", "prm_loss", "train_prm"]
+__all__ = [
+    "PRMTrainConfig",
+    "TrainResult",
+    "causal_loss",
+    "encode_examples",
+    "load_training_notes",
+    "prm_loss",
+    "train_prm",
+]
 
 STATE_FILE = "trainer_state.json"
 REPORT_FILE = "train_report.json"
@@ -125,7 +143,9 @@ class PRMTrainConfig(TrainerRecipe):
         if self.notes_only and self.head != "causal-lm":
             raise ClinrlError("notes_only applies to head causal-lm only (encoders train the label slots only)")
         if self.train_data is None and not self.data:
-            raise ClinrlError("no training data: set train_data (a `clinrl prm build` output) or data (gold notes, + synthesize)")
+            raise ClinrlError(
+                "no training data: set train_data (a `clinrl prm build` output) or data (gold notes, + synthesize)"
+            )
         if not 0 < self.note_fraction < 1:
             raise ClinrlError(f"note_fraction must be in (0, 1), got {self.note_fraction}")
         learning_rate = self.training.get("learning_rate")
@@ -158,7 +178,6 @@ class TrainResult:
 
 # ------------------------------------------------------------------------------------------------ data
 def _gold_paths(gold: Sequence[str]) -> list[Path]:
-    from clinrl.prm import demo_data_dir
 
     return [demo_data_dir() / "prm_clinic_gold.json.gz" if g == DEMO_GOLD else Path(g) for g in gold]
 
@@ -167,13 +186,13 @@ def _read_parquet_notes(path: str | Path) -> list[Note]:
     """Notes (with labels) from a ``clinrl prm build`` output; each row's labels checked against ``labels``."""
     import pandas as pd
 
-    from clinrl.prm.build import DATA_FILE, REPORT_FILE as BUILD_REPORT, TOKENS_FILE
-
     path = Path(path)
     folder, data = (path, path / DATA_FILE) if path.is_dir() else (path.parent, path)
     if not data.is_file():
         raise DataError("not found (expected a `clinrl prm build` output)", path=data)
-    tokens = SpecialTokens.from_json(folder / TOKENS_FILE) if (folder / TOKENS_FILE).is_file() else SpecialTokens.llama3()
+    tokens = (
+        SpecialTokens.from_json(folder / TOKENS_FILE) if (folder / TOKENS_FILE).is_file() else SpecialTokens.llama3()
+    )
     eos = None
     if (folder / BUILD_REPORT).is_file():
         eos = json.loads((folder / BUILD_REPORT).read_text(encoding="utf-8")).get("settings", {}).get("eos")
@@ -196,7 +215,6 @@ def _read_parquet_notes(path: str | Path) -> list[Note]:
 def load_training_notes(config: PRMTrainConfig) -> list[Note]:
     """The training notes: parsed ``train_data`` rows, gold notes, then ``synthesize`` error samples per gold
     note; a random ``max_notes`` subset when set. Never reads verification data unless a path says so."""
-    from clinrl.prm.synth.inject import synthesize_errors
 
     notes: list[Note] = []
     if config.train_data:
@@ -310,12 +328,13 @@ def _class_weights(examples: list[dict[str, list[int]]], scheme: str) -> list[fl
 def _tiny_model(arch: str, notes: Sequence[Note], out: Path, config: PRMTrainConfig) -> str:
     """Build a random-init causal LM (``tiny:qwen2`` / ``tiny:llama``, shaped by the ``tiny_*`` fields) with a
     byte-level BPE tokenizer trained on the training notes, saved under ``out``; no download."""
-    from clinrl.llm.tiny import TinyModelConfig, build_tiny_model, train_tokenizer
 
     if arch not in ("qwen2", "llama"):
         raise ClinrlError(f"unknown tiny model {arch!r}: use tiny:qwen2 or tiny:llama")
     if config.tiny_hidden_size % config.tiny_heads:
-        raise ClinrlError(f"tiny_hidden_size {config.tiny_hidden_size} is not a multiple of tiny_heads {config.tiny_heads}")
+        raise ClinrlError(
+            f"tiny_hidden_size {config.tiny_hidden_size} is not a multiple of tiny_heads {config.tiny_heads}"
+        )
     texts = [n.dialogue + "\n" + n.text() for n in notes[: config.tiny_tokenizer_notes]]
     tokenizer = train_tokenizer(texts, vocab_size=config.tiny_vocab_size)
     shape = TinyModelConfig(
@@ -333,11 +352,6 @@ def _load_base(config: PRMTrainConfig, path: str):
     from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from clinrl.llm.loading import ensure_pad_token
-    from clinrl.llm.hub import local_files_only, resolve_model
-    from clinrl.llm.loading import weight_load_errors
-    from clinrl.prm.model import prepare_tokens
-
     path = resolve_model(path)  # a missing folder fails here, before any hub request
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "newly initialised head" load report is expected here
@@ -349,7 +363,11 @@ def _load_base(config: PRMTrainConfig, path: str):
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, local_files_only=offline)
         else:
             model = AutoModelForTokenClassification.from_pretrained(
-                path, num_labels=2, id2label={0: "-", 1: "+"}, label2id={"-": 0, "+": 1}, dtype=torch.float32,
+                path,
+                num_labels=2,
+                id2label={0: "-", 1: "+"},
+                label2id={"-": 0, "+": 1},
+                dtype=torch.float32,
                 local_files_only=offline,
             )
     except weight_load_errors() as err:
@@ -373,7 +391,9 @@ def _embedding_not_a_wrap_unit(model: Any) -> None:
     embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     if not names or embedding is None:
         return
-    holders = {type(m).__name__ for m in model.modules() if m is not embedding and any(c is embedding for c in m.modules())}
+    holders = {
+        type(m).__name__ for m in model.modules() if m is not embedding and any(c is embedding for c in m.modules())
+    }
     kept = [n for n in names if n not in holders]
     if len(kept) != len(names):
         model._no_split_modules = type(names)(kept) if isinstance(names, (set, list)) else kept
@@ -465,8 +485,6 @@ def _base_model_path(config: PRMTrainConfig, notes: Sequence[Note]) -> str:
     before the Trainer exists, so that it is written whole (never as ZeRO-3-partitioned 0-element tensors)."""
     from accelerate import PartialState
 
-    from clinrl.prm.model import resolve_model_path
-
     path = resolve_model_path(config.model)
     if not path.startswith(TINY_PREFIX):
         return path
@@ -488,11 +506,6 @@ def train_prm(config: PRMTrainConfig, *, resume: bool = False) -> TrainResult:
     DDP, FSDP2 or DeepSpeed ZeRO-3 (``accelerate launch``); the final model is saved consolidated."""
     import torch
     from transformers import set_seed
-
-    from clinrl import cards
-    from clinrl.training import resume_checkpoint, save_full_model
-    from clinrl.io import atomic_path
-    from clinrl.prm.model import PRMMeta, write_prm_files
 
     started = time.monotonic()
     if config.num_threads:
@@ -563,12 +576,15 @@ def _label_counts(examples: list[dict[str, list[int]]], causal: bool) -> dict[st
 
 
 def train_from_recipe(
-    path: str | Path, overrides: Sequence[str] = (), *, resume: bool = False, workdir: str | Path | None = None,
+    path: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    resume: bool = False,
+    workdir: str | Path | None = None,
     report_to: str | None = None,
 ) -> TrainResult:
     """Load recipe ``path`` (with ``--key value`` overrides) and train (:func:`clinrl.training.run_from_cli`:
     relative paths against ``workdir`` > ``$CLINRL_HOME`` > the current folder; ``report_to`` None keeps the
     recipe's tracker)."""
-    from clinrl.training import run_from_cli
 
     return run_from_cli(PRMTrainConfig, train_prm, path, overrides, resume, workdir=workdir, report_to=report_to)

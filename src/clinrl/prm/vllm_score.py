@@ -32,11 +32,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from clinrl.errors import ClinrlError, DataError
+from clinrl.llm.backends import vllm_memory_share
 from clinrl.prm.format import TokenIds
+from clinrl.prm.model import read_prm_meta
 from clinrl.prm.schema import Note
 from clinrl.prm.score import (
     NoteScore,
@@ -86,8 +89,6 @@ class VLLMPRMScorer:
     def __init__(self, model_path: str | Path, config: ScoreConfig | None = None, **engine_kwargs: Any):
         from transformers import AutoTokenizer
 
-        from clinrl.prm.model import read_prm_meta
-
         self.path = Path(model_path)
         self.meta = read_prm_meta(self.path)
         if self.meta.head != "causal-lm":
@@ -107,8 +108,6 @@ class VLLMPRMScorer:
             raise ClinrlError(f"logprobs_mode must be raw_logprobs for PRM scoring, got {mode!r}")
         options = {**ENGINE_DEFAULTS, **{k: v for k, v in engine_kwargs.items() if v is not None}}
         if "gpu_memory_utilization" not in options:
-            from clinrl.llm.backends import vllm_memory_share
-
             options["gpu_memory_utilization"] = vllm_memory_share()
         self.llm = vllm.LLM(model=str(self.path), logprobs_mode="raw_logprobs", **options)
         self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)

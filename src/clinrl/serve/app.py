@@ -11,9 +11,13 @@ log never shows request or response text unless ``log_text`` is on. Endpoints: :
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
+from clinrl import __version__
+from clinrl.llm.backends import TransformersBackend
+from clinrl.prm.score import load_scorer
 from clinrl.serve.guard import Guard
 from clinrl.serve.problems import install_error_handlers
 from clinrl.serve.routes import build_router
@@ -33,16 +37,10 @@ def create_app(
     ``token`` defaults to the environment variable ``settings.token_env`` (None: no auth)."""
     from fastapi import FastAPI
 
-    from clinrl import __version__
-
     settings = settings or ServeSettings()
     if backend is None and settings.model:
-        from clinrl.llm.backends import TransformersBackend
-
         backend = TransformersBackend.from_path(settings.model, device=settings.device)
     if scorer is None and settings.prm:
-        from clinrl.prm.score import load_scorer
-
         scorer = load_scorer(settings.prm)
     if token is _FROM_ENV:
         token = read_token(settings.token_env)

@@ -9,7 +9,8 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from clinrl.errors import ClinrlError
 from clinrl.llm.backends import GenerationCancelled, Prompt, SamplingParams, generate_cancellable, render_prompt
@@ -73,7 +74,9 @@ def sampling(rt: Runtime, req: ChatRequest | CompletionRequest, prompts: int = 1
         raise ApiError(422, "invalid_request", str(err)) from None
 
 
-def _generate_job(rt: Runtime, prompt: Prompt, params: SamplingParams, stop: threading.Event) -> tuple[list[str], list[int]]:
+def _generate_job(
+    rt: Runtime, prompt: Prompt, params: SamplingParams, stop: threading.Event
+) -> tuple[list[str], list[int]]:
     backend = rt.backend
     texts = generate_cancellable(backend, [prompt], params, stop)[0]
     if rt.settings.log_text:
@@ -94,8 +97,14 @@ async def complete(rt: Runtime, kind: str, prompt: Prompt, params: SamplingParam
         reason = "length" if k >= params.max_new_tokens else "stop"
         body = {"message": {"role": "assistant", "content": text}} if kind == "chat" else {"text": text}
         choices.append({"index": i, **body, "finish_reason": reason, "logprobs": None})
-    return {"id": req_id, "object": "chat.completion" if kind == "chat" else "text_completion", "created": created,
-            "model": rt.name, "choices": choices, "usage": _usage(prompt_tokens, sum(counts))}
+    return {
+        "id": req_id,
+        "object": "chat.completion" if kind == "chat" else "text_completion",
+        "created": created,
+        "model": rt.name,
+        "choices": choices,
+        "usage": _usage(prompt_tokens, sum(counts)),
+    }
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:

@@ -41,7 +41,9 @@ def score_tokens(model: Any, ids: list[int], top: int, stop: threading.Event | N
     input_ids = torch.tensor([ids], device=device)
     fed = n - 1  # the last token is only a target
     chunked = fed > CHUNK_TOKENS
-    cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"  # transformers ≥ 5.2x
+    cache_arg = (
+        "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    )  # transformers ≥ 5.2x
     past = None
     with torch.no_grad():
         for start in range(0, fed, CHUNK_TOKENS):

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 __all__ = ["ClientGone", "ModelQueue", "QueueFull", "QueueTimeout"]
 

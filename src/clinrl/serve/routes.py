@@ -61,7 +61,9 @@ def build_router(rt: Runtime) -> Any:
     async def drg_code(req: DRGRequest, request: Request) -> dict[str, Any]:
         backend = rt.need_backend()
         if req.max_tokens > settings.max_new_tokens:
-            raise ApiError(422, "max_tokens_too_large", f"max_tokens is over this server's limit of {settings.max_new_tokens}")
+            raise ApiError(
+                422, "max_tokens_too_large", f"max_tokens is over this server's limit of {settings.max_new_tokens}"
+            )
         cap = settings.drg_max_prompt_tokens
         if req.max_prompt_tokens is not None and req.max_prompt_tokens > cap:
             raise ApiError(422, "max_prompt_tokens_too_large",

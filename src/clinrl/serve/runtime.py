@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from clinrl.llm.backends import Prompt
 from clinrl.serve.limits import PromptLimits

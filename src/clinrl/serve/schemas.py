@@ -11,7 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from clinrl.llm.backends import SEED_RANGE
 
-__all__ = ["MAX_LOGPROBS", "ChatMessage", "ChatRequest", "CompletionRequest", "DRGRequest", "PRMRequest", "StreamOptions"]
+__all__ = [
+    "MAX_LOGPROBS",
+    "ChatMessage",
+    "ChatRequest",
+    "CompletionRequest",
+    "DRGRequest",
+    "PRMRequest",
+    "StreamOptions",
+]
 
 MAX_LOGPROBS = 20  # top alternatives per token on /v1/completions (OpenAI: 5; vLLM's default cap: 20)
 

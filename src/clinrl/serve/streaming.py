@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from clinrl.errors import ClinrlError
 from clinrl.llm.backends import Prompt, SamplingParams, cut_at_stop, render_prompt, stop_when
@@ -85,7 +86,9 @@ def stream_generate(
     if getattr(backend, "model", None) is None or getattr(backend, "tokenizer", None) is None:
         text = backend.generate([prompt], params.with_(n=1))[0][0]
         emit(text)
-        return StreamResult(text=text, finish_reason="stop", prompt_tokens=0, completion_tokens=count_tokens(backend, text))
+        return StreamResult(
+            text=text, finish_reason="stop", prompt_tokens=0, completion_tokens=count_tokens(backend, text)
+        )
     import torch
     from transformers import StoppingCriteriaList
 

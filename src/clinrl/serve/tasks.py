@@ -13,8 +13,15 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from clinrl.drg.ontology import load_ontology
+from clinrl.drg.prep.course import extract_course
+from clinrl.drg.prompts import parse_completion, render_prompt, truncate_course
+from clinrl.drg.rewards import match_answer
 from clinrl.errors import ClinrlError, DataError
 from clinrl.llm.backends import SamplingParams, generate_cancellable
+from clinrl.prm.format import PROMPT, parse_prm_string
+from clinrl.prm.schema import note_from_dict
+from clinrl.prm.score import AGGREGATES, as_note
 from clinrl.serve.problems import ApiError
 from clinrl.serve.schemas import DRGRequest, PRMRequest
 
@@ -36,8 +43,6 @@ class DRGBudget:
 def drg_prompt(req: DRGRequest, tokenizer: Any, budget: DRGBudget) -> tuple[str, dict[str, Any]]:
     """The rendered prompt and how the course was found (``course_source``, ``truncated``); 413 when the
     prompt cannot be cut to the budget (a tokenizer without offsets)."""
-    from clinrl.drg.prep.course import extract_course
-    from clinrl.drg.prompts import render_prompt, truncate_course
 
     course, source = req.text, "as_given"
     if req.input in ("auto", "summary"):
@@ -63,8 +68,6 @@ def drg_prompt(req: DRGRequest, tokenizer: Any, budget: DRGBudget) -> tuple[str,
 
 def drg_result(completion: str, ontology: Any) -> dict[str, Any]:
     """Parsed completion → DRG fields (all None when the answer is not a v34 description) plus reasoning."""
-    from clinrl.drg.prompts import parse_completion
-    from clinrl.drg.rewards import match_answer
 
     parsed = parse_completion(completion)
     drg = match_answer(parsed.answer, ontology)
@@ -87,7 +90,6 @@ def code_drg(
     backend: Any, req: DRGRequest, budget: DRGBudget, max_new_tokens: int, cancel: threading.Event | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Prompt, generate once, parse and map (see the module docstring); ``cancel`` ends generation early."""
-    from clinrl.drg.ontology import load_ontology
 
     prompt, info = drg_prompt(req, backend.tokenizer, budget)
     params = SamplingParams(n=1, temperature=req.temperature, top_p=req.top_p,
@@ -99,9 +101,6 @@ def code_drg(
 # ------------------------------------------------------------------------------------------ PRM
 def resolve_note(req: PRMRequest, tokens: Any) -> Any:
     """The request's note as a :class:`clinrl.prm.schema.Note` (422 with the reason when it cannot be read)."""
-    from clinrl.prm.format import PROMPT, parse_prm_string
-    from clinrl.prm.schema import note_from_dict
-    from clinrl.prm.score import as_note
 
     kind = req.format
     if kind == "auto":
@@ -133,7 +132,6 @@ def resolve_note(req: PRMRequest, tokens: Any) -> Any:
 
 def score_note(scorer: Any, req: PRMRequest) -> dict[str, Any]:
     """Slot scores and note scores for one note (no note text in the answer)."""
-    from clinrl.prm.score import AGGREGATES
 
     aggregate = req.aggregate or scorer.default_aggregate
     if aggregate not in AGGREGATES:

@@ -23,8 +23,8 @@ counts as a format failure / no answer, never as an invalid answer.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from clinrl.drg.ontology import Ontology, load_ontology
 
@@ -56,7 +56,7 @@ class AnswerTrie:
             self.size += 1
 
     @classmethod
-    def for_tokenizer(cls, tokenizer: Any, descriptions: Iterable[str]) -> "AnswerTrie":
+    def for_tokenizer(cls, tokenizer: Any, descriptions: Iterable[str]) -> AnswerTrie:
         """Tokenize each description the way it appears right after ``<answer>``."""
         prefix = tokenizer.encode(OPEN, add_special_tokens=False)
         sequences = []

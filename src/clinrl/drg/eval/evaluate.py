@@ -24,11 +24,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from clinrl.drg.eval.metrics import TARGETS, score_generations
+from clinrl.drg.eval.constrained import answer_regex, transformers_constraint
+from clinrl.drg.eval.metrics import TARGETS, read_generations, score_generations
+from clinrl.drg.eval.plots import find_trainer_state, plot_cc_mcc_confusion, plot_training_curves
+from clinrl.drg.ontology import load_ontology
+from clinrl.drg.prep.prepared import check_prepared_input
+from clinrl.drg.prompts import build_messages, truncate_course
 from clinrl.errors import ClinrlError, DataError, check_limit
 from clinrl.io import cut_torn_line, write_json_atomic, write_text_atomic
 from clinrl.llm.backends import GenerationBackend, SamplingParams
@@ -60,7 +65,6 @@ def load_cases(data: Any, limit: int | None = None, *, require_id: bool = False)
     ``limit`` rows. Raises DataError for an unreadable file, a missing column or a repeated hadm_id."""
     import pandas as pd
 
-    from clinrl.drg.ontology import load_ontology
     from clinrl.drg.prep.split import add_solution
 
     check_limit(limit)
@@ -75,7 +79,6 @@ def load_cases(data: Any, limit: int | None = None, *, require_id: bool = False)
             frame = pd.read_json(path, lines=True) if path.suffix in (".jsonl", ".json") else pd.read_parquet(path)
         except Exception as err:  # pandas/pyarrow raise several types for unreadable input
             raise DataError(f"cannot read ({type(err).__name__}: {err})", path=path) from None
-        from clinrl.drg.prep.prepared import check_prepared_input
 
         check_prepared_input(path)  # a `drg prepare` output must come from one finished run
     if limit is not None:
@@ -122,7 +125,6 @@ def prompt_budget(backend: Any, params: SamplingParams, max_prompt_tokens: int |
 def case_messages(text: str, backend: Any, budget: int | None, tokenizer: Any = None) -> list[dict[str, str]]:
     """The chat prompt of one case, its course cut to ``budget`` tokens with ``tokenizer`` (default: the
     backend's own; a remote backend has none unless the caller gives one, and then courses go whole)."""
-    from clinrl.drg.prompts import build_messages, truncate_course
 
     tokenizer = tokenizer if tokenizer is not None else getattr(backend, "tokenizer", None)
     if tokenizer is not None and budget is not None:
@@ -133,7 +135,6 @@ def case_messages(text: str, backend: Any, budget: int | None, tokenizer: Any = 
 def constrain_backend(backend: Any, ontology: Any = None) -> Callable[[], None]:
     """Restrict the backend's answers to v34 descriptions (trie processor for transformers-like backends
     with ``logits_processors``, guided regex for ones with ``guided_regex``); returns an undo function."""
-    from clinrl.drg.eval.constrained import answer_regex, transformers_constraint
 
     if hasattr(backend, "logits_processors"):
         old = backend.logits_processors
@@ -223,11 +224,19 @@ def run_eval(
     cases = [all_cases[i] for batch in batches for i in batch]
     budget = prompt_budget(backend, params, max_prompt_tokens)
     config = {
-        "n": params.n, "temperature": params.temperature, "top_p": params.top_p,
-        "max_new_tokens": params.max_new_tokens, "seed": params.seed, "constrained": constrained,
-        "max_prompt_tokens": budget, "backend": getattr(backend, "name", type(backend).__name__),
-        "data": None if not isinstance(data, (str, Path)) else str(data), "limit": limit, "meta": meta or {},
-        "batch_size": batch_size, "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
+        "n": params.n,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "max_new_tokens": params.max_new_tokens,
+        "seed": params.seed,
+        "constrained": constrained,
+        "max_prompt_tokens": budget,
+        "backend": getattr(backend, "name", type(backend).__name__),
+        "data": None if not isinstance(data, (str, Path)) else str(data),
+        "limit": limit,
+        "meta": meta or {},
+        "batch_size": batch_size,
+        "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
         "n_cases_total": len(all_cases),
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -236,7 +245,6 @@ def run_eval(
     done: dict[str, dict[str, Any]] = {}
     if gen_path.is_file():
         cut_torn_line(gen_path)
-        from clinrl.drg.eval.metrics import read_generations
 
         done = {str(r.get("hadm_id")): r for r in read_generations(gen_path)}
     todo_batches = [[i for i in batch if str(all_cases[i]["hadm_id"]) not in done] for batch in batches]
@@ -245,9 +253,10 @@ def run_eval(
     reused = len(cases) - n_todo
     undo = constrain_backend(backend, ontology) if constrained and n_todo else (lambda: None)
     try:
-        with gen_path.open("a", encoding="utf-8") as fh, tqdm(
-            total=n_todo, desc="drg eval", unit="case", disable=not progress
-        ) as bar:
+        with (
+            gen_path.open("a", encoding="utf-8") as fh,
+            tqdm(total=n_todo, desc="drg eval", unit="case", disable=not progress) as bar,
+        ):
             for positions in todo_batches:
                 batch = [all_cases[i] for i in positions]
                 prompts = [case_messages(c["text"], backend, budget, tokenizer) for c in batch]
@@ -270,7 +279,11 @@ def run_eval(
 
 
 def _write_report(
-    out: Path, records: list[dict[str, Any]], eval_block: dict[str, Any], ontology: Any, ks: Sequence[int] | None,
+    out: Path,
+    records: list[dict[str, Any]],
+    eval_block: dict[str, Any],
+    ontology: Any,
+    ks: Sequence[int] | None,
     plots: bool,
 ) -> dict[str, Any]:
     """metrics.json (with ``eval_block`` as ``"eval"``), summary.md and the plots of ``records``."""
@@ -285,14 +298,17 @@ def _write_report(
 
 
 def merge_shards(
-    parts: Sequence[str | Path], out_dir: str | Path, *, ontology: Any = None, ks: Sequence[int] | None = None,
+    parts: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    ontology: Any = None,
+    ks: Sequence[int] | None = None,
     plots: bool = True,
 ) -> dict[str, Any]:
     """Join the folders of ``drg eval --shard i/N`` runs (every i of one N, each finished) into ``out_dir``:
     generations in test-set order, eval_config.json, metrics.json, summary.md and plots, exactly as one
     unsharded run writes them. Refuses parts made with other settings, missing or repeated shards, or
     unfinished ones."""
-    from clinrl.drg.eval.metrics import read_generations
 
     configs: dict[int, tuple[Path, dict[str, Any]]] = {}
     for part in map(Path, parts):
@@ -346,7 +362,6 @@ def _shard_positions(config: dict[str, Any], index: int, count: int) -> list[int
 
 
 def _plots(out: Path, metrics: dict[str, Any], model: Any) -> None:
-    from clinrl.drg.eval.plots import find_trainer_state, plot_cc_mcc_confusion, plot_training_curves
 
     plot_cc_mcc_confusion(metrics, out / "cc_mcc_confusion.png")
     state = find_trainer_state(model) if model else None

@@ -42,10 +42,10 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from clinrl.drg.ontology import CCMCC, DRG, MDC_NAMES, Ontology, load_ontology
 from clinrl.drg.prompts import parse_completion

@@ -8,7 +8,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from clinrl.drg.eval.metrics import score_generations
 from clinrl.errors import ClinrlError, DataError
+from clinrl.io import atomic_path
 
 __all__ = [
     "CURVES",
@@ -40,7 +42,6 @@ def pyplot() -> Any:
 
 
 def _save(fig: Any, out_png: str | Path) -> Path:
-    from clinrl.io import atomic_path
 
     out = Path(out_png)
     with atomic_path(out) as tmp:
@@ -109,7 +110,6 @@ def plot_training_curves(source: Any, out_png: str | Path) -> list[str]:
 
 
 def _confusion_from(source: Any) -> dict[str, Any]:
-    from clinrl.drg.eval.metrics import score_generations
 
     if isinstance(source, (str, Path)):
         path = Path(source)
@@ -172,13 +172,22 @@ def plot_scaling(
     ys = [100 * p["value"] for p in points]
     ax.scatter(xs, ys, zorder=3)
     for p, y in zip(points, ys):
-        ax.annotate(Path(str(p.get("run", ""))).name, (p["sft_examples"], y), fontsize=7,
-                    xytext=(3, 3), textcoords="offset points")
+        ax.annotate(
+            Path(str(p.get("run", ""))).name,
+            (p["sft_examples"], y),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
     if fit is not None:
         lo, hi = math.log2(min(xs)), math.log2(max(xs))
         grid = [2 ** (lo + (hi - lo) * i / 50) for i in range(51)]
-        ax.plot(grid, [100 * (fit["intercept"] + fit["slope"] * math.log2(x)) for x in grid], color="C1",
-                label=f"{100 * fit['slope']:+.2f} pts per doubling, R² {_r2(fit.get('r2'))}")
+        ax.plot(
+            grid,
+            [100 * (fit["intercept"] + fit["slope"] * math.log2(x)) for x in grid],
+            color="C1",
+            label=f"{100 * fit['slope']:+.2f} pts per doubling, R² {_r2(fit.get('r2'))}",
+        )
         ax.legend(fontsize=8)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("SFT examples")

@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from clinrl.drg.eval.evaluate import case_messages, constrain_backend, prompt_budget
 from clinrl.drg.eval.metrics import judge, majority
 from clinrl.drg.ontology import Ontology, load_ontology
+from clinrl.drg.prep.course import extract_course
 from clinrl.drg.prompts import parse_completion
 from clinrl.errors import ClinrlError
 from clinrl.llm.backends import GenerationBackend, SamplingParams
@@ -33,8 +35,6 @@ def predict_note(
 ) -> dict[str, Any]:
     """Predict the DRG of ``note``; returns a JSON-ready dict (``drg`` None when no sample gave a valid
     answer). ``tokenizer`` cuts the course for a backend without its own (a served model)."""
-    from clinrl.drg.prep.course import extract_course
-    from clinrl.drg.eval.evaluate import case_messages, constrain_backend, prompt_budget
 
     if not isinstance(note, str) or not note.strip():
         raise ClinrlError("the note is empty")
@@ -68,8 +68,14 @@ def predict_note(
     if winner is not None:
         drg = onto.by_code(winner)
         result["drg"] = {
-            "description": drg.description, "code": drg.code, "mdc": drg.mdc, "mdc_name": drg.mdc_name,
-            "type": drg.type, "weight": drg.weight, "gmlos": drg.gmlos, "principal": drg.principal,
+            "description": drg.description,
+            "code": drg.code,
+            "mdc": drg.mdc,
+            "mdc_name": drg.mdc_name,
+            "type": drg.type,
+            "weight": drg.weight,
+            "gmlos": drg.gmlos,
+            "principal": drg.principal,
             "cc_mcc": drg.cc_mcc.label,
         }
         result["reasoning"] = parse_completion(completions[codes.index(winner)]).think

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from clinrl.drg.eval.plots import plot_scaling
 from clinrl.errors import ClinrlError, DataError
 
 __all__ = ["fit_log2", "metric_value", "run_point", "scaling_report"]
@@ -71,8 +72,11 @@ def run_point(run_dir: str | Path, metric: str = "drg.pass@1") -> dict[str, Any]
         if found is None and isinstance(meta.get("model"), str):
             found = _sft_cases(Path(meta["model"]))
     if found is None:
-        raise DataError("cannot tell the number of SFT examples: record it with `clinrl drg eval --sft-examples N` "
-                        "or evaluate a model folder written by `clinrl drg sft`", path=run)
+        raise DataError(
+            "cannot tell the number of SFT examples: record it with `clinrl drg eval --sft-examples N` "
+            "or evaluate a model folder written by `clinrl drg sft`",
+            path=run,
+        )
     if found[0] < 1:
         raise DataError(f"number of SFT examples must be ≥ 1, got {found[0]}", path=run)
     return {"run": str(run), "sft_examples": found[0], "source": found[1], "value": metric_value(metrics, metric)}
@@ -92,14 +96,17 @@ def fit_log2(xs: Sequence[float], ys: Sequence[float]) -> dict[str, float | None
     return {"slope": slope, "intercept": intercept, "r2": 1.0 - ss_res / ss_tot if ss_tot else None}
 
 
-def scaling_report(runs: Sequence[str | Path], out_png: str | Path | None = None,
-                   metric: str = "drg.pass@1") -> dict[str, Any]:
+def scaling_report(
+    runs: Sequence[str | Path], out_png: str | Path | None = None, metric: str = "drg.pass@1"
+) -> dict[str, Any]:
     """Points for every run, the log2 fit (when ≥ 2 sizes) and, with ``out_png``, the plot."""
-    from clinrl.drg.eval.plots import plot_scaling
 
     points = sorted((run_point(r, metric) for r in runs), key=lambda p: p["sft_examples"])
-    fit = fit_log2([p["sft_examples"] for p in points], [p["value"] for p in points]) \
-        if len({p["sft_examples"] for p in points}) >= 2 else None
+    fit = (
+        fit_log2([p["sft_examples"] for p in points], [p["value"] for p in points])
+        if len({p["sft_examples"] for p in points}) >= 2
+        else None
+    )
     if out_png is not None:
         plot_scaling(points, out_png, fit, metric)
     return {"metric": metric, "points": points, "fit": fit, "plot": str(out_png) if out_png else None}

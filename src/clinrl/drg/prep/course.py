@@ -22,8 +22,9 @@ section means no course (the cascade does not go on to a looser rule).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 __all__ = ["COURSE_RULES", "SECTION_HEADERS", "Course", "CourseRule", "extract_course", "word_count"]
 

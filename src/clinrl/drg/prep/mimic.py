@@ -42,10 +42,11 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,7 @@ import pyarrow.parquet as pq
 
 from clinrl import __version__
 from clinrl.cards import raw_notes_kind, write_dataset_card
+from clinrl.drg.ontology import Ontology, OntologyError, load_ontology
 from clinrl.drg.prep.course import extract_course
 from clinrl.drg.prep.mimic_io import (
     DISCHARGE_COLUMNS,
@@ -68,8 +70,8 @@ from clinrl.drg.prep.mimic_io import (
     read_drgcodes,
     resolve_hcfa_labels,
 )
-from clinrl.drg.ontology import Ontology, OntologyError, load_ontology
 from clinrl.drg.prep.prepared import RUN_KEY, SPILL_PREFIX, remove_previous_outputs, remove_stale_spills
+from clinrl.drg.prep.splitting import stratified_split
 from clinrl.errors import ClinrlError, DataError
 from clinrl.io import atomic_path, write_json_atomic
 
@@ -366,8 +368,7 @@ def _label(meta: pd.DataFrame, labels: HcfaLabels, min_class_count: int, other: 
     unmapped = ~missing & ~other & (status != "ok")
     raw = joined["raw_description"].to_numpy()
     by_status = {
-        s: dict(Counter(raw[unmapped & (status == s)].tolist()).most_common())
-        for s in ("unmappable", "unknown")
+        s: dict(Counter(raw[unmapped & (status == s)].tolist()).most_common()) for s in ("unmappable", "unknown")
     }
     drg = np.where(~missing & ~other & ~unmapped, joined["drg"].to_numpy(dtype=float, na_value=-1), -1).astype(np.int64)
     labelled = drg >= 0
@@ -421,7 +422,6 @@ def _split(
     meta: pd.DataFrame, labelled: _Labelled, split_by: str, test_size: float, seed: int
 ) -> tuple[np.ndarray, dict]:
     """Side per meta row: -1 dropped, 0 train, 1 test."""
-    from clinrl.drg.prep.splitting import stratified_split
 
     rows = np.flatnonzero(labelled.keep)
     labels = labelled.drg[rows]

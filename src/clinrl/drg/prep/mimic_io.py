@@ -20,10 +20,11 @@ import re
 import warnings
 import zlib
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Iterator, NamedTuple
+from typing import IO, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -284,7 +285,10 @@ def iter_note_chunks(
     and the records read so far.
     """
     offset = 0
-    with _open(src, issues) as (stream, tell), _translate_errors(src, lambda: f" after record {offset}" if offset else ""):
+    with (
+        _open(src, issues) as (stream, tell),
+        _translate_errors(src, lambda: f" after record {offset}" if offset else ""),
+    ):
         reader = pd.read_csv(stream, chunksize=chunksize, **_CSV_OPTIONS)
         while True:
             with warnings.catch_warnings(record=True) as caught:

@@ -18,6 +18,7 @@ import json
 import shutil
 from pathlib import Path
 
+from clinrl.cards import remove_dataset_card
 from clinrl.errors import DataError
 from clinrl.io import process_alive
 
@@ -81,7 +82,6 @@ def remove_previous_outputs(out: Path) -> None:
     """Delete a previous run's outputs, ``flow.json`` first (the folder then no longer looks finished)."""
     for name in (FLOW, *OUTPUTS, REPORT):
         (out / name).unlink(missing_ok=True)
-    from clinrl.cards import remove_dataset_card
 
     remove_dataset_card(out)  # the card of the previous outputs (a README of the user's own stays)
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from clinrl.cards import data_kind, write_dataset_card
 from clinrl.drg.ontology import Ontology, load_ontology
+from clinrl.drg.prep.prepared import check_prepared_input
 from clinrl.drg.prep.splitting import stratified_sample, stratified_split
 from clinrl.errors import ClinrlError, DataError
 from clinrl.io import atomic_path, read_parquet_checked, write_json_atomic
@@ -62,7 +63,6 @@ class SplitConfig:
 def read_prepared(path: str | Path) -> pd.DataFrame:
     """Read a prepared parquet and check its required columns (clear errors for user mistakes) and,
     for a ``drg prepare`` output, that it belongs to one finished run."""
-    from clinrl.drg.prep.prepared import check_prepared_input
 
     frame = read_parquet_checked(path, REQUIRED_COLUMNS, made_by="clinrl drg prepare")
     check_prepared_input(path)

@@ -51,9 +51,7 @@ def allocate_test_counts(counts: np.ndarray, n_test: int, rng: np.random.Generat
     multi = counts >= 2
     hi = np.where(multi, counts - 1, counts)
     if n_test > int(hi.sum()):
-        raise ValueError(
-            f"test size {n_test} of {n} leaves no train member for some class; lower test_size"
-        )
+        raise ValueError(f"test size {n_test} of {n} leaves no train member for some class; lower test_size")
     lo = (multi & (n_test >= int(multi.sum()))).astype(np.int64)
     ideal = counts * (n_test / n) if n else counts.astype(float)
     alloc = np.clip(np.floor(ideal).astype(np.int64), lo, hi)

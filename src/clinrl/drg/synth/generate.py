@@ -233,7 +233,7 @@ class _GzipWriter:
             raise self._error
         self._queue.put("".join(lines).encode("utf-8"))
 
-    def __enter__(self) -> "_GzipWriter":
+    def __enter__(self) -> _GzipWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -277,8 +277,11 @@ class _Generator:
         self.base_weights = [[weights[i] for i in idx] for idx in self.by_base]
         self.unmappable = unmappable_descriptions()
         self.edge_cum = _cumulative(
-            ("no_course", rates.no_course), ("short", rates.short_course), ("duplicate", rates.duplicate_course),
-            ("apr_only", rates.apr_only), ("unmappable", rates.unmappable_hcfa),
+            ("no_course", rates.no_course),
+            ("short", rates.short_course),
+            ("duplicate", rates.duplicate_course),
+            ("apr_only", rates.apr_only),
+            ("unmappable", rates.unmappable_hcfa),
         )
         self.style_names = list(_STYLE_WEIGHTS)
         self.style_cum = _cumulative(*_STYLE_WEIGHTS.items())[1]

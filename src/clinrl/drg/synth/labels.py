@@ -86,8 +86,11 @@ def _supported(table_dir: str | None) -> tuple[SynthClass, ...]:
             others: list[str] = []
             for raw, target in mapping:
                 if target != "NaN" and canonical_key(target) == canonical_key(drg.description):
-                    others += [v for v in (abbreviate(raw), raw) if v not in descriptions and v not in others
-                               and _maps_to(ontology, v, drg)]
+                    others += [
+                        v
+                        for v in (abbreviate(raw), raw)
+                        if v not in descriptions and v not in others and _maps_to(ontology, v, drg)
+                    ]
             if not descriptions:
                 raise ValueError(f"no MIMIC-style description of DRG {drg.code} maps back to it")
             classes.append(

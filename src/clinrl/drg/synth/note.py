@@ -12,8 +12,9 @@ from __future__ import annotations
 import random
 import re
 import string
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 from clinrl.drg.ontology import CCMCC
 from clinrl.drg.synth.bases import BaseSpec
@@ -56,10 +57,22 @@ PRONOUNS: dict[str, dict[str, str]] = {
 }
 
 _GROUP_HEADERS = {
-    "sepsis": "Concern for infection", "renal": "Renal function", "resp": "Oxygenation", "lytes": "Sodium",
-    "potassium": "Hypokalemia", "neuro": "Mental status", "vte": "VTE evaluation", "cardiac": "Cardiac evaluation",
-    "anemia": "Hemoglobin", "infection": "Urinalysis", "cdiff": "Loose stools", "nutrition": "Nutrition",
-    "etoh": "Alcohol use", "skin": "Skin", "glucose": "Hyperglycemia", "platelets": "Thrombocytopenia",
+    "sepsis": "Concern for infection",
+    "renal": "Renal function",
+    "resp": "Oxygenation",
+    "lytes": "Sodium",
+    "potassium": "Hypokalemia",
+    "neuro": "Mental status",
+    "vte": "VTE evaluation",
+    "cardiac": "Cardiac evaluation",
+    "anemia": "Hemoglobin",
+    "infection": "Urinalysis",
+    "cdiff": "Loose stools",
+    "nutrition": "Nutrition",
+    "etoh": "Alcohol use",
+    "skin": "Skin",
+    "glucose": "Hyperglycemia",
+    "platelets": "Thrombocytopenia",
     "weight": "Weight",
 }
 
@@ -164,12 +177,18 @@ _ALLERGIES = (
     "Patient recorded as having No Known Allergies to Drugs",
     "iodine / Iodine Containing / shellfish derived",
 )
-_SOCIAL = ("___", "___\nLives with {his} spouse. Former smoker, quit 20 years ago. Drinks alcohol rarely.",
-           "___\nLives alone in an apartment, independent in ADLs. Denies tobacco or illicit drug use.",
-           "___\nRetired teacher, lives with daughter. Smoked 1 ppd x 30 years, quit ___.")
-_FAMILY = ("Mother with hypertension; father with MI in his ___.", "Non-contributory.",
-           "Mother - breast cancer. Father - type 2 diabetes, stroke.",
-           "No family history of early MI or sudden death.")
+_SOCIAL = (
+    "___",
+    "___\nLives with {his} spouse. Former smoker, quit 20 years ago. Drinks alcohol rarely.",
+    "___\nLives alone in an apartment, independent in ADLs. Denies tobacco or illicit drug use.",
+    "___\nRetired teacher, lives with daughter. Smoked 1 ppd x 30 years, quit ___.",
+)
+_FAMILY = (
+    "Mother with hypertension; father with MI in his ___.",
+    "Non-contributory.",
+    "Mother - breast cancer. Father - type 2 diabetes, stroke.",
+    "No family history of early MI or sudden death.",
+)
 
 
 class NoteFactory:
@@ -178,8 +197,10 @@ class NoteFactory:
     def __init__(self, rng: random.Random, bases: Sequence[BaseSpec]):
         self.rng = rng
         self.bases = list(bases)
-        usable = {b.key: [c for c in CONDITIONS if c.group not in b.avoid and (not c.only or b.key in c.only)]
-                  for b in self.bases}
+        usable = {
+            b.key: [c for c in CONDITIONS if c.group not in b.avoid and (not c.only or b.key in c.only)]
+            for b in self.bases
+        }
         self._conditions = {
             key: {level: [c for c in conds if c.level == level] for level in ("MCC", "CC")}
             for key, conds in usable.items()
@@ -286,23 +307,43 @@ class NoteFactory:
         pmh = [c.pmh for c in subject.chronic]
         hpi = (
             f"{{title}} ___ is a ___ y/o {{person}} with {_join(pmh) or 'no significant PMH'} who presents with "
-            f"{rng.choice(base.presentations)}. " + " ".join(_pick(rng, base.hpi, 2, 3)) + "\n \n"
-            + f"In the ED, initial vitals were: {rng.choice(pools.vitals)[4:]}. " + rng.choice(_ED_LINES)
-            + "\n \n" + rng.choice(_ROS)
+            f"{rng.choice(base.presentations)}. "
+            + " ".join(_pick(rng, base.hpi, 2, 3))
+            + "\n \n"
+            + f"In the ED, initial vitals were: {rng.choice(pools.vitals)[4:]}. "
+            + rng.choice(_ED_LINES)
+            + "\n \n"
+            + rng.choice(_ROS)
         )
         meds_home = [c.med for c in subject.chronic]
         meds_out = meds_home + _pick(rng, base.meds, 1, len(base.meds))
-        results = "\n".join((
-            "ADMISSION LABS:", "===============", rng.choice(pools.cbc), rng.choice(pools.diff),
-            rng.choice(pools.coag), rng.choice(pools.chem), rng.choice(pools.lft), rng.choice(pools.misc),
-            rng.choice(pools.gas), "", "IMAGING/STUDIES:", "================",
-            *_pick(rng, base.studies, 1, len(base.studies)), rng.choice(_ECG), "", "DISCHARGE LABS:",
-            "===============", rng.choice(pools.cbc), rng.choice(pools.chem), rng.choice(pools.misc),
-        ))
+        results = "\n".join(
+            (
+                "ADMISSION LABS:",
+                "===============",
+                rng.choice(pools.cbc),
+                rng.choice(pools.diff),
+                rng.choice(pools.coag),
+                rng.choice(pools.chem),
+                rng.choice(pools.lft),
+                rng.choice(pools.misc),
+                rng.choice(pools.gas),
+                "",
+                "IMAGING/STUDIES:",
+                "================",
+                *_pick(rng, base.studies, 1, len(base.studies)),
+                rng.choice(_ECG),
+                "",
+                "DISCHARGE LABS:",
+                "===============",
+                rng.choice(pools.cbc),
+                rng.choice(pools.chem),
+                rng.choice(pools.misc),
+            )
+        )
         secondary = [c.name for c in conds] + [c.header for c in subject.chronic]
-        diagnosis = (
-            f"PRIMARY DIAGNOSIS:\n{marker[0].upper()}{marker[1:]}\n\nSECONDARY DIAGNOSES:\n"
-            + ("\n".join(secondary) or "None")
+        diagnosis = f"PRIMARY DIAGNOSIS:\n{marker[0].upper()}{marker[1:]}\n\nSECONDARY DIAGNOSES:\n" + (
+            "\n".join(secondary) or "None"
         )
         dispo = rng.choice(_DISPOSITIONS)
         sections: list[tuple[str, str]] = [
@@ -408,7 +449,9 @@ _ROS = (
 _PSH = (
     "PAST SURGICAL HISTORY:\n- s/p appendectomy",
     "PAST SURGICAL HISTORY:\n- s/p right knee arthroscopy\n- s/p tonsillectomy",
-    "PAST SURGICAL HISTORY:\n- s/p inguinal hernia repair", "PAST SURGICAL HISTORY:\n- none", "",
+    "PAST SURGICAL HISTORY:\n- s/p inguinal hernia repair",
+    "PAST SURGICAL HISTORY:\n- none",
+    "",
 )
 _ECG = (
     "EKG: Sinus rhythm, normal axis and intervals, no acute ST-T wave changes.",
@@ -499,16 +542,28 @@ class _Pools:
 
 
 _EXAM = (
-    ("GENERAL: Alert, oriented, no acute distress", "GENERAL: Elderly {person} lying in bed, NAD",
-     "GENERAL: Uncomfortable appearing, speaking in full sentences"),
+    (
+        "GENERAL: Alert, oriented, no acute distress",
+        "GENERAL: Elderly {person} lying in bed, NAD",
+        "GENERAL: Uncomfortable appearing, speaking in full sentences",
+    ),
     ("HEENT: Sclera anicteric, MMM, oropharynx clear", "HEENT: NCAT, PERRL, dry mucous membranes"),
     ("NECK: Supple, JVP not elevated, no LAD", "NECK: Supple, JVP to the angle of the jaw"),
-    ("LUNGS: Clear to auscultation bilaterally, no wheezes, rales, rhonchi",
-     "LUNGS: Decreased breath sounds at the bases, scattered crackles", "LUNGS: Diffuse expiratory wheezes"),
-    ("CV: Regular rate and rhythm, normal S1 + S2, no murmurs, rubs, gallops",
-     "CV: Irregularly irregular, no murmurs", "CV: RRR, ___ systolic murmur at the RUSB"),
+    (
+        "LUNGS: Clear to auscultation bilaterally, no wheezes, rales, rhonchi",
+        "LUNGS: Decreased breath sounds at the bases, scattered crackles",
+        "LUNGS: Diffuse expiratory wheezes",
+    ),
+    (
+        "CV: Regular rate and rhythm, normal S1 + S2, no murmurs, rubs, gallops",
+        "CV: Irregularly irregular, no murmurs",
+        "CV: RRR, ___ systolic murmur at the RUSB",
+    ),
     ("ABD: Soft, non-tender, non-distended, bowel sounds present", "ABD: Soft, mild epigastric tenderness, no rebound"),
-    ("EXT: Warm, well perfused, no edema", "EXT: 2+ pitting edema to the knees bilaterally",
-     "EXT: WWP, trace bilateral edema"),
+    (
+        "EXT: Warm, well perfused, no edema",
+        "EXT: 2+ pitting edema to the knees bilaterally",
+        "EXT: WWP, trace bilateral edema",
+    ),
     ("NEURO: A&Ox3, CNII-XII intact, strength 5/5 throughout", "NEURO: Alert, moving all extremities, gait deferred"),
 )

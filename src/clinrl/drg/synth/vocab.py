@@ -140,7 +140,10 @@ class Chronic:
 CONDITIONS: tuple[Condition, ...] = (
     # ---- MCC ----
     Condition(
-        "resp_failure", "MCC", "resp", "Acute hypoxemic respiratory failure",
+        "resp_failure",
+        "MCC",
+        "resp",
+        "Acute hypoxemic respiratory failure",
         ("Acute hypoxemic respiratory failure", "Hypoxemic respiratory failure"),
         (
             "On arrival {he} was saturating {spo2_low}% on room air with accessory muscle use, consistent with "
@@ -152,7 +155,10 @@ CONDITIONS: tuple[Condition, ...] = (
         ),
     ),
     Condition(
-        "atn", "MCC", "renal", "Acute tubular necrosis",
+        "atn",
+        "MCC",
+        "renal",
+        "Acute tubular necrosis",
         ("AKI due to ATN", "Acute tubular necrosis"),
         (
             "Creatinine rose to {cr_peak} from a baseline of {cr_base} with muddy brown casts on urine sediment, "
@@ -162,7 +168,10 @@ CONDITIONS: tuple[Condition, ...] = (
         ),
     ),
     Condition(
-        "esrd", "MCC", "renal", "End-stage renal disease on hemodialysis",
+        "esrd",
+        "MCC",
+        "renal",
+        "End-stage renal disease on hemodialysis",
         ("ESRD on HD", "End-stage renal disease"),
         (
             "{He} has end-stage renal disease on hemodialysis (MWF) and was continued on {his} inpatient HD "
@@ -172,7 +181,10 @@ CONDITIONS: tuple[Condition, ...] = (
         ),
     ),
     Condition(
-        "encephalopathy", "MCC", "neuro", "Toxic-metabolic encephalopathy",
+        "encephalopathy",
+        "MCC",
+        "neuro",
+        "Toxic-metabolic encephalopathy",
         ("Toxic-metabolic encephalopathy", "Metabolic encephalopathy"),
         (
             "{He} was noted to be somnolent and disoriented on hospital day {n_hosp}, felt to represent "
@@ -183,7 +195,10 @@ CONDITIONS: tuple[Condition, ...] = (
         ),
     ),
     Condition(
-        "pe", "MCC", "vte", "Acute pulmonary embolism",
+        "pe",
+        "MCC",
+        "vte",
+        "Acute pulmonary embolism",
         ("Pulmonary embolus", "PE"),
         (
             "Given new tachycardia and hypoxemia, a CTA chest was obtained and showed a new {side} lower lobe "
@@ -193,7 +208,10 @@ CONDITIONS: tuple[Condition, ...] = (
         ),
     ),
     Condition(
-        "acute_sys_hf", "MCC", "cardiac", "Acute on chronic systolic heart failure",
+        "acute_sys_hf",
+        "MCC",
+        "cardiac",
+        "Acute on chronic systolic heart failure",
         ("Acute on chronic systolic CHF", "Acute on chronic HFrEF"),
         (
             "{His} course was complicated by acute on chronic systolic CHF (EF {ef_low}%) with volume overload "
@@ -203,7 +221,10 @@ CONDITIONS: tuple[Condition, ...] = (
         ),
     ),
     Condition(
-        "severe_malnutrition", "MCC", "nutrition", "Severe protein-calorie malnutrition",
+        "severe_malnutrition",
+        "MCC",
+        "nutrition",
+        "Severe protein-calorie malnutrition",
         ("Severe protein-calorie malnutrition", "Severe malnutrition"),
         (
             "Nutrition evaluated {him} and diagnosed severe protein-calorie malnutrition (albumin {albumin_low}, "
@@ -213,7 +234,10 @@ CONDITIONS: tuple[Condition, ...] = (
         ),
     ),
     Condition(
-        "pu_stage4", "MCC", "skin", "Stage 4 sacral pressure ulcer",
+        "pu_stage4",
+        "MCC",
+        "skin",
+        "Stage 4 sacral pressure ulcer",
         ("Stage 4 sacral pressure ulcer", "Sacral decubitus ulcer, stage 4"),
         (
             "Wound care evaluated a stage 4 sacral pressure ulcer with exposed bone; managed with "
@@ -223,7 +247,10 @@ CONDITIONS: tuple[Condition, ...] = (
         ),
     ),
     Condition(
-        "septic_shock", "MCC", "sepsis", "Septic shock",
+        "septic_shock",
+        "MCC",
+        "sepsis",
+        "Septic shock",
         ("Septic shock",),
         (
             "{He} became hypotensive to SBP {sbp_low} despite 3 L of IV fluids with lactate {lactate} and was "
@@ -234,7 +261,10 @@ CONDITIONS: tuple[Condition, ...] = (
         only=("sepsis",),
     ),
     Condition(
-        "hemorrhagic_shock", "MCC", "shock", "Hemorrhagic shock",
+        "hemorrhagic_shock",
+        "MCC",
+        "shock",
+        "Hemorrhagic shock",
         ("Hemorrhagic shock",),
         (
             "On presentation {he} was hypotensive to SBP {sbp_low} and tachycardic to {hr_high} in hemorrhagic "
@@ -244,7 +274,10 @@ CONDITIONS: tuple[Condition, ...] = (
     ),
     # ---- CC ----
     Condition(
-        "aki", "CC", "renal", "Acute kidney injury",
+        "aki",
+        "CC",
+        "renal",
+        "Acute kidney injury",
         ("AKI", "Acute kidney injury"),
         (
             "Creatinine rose to {cr_peak} from a baseline of {cr_base}, felt to be prerenal AKI; it improved with "
@@ -254,7 +287,10 @@ CONDITIONS: tuple[Condition, ...] = (
         ),
     ),
     Condition(
-        "ckd4", "CC", "renal", "Chronic kidney disease stage 4",
+        "ckd4",
+        "CC",
+        "renal",
+        "Chronic kidney disease stage 4",
         ("CKD stage IV", "CKD stage 4"),
         (
             "{He} has CKD stage 4 (eGFR {egfr4}, Cr {cr_ckd4} at baseline) followed by outpatient nephrology; "
@@ -262,7 +298,10 @@ CONDITIONS: tuple[Condition, ...] = (
         ),
     ),
     Condition(
-        "hyponatremia", "CC", "lytes", "Hyponatremia",
+        "hyponatremia",
+        "CC",
+        "lytes",
+        "Hyponatremia",
         ("Hyponatremia",),
         (
             "Sodium was {na_low} on admission; hyponatremia was felt to be hypovolemic and improved with normal "
@@ -272,7 +311,10 @@ CONDITIONS: tuple[Condition, ...] = (
         ),
     ),
     Condition(
-        "abla", "CC", "anemia", "Acute blood loss anemia",
+        "abla",
+        "CC",
+        "anemia",
+        "Acute blood loss anemia",
         ("Acute blood loss anemia", "Acute blood loss anemia"),
         (
             "Hemoglobin fell to {hgb_low} from a baseline of {hgb_base} consistent with acute blood loss anemia; "
@@ -282,7 +324,10 @@ CONDITIONS: tuple[Condition, ...] = (
         ),
     ),
     Condition(
-        "uti", "CC", "infection", "Urinary tract infection",
+        "uti",
+        "CC",
+        "infection",
+        "Urinary tract infection",
         ("UTI", "Urinary tract infection"),
         (
             "Urinalysis showed pyuria and urine culture grew {organism}, consistent with urinary tract "
@@ -292,7 +337,10 @@ CONDITIONS: tuple[Condition, ...] = (
         ),
     ),
     Condition(
-        "cdiff", "CC", "cdiff", "Clostridioides difficile colitis",
+        "cdiff",
+        "CC",
+        "cdiff",
+        "Clostridioides difficile colitis",
         ("C. difficile colitis", "C diff infection"),
         (
             "{He} developed frequent loose stools and C. difficile PCR and toxin were positive; started on oral "
@@ -302,7 +350,10 @@ CONDITIONS: tuple[Condition, ...] = (
         ),
     ),
     Condition(
-        "chronic_sys_hf", "CC", "cardiac", "Chronic systolic heart failure",
+        "chronic_sys_hf",
+        "CC",
+        "cardiac",
+        "Chronic systolic heart failure",
         ("Chronic systolic CHF", "Chronic HFrEF"),
         (
             "{He} has chronic systolic CHF with LVEF {ef_low}% and appeared euvolemic throughout; home "
@@ -312,7 +363,10 @@ CONDITIONS: tuple[Condition, ...] = (
         ),
     ),
     Condition(
-        "dvt", "CC", "vte", "Acute deep vein thrombosis",
+        "dvt",
+        "CC",
+        "vte",
+        "Acute deep vein thrombosis",
         ("Left leg DVT", "Right leg DVT", "Acute DVT"),
         (
             "{He} developed {side} calf swelling and lower extremity ultrasound showed an acute {side} popliteal "
@@ -320,7 +374,10 @@ CONDITIONS: tuple[Condition, ...] = (
         ),
     ),
     Condition(
-        "moderate_malnutrition", "CC", "nutrition", "Moderate protein-calorie malnutrition",
+        "moderate_malnutrition",
+        "CC",
+        "nutrition",
+        "Moderate protein-calorie malnutrition",
         ("Moderate protein-calorie malnutrition", "Moderate malnutrition"),
         (
             "Nutrition consult diagnosed moderate protein-calorie malnutrition based on reduced intake and mild "
@@ -328,7 +385,10 @@ CONDITIONS: tuple[Condition, ...] = (
         ),
     ),
     Condition(
-        "etoh_withdrawal", "CC", "etoh", "Alcohol dependence with withdrawal",
+        "etoh_withdrawal",
+        "CC",
+        "etoh",
+        "Alcohol dependence with withdrawal",
         ("EtOH withdrawal", "Alcohol withdrawal"),
         (
             "{He} developed tremor, tachycardia and diaphoresis on hospital day {n_hosp} consistent with alcohol "
@@ -338,7 +398,10 @@ CONDITIONS: tuple[Condition, ...] = (
         ),
     ),
     Condition(
-        "morbid_obesity", "CC", "weight", "Morbid obesity",
+        "morbid_obesity",
+        "CC",
+        "weight",
+        "Morbid obesity",
         ("Morbid obesity", "Class III obesity"),
         (
             "{He} has morbid obesity with BMI {bmi_morbid}, which complicated mobility and exam; bariatric "
@@ -346,7 +409,10 @@ CONDITIONS: tuple[Condition, ...] = (
         ),
     ),
     Condition(
-        "pu_stage2", "CC", "skin", "Stage 2 sacral pressure ulcer",
+        "pu_stage2",
+        "CC",
+        "skin",
+        "Stage 2 sacral pressure ulcer",
         ("Stage 2 sacral pressure ulcer", "Sacral pressure injury"),
         (
             "Wound care noted a stage 2 sacral pressure ulcer with partial-thickness skin loss, managed with "
@@ -356,135 +422,296 @@ CONDITIONS: tuple[Condition, ...] = (
 )
 
 DISTRACTORS: tuple[Distractor, ...] = (
-    Distractor("sepsis", "Blood cultures were drawn on admission and remained no growth; {he} did not meet "
-               "sepsis criteria and lactate was {lactate_ok}."),
-    Distractor("sepsis", "There was initial concern for sepsis given a low-grade temperature, but {he} was "
-               "hemodynamically stable, lactate was normal and no infectious source was identified."),
+    Distractor(
+        "sepsis",
+        "Blood cultures were drawn on admission and remained no growth; {he} did not meet "
+        "sepsis criteria and lactate was {lactate_ok}.",
+    ),
+    Distractor(
+        "sepsis",
+        "There was initial concern for sepsis given a low-grade temperature, but {he} was "
+        "hemodynamically stable, lactate was normal and no infectious source was identified.",
+    ),
     Distractor("renal", "Creatinine remained at {his} baseline of {cr_base} throughout, without AKI."),
-    Distractor("renal", "{He} has a history of acute kidney injury several years ago related to NSAID use, "
-               "which has since resolved; Cr was {cr_base} this admission."),
-    Distractor("resp", "{He} remained on room air throughout the admission with saturations {spo2_ok}% and no "
-               "increased work of breathing."),
+    Distractor(
+        "renal",
+        "{He} has a history of acute kidney injury several years ago related to NSAID use, "
+        "which has since resolved; Cr was {cr_base} this admission.",
+    ),
+    Distractor(
+        "resp",
+        "{He} remained on room air throughout the admission with saturations {spo2_ok}% and no "
+        "increased work of breathing.",
+    ),
     Distractor("resp", "No supplemental oxygen requirement; ambulatory saturation was {spo2_ok}% on room air."),
     Distractor("lytes", "Sodium was {na_norm} on admission and remained within normal limits."),
-    Distractor("potassium", "Potassium was {k_low} on admission, likely from poor PO intake, and was repleted "
-               "orally with normal values thereafter."),
+    Distractor(
+        "potassium",
+        "Potassium was {k_low} on admission, likely from poor PO intake, and was repleted "
+        "orally with normal values thereafter.",
+    ),
     Distractor("neuro", "Mental status remained at baseline, alert and oriented x3 without signs of delirium."),
     Distractor("vte", "Lower extremity dopplers were obtained for leg asymmetry and were negative for DVT."),
     Distractor("vte", "Wells score was low and a CTA chest was negative for pulmonary embolism."),
     Distractor("cardiac", "Troponins were negative x2 and ECG showed no ischemic changes; ACS was felt unlikely."),
-    Distractor("cardiac", "TTE showed preserved biventricular function with LVEF {ef_ok}% and no significant "
-               "valvular disease."),
-    Distractor("anemia", "Hemoglobin remained stable at {hgb_ok} with no signs of bleeding, and no transfusion "
-               "was required."),
-    Distractor("infection", "Urinalysis was bland and urine culture grew mixed flora consistent with "
-               "contamination, so antibiotics for UTI were not started."),
-    Distractor("cdiff", "{He} had a few loose stools after bowel regimen; C. difficile testing was negative and "
-               "symptoms resolved."),
+    Distractor(
+        "cardiac", "TTE showed preserved biventricular function with LVEF {ef_ok}% and no significant valvular disease."
+    ),
+    Distractor(
+        "anemia", "Hemoglobin remained stable at {hgb_ok} with no signs of bleeding, and no transfusion was required."
+    ),
+    Distractor(
+        "infection",
+        "Urinalysis was bland and urine culture grew mixed flora consistent with "
+        "contamination, so antibiotics for UTI were not started.",
+    ),
+    Distractor(
+        "cdiff",
+        "{He} had a few loose stools after bowel regimen; C. difficile testing was negative and symptoms resolved.",
+    ),
     Distractor("cdiff", "{He} has a remote history of C. diff colitis after antibiotics, without recurrence."),
-    Distractor("nutrition", "Nutrition was consulted and found no evidence of malnutrition; diet was advanced as "
-               "tolerated."),
-    Distractor("etoh", "{He} reports rare social alcohol use; CIWA scores remained 0 and there were no signs of "
-               "withdrawal."),
-    Distractor("skin", "Skin exam on admission showed no pressure injuries; turning and offloading were "
-               "encouraged."),
-    Distractor("glucose", "Blood sugars were mildly elevated to the 200s on steroids and were covered with "
-               "an insulin sliding scale."),
-    Distractor("platelets", "Mild thrombocytopenia to 120s was noted, felt reactive, and platelets normalized "
-               "without intervention."),
+    Distractor(
+        "nutrition", "Nutrition was consulted and found no evidence of malnutrition; diet was advanced as tolerated."
+    ),
+    Distractor(
+        "etoh", "{He} reports rare social alcohol use; CIWA scores remained 0 and there were no signs of withdrawal."
+    ),
+    Distractor("skin", "Skin exam on admission showed no pressure injuries; turning and offloading were encouraged."),
+    Distractor(
+        "glucose",
+        "Blood sugars were mildly elevated to the 200s on steroids and were covered with an insulin sliding scale.",
+    ),
+    Distractor(
+        "platelets",
+        "Mild thrombocytopenia to 120s was noted, felt reactive, and platelets normalized without intervention.",
+    ),
     # Negated, historical or resolved mentions that reuse the active conditions' own words: a reader has
     # to notice the negation or the tense, counting words is not enough.
-    Distractor("resp", "Despite tachypnea on arrival there was no acute hypoxemic respiratory failure; {he} never "
-               "required BiPAP, high-flow nasal cannula or ICU transfer."),
-    Distractor("resp", "{He} had acute respiratory failure requiring intubation several years ago, but this "
-               "admission {he} saturated {spo2_ok}% on room air."),
-    Distractor("renal", "Urine sediment showed no muddy brown casts, arguing against acute tubular necrosis, and "
-               "creatinine stayed at {cr_base}."),
-    Distractor("renal", "{He} is not on hemodialysis and has no history of end-stage renal disease; renal function "
-               "was normal."),
-    Distractor("neuro", "Family was concerned about confusion, but {he} was at {his} cognitive baseline and there "
-               "was no encephalopathy or delirium."),
-    Distractor("vte", "{He} completed 6 months of {anticoag} for a provoked PE years ago without recurrence; no "
-               "anticoagulation was indicated now."),
-    Distractor("cardiac", "There is no history of heart failure; TTE showed LVEF {ef_ok}% and {he} was euvolemic "
-               "without diuretics."),
-    Distractor("nutrition", "Albumin was low at {albumin_low} in the setting of acute illness, but nutrition found "
-               "no criteria for malnutrition."),
-    Distractor("skin", "Wound care evaluated blanching sacral erythema, which was not a pressure ulcer; "
-               "offloading was continued."),
-    Distractor("sepsis", "Septic shock was considered in the ED, but {he} remained normotensive without "
-               "vasopressors and blood cultures were negative."),
-    Distractor("anemia", "{He} did not require transfusion of packed red cells; there was no evidence of acute blood "
-               "loss anemia and hemoglobin was stable at {hgb_ok}."),
-    Distractor("infection", "{He} has a history of recurrent urinary tract infections; urine culture this admission "
-               "showed no growth and no antibiotics were given."),
-    Distractor("etoh", "{He} has a remote history of alcohol withdrawal but has been abstinent for 10 years; there "
-               "were no signs of withdrawal."),
-    Distractor("lytes", "{He} has a history of SIADH; sodium was normal at {na_norm} throughout and no fluid "
-               "restriction was needed."),
+    Distractor(
+        "resp",
+        "Despite tachypnea on arrival there was no acute hypoxemic respiratory failure; {he} never "
+        "required BiPAP, high-flow nasal cannula or ICU transfer.",
+    ),
+    Distractor(
+        "resp",
+        "{He} had acute respiratory failure requiring intubation several years ago, but this "
+        "admission {he} saturated {spo2_ok}% on room air.",
+    ),
+    Distractor(
+        "renal",
+        "Urine sediment showed no muddy brown casts, arguing against acute tubular necrosis, and "
+        "creatinine stayed at {cr_base}.",
+    ),
+    Distractor(
+        "renal", "{He} is not on hemodialysis and has no history of end-stage renal disease; renal function was normal."
+    ),
+    Distractor(
+        "neuro",
+        "Family was concerned about confusion, but {he} was at {his} cognitive baseline and there "
+        "was no encephalopathy or delirium.",
+    ),
+    Distractor(
+        "vte",
+        "{He} completed 6 months of {anticoag} for a provoked PE years ago without recurrence; no "
+        "anticoagulation was indicated now.",
+    ),
+    Distractor(
+        "cardiac",
+        "There is no history of heart failure; TTE showed LVEF {ef_ok}% and {he} was euvolemic without diuretics.",
+    ),
+    Distractor(
+        "nutrition",
+        "Albumin was low at {albumin_low} in the setting of acute illness, but nutrition found "
+        "no criteria for malnutrition.",
+    ),
+    Distractor(
+        "skin",
+        "Wound care evaluated blanching sacral erythema, which was not a pressure ulcer; offloading was continued.",
+    ),
+    Distractor(
+        "sepsis",
+        "Septic shock was considered in the ED, but {he} remained normotensive without "
+        "vasopressors and blood cultures were negative.",
+    ),
+    Distractor(
+        "anemia",
+        "{He} did not require transfusion of packed red cells; there was no evidence of acute blood "
+        "loss anemia and hemoglobin was stable at {hgb_ok}.",
+    ),
+    Distractor(
+        "infection",
+        "{He} has a history of recurrent urinary tract infections; urine culture this admission "
+        "showed no growth and no antibiotics were given.",
+    ),
+    Distractor(
+        "etoh",
+        "{He} has a remote history of alcohol withdrawal but has been abstinent for 10 years; there "
+        "were no signs of withdrawal.",
+    ),
+    Distractor(
+        "lytes",
+        "{He} has a history of SIADH; sodium was normal at {na_norm} throughout and no fluid restriction was needed.",
+    ),
     Distractor("weight", "Weight was stable with BMI {bmi_over}; bariatric equipment was not required."),
-    Distractor("renal", "{His} course was not complicated by AKI, and creatinine remained {cr_base} despite "
-               "contrast; nephrotoxins were nonetheless avoided."),
-    Distractor("renal", "Medications were renally dosed for a mildly reduced clearance; {he} is not on HD and has "
-               "no ESRD."),
-    Distractor("lytes", "{He} did not develop hyponatremia despite hypotonic fluids, with sodium {na_norm} on "
-               "the last check."),
+    Distractor(
+        "renal",
+        "{His} course was not complicated by AKI, and creatinine remained {cr_base} despite "
+        "contrast; nephrotoxins were nonetheless avoided.",
+    ),
+    Distractor(
+        "renal", "Medications were renally dosed for a mildly reduced clearance; {he} is not on HD and has no ESRD."
+    ),
+    Distractor(
+        "lytes", "{He} did not develop hyponatremia despite hypotonic fluids, with sodium {na_norm} on the last check."
+    ),
     Distractor("resp", "{He} did not develop hypoxemia after sedation and was never transferred to the ICU."),
     Distractor("neuro", "{He} did not develop delirium or toxic-metabolic encephalopathy during the stay."),
-    Distractor("nutrition", "Calorie counts were initiated for a poor appetite, but intake was adequate without "
-               "muscle wasting, so malnutrition was not diagnosed and supplements were not needed."),
-    Distractor("skin", "Frequent repositioning, barrier cream and a protective dressing were used preventively; no "
-               "pressure ulcer developed."),
-    Distractor("cardiac", "Home carvedilol was continued for hypertension; there is no systolic dysfunction (EF "
-               "{ef_ok}%) and no HFrEF."),
-    Distractor("cdiff", "Oral vancomycin was not started because the C. difficile PCR was negative, and stools "
-               "were not frequent."),
+    Distractor(
+        "nutrition",
+        "Calorie counts were initiated for a poor appetite, but intake was adequate without "
+        "muscle wasting, so malnutrition was not diagnosed and supplements were not needed.",
+    ),
+    Distractor(
+        "skin",
+        "Frequent repositioning, barrier cream and a protective dressing were used preventively; no "
+        "pressure ulcer developed.",
+    ),
+    Distractor(
+        "cardiac",
+        "Home carvedilol was continued for hypertension; there is no systolic dysfunction (EF {ef_ok}%) and no HFrEF.",
+    ),
+    Distractor(
+        "cdiff",
+        "Oral vancomycin was not started because the C. difficile PCR was negative, and stools were not frequent.",
+    ),
     Distractor("anemia", "Hemoglobin was checked daily and remained stable; no units of blood were needed."),
-    Distractor("infection", "Urine culture grew <10,000 colonies of mixed flora, not consistent with urinary tract "
-               "infection, and no antibiotics were given."),
-    Distractor("etoh", "There was no tremor, diaphoresis or tachycardia to suggest withdrawal, and CIWA scores "
-               "stayed 0 on the once-daily checks."),
+    Distractor(
+        "infection",
+        "Urine culture grew <10,000 colonies of mixed flora, not consistent with urinary tract "
+        "infection, and no antibiotics were given.",
+    ),
+    Distractor(
+        "etoh",
+        "There was no tremor, diaphoresis or tachycardia to suggest withdrawal, and CIWA scores "
+        "stayed 0 on the once-daily checks.",
+    ),
     Distractor("weight", "Mobility was limited by knee pain rather than body habitus, with BMI {bmi_over}."),
-    Distractor("vte", "{He} developed {side} calf tenderness on hospital day {n_hosp}, but ultrasound showed no "
-               "DVT."),
-    Distractor("sepsis", "Lactate was {lactate_ok} and {he} never developed hypotension or tachycardia; sepsis was "
-               "ruled out."),
+    Distractor("vte", "{He} developed {side} calf tenderness on hospital day {n_hosp}, but ultrasound showed no DVT."),
+    Distractor(
+        "sepsis", "Lactate was {lactate_ok} and {he} never developed hypotension or tachycardia; sepsis was ruled out."
+    ),
 )
 
 CHRONIC: tuple[Chronic, ...] = (
-    Chronic("htn", "bp", "hypertension", "Hypertension",
-            ("Continued home amlodipine and lisinopril; blood pressures were well controlled.",
-             "BPs were in the 120s-140s on {his} home regimen."), "Amlodipine 10 mg PO DAILY"),
-    Chronic("hld", "lipids", "hyperlipidemia", "Hyperlipidemia",
-            ("Continued atorvastatin 40 mg daily.", "Continued home statin."), "Atorvastatin 40 mg PO QPM"),
-    Chronic("t2dm", "diabetes", "type 2 diabetes (A1c {a1c})", "Type 2 diabetes",
-            ("Home metformin was held and {he} was covered with an insulin sliding scale; metformin resumed on "
-             "leaving. A1c {a1c}.", "Diet-controlled; fingersticks were within goal."),
-            "MetFORMIN (Glucophage) 500 mg PO BID"),
-    Chronic("hypothyroid", "thyroid", "hypothyroidism", "Hypothyroidism",
-            ("Continued levothyroxine.", "TSH within normal limits; continued home levothyroxine."),
-            "Levothyroxine Sodium 75 mcg PO DAILY"),
+    Chronic(
+        "htn",
+        "bp",
+        "hypertension",
+        "Hypertension",
+        (
+            "Continued home amlodipine and lisinopril; blood pressures were well controlled.",
+            "BPs were in the 120s-140s on {his} home regimen.",
+        ),
+        "Amlodipine 10 mg PO DAILY",
+    ),
+    Chronic(
+        "hld",
+        "lipids",
+        "hyperlipidemia",
+        "Hyperlipidemia",
+        ("Continued atorvastatin 40 mg daily.", "Continued home statin."),
+        "Atorvastatin 40 mg PO QPM",
+    ),
+    Chronic(
+        "t2dm",
+        "diabetes",
+        "type 2 diabetes (A1c {a1c})",
+        "Type 2 diabetes",
+        (
+            "Home metformin was held and {he} was covered with an insulin sliding scale; metformin resumed on "
+            "leaving. A1c {a1c}.",
+            "Diet-controlled; fingersticks were within goal.",
+        ),
+        "MetFORMIN (Glucophage) 500 mg PO BID",
+    ),
+    Chronic(
+        "hypothyroid",
+        "thyroid",
+        "hypothyroidism",
+        "Hypothyroidism",
+        ("Continued levothyroxine.", "TSH within normal limits; continued home levothyroxine."),
+        "Levothyroxine Sodium 75 mcg PO DAILY",
+    ),
     Chronic("gerd", "gerd", "GERD", "GERD", ("Continued omeprazole.",), "Omeprazole 20 mg PO DAILY"),
-    Chronic("depression", "psych", "depression", "Depression",
-            ("Mood stable; continued home sertraline.",), "Sertraline 50 mg PO DAILY"),
-    Chronic("anxiety", "psych", "generalized anxiety disorder", "Anxiety",
-            ("Continued home escitalopram.",), "Escitalopram Oxalate 10 mg PO DAILY"),
-    Chronic("bph", "bph", "BPH", "BPH", ("Continued tamsulosin; voiding without difficulty.",),
-            "Tamsulosin 0.4 mg PO QHS"),
+    Chronic(
+        "depression",
+        "psych",
+        "depression",
+        "Depression",
+        ("Mood stable; continued home sertraline.",),
+        "Sertraline 50 mg PO DAILY",
+    ),
+    Chronic(
+        "anxiety",
+        "psych",
+        "generalized anxiety disorder",
+        "Anxiety",
+        ("Continued home escitalopram.",),
+        "Escitalopram Oxalate 10 mg PO DAILY",
+    ),
+    Chronic(
+        "bph", "bph", "BPH", "BPH", ("Continued tamsulosin; voiding without difficulty.",), "Tamsulosin 0.4 mg PO QHS"
+    ),
     Chronic("gout", "gout", "gout", "Gout", ("No flares; continued allopurinol.",), "Allopurinol 100 mg PO DAILY"),
     Chronic("osa", "osa", "obstructive sleep apnea", "OSA", ("Continued CPAP overnight.",), "CPAP at night"),
-    Chronic("oa", "oa", "osteoarthritis of the knees", "Osteoarthritis",
-            ("Pain controlled with standing acetaminophen.",), "Acetaminophen 650 mg PO Q6H:PRN pain"),
-    Chronic("cad", "cad", "coronary artery disease s/p PCI", "CAD",
-            ("No chest pain; continued aspirin and statin.",), "Aspirin 81 mg PO DAILY"),
-    Chronic("ckd3", "renal", "CKD stage 3a", "CKD stage 3",
-            ("Cr at {his} baseline of {cr_base}; medications were renally dosed.",), "Calcitriol 0.25 mcg PO DAILY"),
-    Chronic("obesity", "weight", "obesity (BMI {bmi_over})", "Obesity",
-            ("BMI {bmi_over}; lifestyle counseling was provided.",), "Multivitamin 1 TAB PO DAILY"),
-    Chronic("glaucoma", "eye", "glaucoma", "Glaucoma", ("Continued home eye drops.",),
-            "Latanoprost 0.005% Ophth Soln 1 DROP BOTH EYES QHS"),
-    Chronic("tobacco", "tobacco", "tobacco use", "Tobacco use",
-            ("Counseled on cessation; nicotine patch offered.",), "Nicotine Patch 14 mg TD DAILY"),
+    Chronic(
+        "oa",
+        "oa",
+        "osteoarthritis of the knees",
+        "Osteoarthritis",
+        ("Pain controlled with standing acetaminophen.",),
+        "Acetaminophen 650 mg PO Q6H:PRN pain",
+    ),
+    Chronic(
+        "cad",
+        "cad",
+        "coronary artery disease s/p PCI",
+        "CAD",
+        ("No chest pain; continued aspirin and statin.",),
+        "Aspirin 81 mg PO DAILY",
+    ),
+    Chronic(
+        "ckd3",
+        "renal",
+        "CKD stage 3a",
+        "CKD stage 3",
+        ("Cr at {his} baseline of {cr_base}; medications were renally dosed.",),
+        "Calcitriol 0.25 mcg PO DAILY",
+    ),
+    Chronic(
+        "obesity",
+        "weight",
+        "obesity (BMI {bmi_over})",
+        "Obesity",
+        ("BMI {bmi_over}; lifestyle counseling was provided.",),
+        "Multivitamin 1 TAB PO DAILY",
+    ),
+    Chronic(
+        "glaucoma",
+        "eye",
+        "glaucoma",
+        "Glaucoma",
+        ("Continued home eye drops.",),
+        "Latanoprost 0.005% Ophth Soln 1 DROP BOTH EYES QHS",
+    ),
+    Chronic(
+        "tobacco",
+        "tobacco",
+        "tobacco use",
+        "Tobacco use",
+        ("Counseled on cessation; nicotine patch offered.",),
+        "Nicotine Patch 14 mg TD DAILY",
+    ),
 )
 
 FILLER: tuple[str, ...] = (

@@ -25,7 +25,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from clinrl.drg.eval.evaluate import load_cases
+from clinrl.drg.prompts import render_prompt, truncate_course
+from clinrl.drg.rewards import EXACT, get_reward
 from clinrl.errors import ClinrlError, DataError, check_limit
+from clinrl.io import cut_torn_line, write_json_atomic
+from clinrl.llm.loading import load_causal_lm
 from clinrl.registry import Registry
 
 __all__ = [
@@ -99,7 +104,9 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
         if record["difficulty"] not in DIFFICULTIES:
             raise DataError(
                 f"difficulty must be one of {', '.join(DIFFICULTIES)}, got {record['difficulty']!r}",
-                path=path, row=number, field="difficulty",
+                path=path,
+                row=number,
+                field="difficulty",
             )
         records.append(record)
     return records
@@ -214,7 +221,6 @@ class DifficultyConfig:
 def read_cases(path: str | Path) -> list[dict[str, Any]]:
     """Cases ``{hadm_id, text, solution}`` of a parquet/JSONL split (:func:`clinrl.drg.eval.evaluate.load_cases`
     with a required ``hadm_id``, made a comparable key)."""
-    from clinrl.drg.eval.evaluate import load_cases
 
     return [{**case, "hadm_id": _key(case["hadm_id"])} for case in load_cases(path, require_id=True)]
 
@@ -253,7 +259,6 @@ def summarize(path: str | Path) -> dict[str, Any]:
 
 
 def _load_model(model_path: str | Path) -> tuple[Any, Any]:
-    from clinrl.llm.loading import load_causal_lm
 
     model, tokenizer = load_causal_lm(model_path)  # bfloat16 on CUDA, float32 on CPU; clear errors
     tokenizer.padding_side = "left"
@@ -272,10 +277,6 @@ def tag_dataset(
     ``<out>.summary.json``. Resumable: rerun with the same arguments to continue."""
     import torch
     from tqdm import tqdm
-
-    from clinrl.drg.prompts import render_prompt, truncate_course
-    from clinrl.drg.rewards import EXACT, get_reward
-    from clinrl.io import cut_torn_line, write_json_atomic
 
     config.validate()
     out = Path(out)
@@ -299,14 +300,14 @@ def tag_dataset(
     model, tokenizer = _load_model(model_path) if cases else (None, None)
     out.parent.mkdir(parents=True, exist_ok=True)
     new = Counter()
-    with out.open("a", encoding="utf-8") as fh, tqdm(
-        total=len(cases), desc="drg difficulty", unit="case", disable=not progress
-    ) as bar:
+    with (
+        out.open("a", encoding="utf-8") as fh,
+        tqdm(total=len(cases), desc="drg difficulty", unit="case", disable=not progress) as bar,
+    ):
         for start in range(0, len(cases), config.batch_size):
             batch = cases[start : start + config.batch_size]
             prompts = [
-                render_prompt(truncate_course(c["text"], tokenizer, config.max_prompt_tokens), tokenizer)
-                for c in batch
+                render_prompt(truncate_course(c["text"], tokenizer, config.max_prompt_tokens), tokenizer) for c in batch
             ]
             samples = _sample(model, tokenizer, prompts, config)
             for case, completions in zip(batch, samples):

@@ -43,15 +43,18 @@ import json
 import os
 import random
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from clinrl.drg.ontology import DRG, Ontology, load_ontology
-from clinrl.drg.prompts import SYSTEM_PROMPT, build_user_prompt, parse_completion
-from clinrl.drg.rewards import match_answer
+from clinrl.drg.prompts import SYSTEM_PROMPT, ParsedCompletion, build_user_prompt, parse_completion
+from clinrl.drg.rewards import CotFirstPenalty, match_answer
+from clinrl.drg.train.difficulty import _key, read_cases
 from clinrl.errors import ClinrlError, DataError, check_limit
 from clinrl.io import cut_torn_line, write_json_atomic
+from clinrl.llm.backends import SamplingParams
 from clinrl.registry import Registry
 
 __all__ = [
@@ -241,9 +244,6 @@ def distill_cot(
     ``description`` (a ``clinrl drg prepare``/``split`` output). ``on_chunk`` is called after each chunk."""
     from tqdm import tqdm
 
-    from clinrl.drg.train.difficulty import _key, read_cases
-    from clinrl.llm.backends import SamplingParams
-
     config.validate()
     onto = ontology if ontology is not None else load_ontology()
     out = Path(out)
@@ -348,7 +348,7 @@ class _Job:
     error: str | None = None  # the cause of a request error
 
     @classmethod
-    def of(cls, case: dict[str, Any], onto: Ontology, config: DistillConfig) -> "_Job":
+    def of(cls, case: dict[str, Any], onto: Ontology, config: DistillConfig) -> _Job:
         gold = onto.find(case["solution"])
         if gold is None:
             raise DataError(f"{case['solution']!r} is not an MS-DRG v34 description", row=case["hadm_id"])
@@ -363,8 +363,12 @@ class _Job:
     def record(self, config: DistillConfig, *, valid: bool) -> dict[str, Any]:
         out: dict[str, Any] = {"hadm_id": self.hadm_id, "variant": config.variant, "valid": valid}
         if valid:
-            out.update(explanation=self.reasoning, answer=self.answer, gold=self.gold.description,
-                       answer_first=self.answer_first)
+            out.update(
+                explanation=self.reasoning,
+                answer=self.answer,
+                gold=self.gold.description,
+                answer_first=self.answer_first,
+            )
         else:
             # a wrong answer is a DRG text; anything else may be free text, so only its start is kept
             answer = self.answer if self.reason == "wrong_answer" or self.answer is None else self.answer[:120]
@@ -410,14 +414,11 @@ def _run_chunk(
 
 def _answer_first(reasoning: str, answer: str, onto: Ontology) -> bool:
     """Whether the answer already appears in the first 50 words of the reasoning (the study's CoT-first test)."""
-    from clinrl.drg.prompts import ParsedCompletion
-    from clinrl.drg.rewards import CotFirstPenalty
 
     return CotFirstPenalty(onto).score(ParsedCompletion(reasoning, answer, True, 1, 1), None) < 0
 
 
 def _report(out, data, config, cases, skipped, todo, counts, reasons, attempt_reasons, torn, interrupted):
-    from clinrl.drg.train.difficulty import _key
 
     failures_path, _ = sidecar_paths(out)
     valid = {_key(r["hadm_id"]) for r in _read_jsonl(out)} if out.is_file() else set()

@@ -16,16 +16,30 @@ unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Literal
 
+from clinrl.drg.ontology import load_ontology
+from clinrl.drg.prompts import to_rl_rows
+from clinrl.drg.rewards import available_rewards, get_reward
+from clinrl.drg.train.difficulty import apply_curriculum, load_difficulty
 from clinrl.errors import ClinrlError
+from clinrl.llm import vllm_colocate
 from clinrl.llm.loading import load_tokenizer
 from clinrl.training import TRLRecipe, load_trainer_config, read_split, resume_checkpoint, train_and_save
 from clinrl.training import run_from_cli as _run_from_cli
 
-__all__ = ["CURRICULA", "SAMPLING_MODES", "DRGGRPOConfig", "build_rewards", "build_rl_dataset", "load_grpo_config", "train_grpo"]
+__all__ = [
+    "CURRICULA",
+    "SAMPLING_MODES",
+    "DRGGRPOConfig",
+    "build_rewards",
+    "build_rl_dataset",
+    "load_grpo_config",
+    "train_grpo",
+]
 
 SAMPLING_MODES = ("off", "neutral", "positive", "filter")
 CURRICULA = ("none", "drop_easy", "drop_hard", "drop_both", "easy_to_hard")
@@ -56,7 +70,6 @@ class DRGGRPOConfig(TRLRecipe):
     vllm_engine: dict[str, Any] = field(default_factory=dict)  # extra vllm.LLM keywords (colocate mode)
 
     def __post_init__(self) -> None:
-        from clinrl.drg.rewards import available_rewards
 
         super().__post_init__()
         unknown = [r for r in self.rewards if r not in available_rewards()]
@@ -87,27 +100,23 @@ def build_rl_dataset(cfg: DRGGRPOConfig, tokenizer: Any) -> tuple[Any, dict[str,
     (counts per difficulty, kept rows; None without a curriculum)."""
     from datasets import Dataset
 
-    from clinrl.drg.prompts import to_rl_rows
-
     frame = read_split(cfg.data, limit=cfg.limit)
     keep = [c for c in ("text", "solution", "hadm_id") if c in frame.columns]
     dataset = Dataset.from_pandas(frame[keep], preserve_index=False)
     dataset = dataset.map(
-        lambda ex: to_rl_rows(ex, tokenizer=tokenizer, max_prompt_tokens=cfg.max_prompt_tokens, strategy=cfg.truncation),
+        lambda ex: to_rl_rows(
+            ex, tokenizer=tokenizer, max_prompt_tokens=cfg.max_prompt_tokens, strategy=cfg.truncation
+        ),
         remove_columns=["text"],
         desc="prompts",
     )
     if cfg.curriculum != "none":
-        from clinrl.drg.train.difficulty import apply_curriculum, load_difficulty
-
         return apply_curriculum(dataset, load_difficulty(cfg.difficulty_file), cfg.curriculum)
     return dataset, None
 
 
 def build_rewards(cfg: DRGGRPOConfig, tokenizer: Any = None) -> list:
     """Our reward callables, in recipe order (one shared ontology)."""
-    from clinrl.drg.ontology import load_ontology
-    from clinrl.drg.rewards import get_reward
 
     ontology = load_ontology()
     options = {"cot_first_penalty": {"n_tokens": cfg.cot_first_tokens, "tokenizer": tokenizer}}
@@ -136,7 +145,9 @@ def _trainer(cfg: DRGGRPOConfig, args: Any, dataset: Any, tokenizer: Any, model:
         from clinrl.drg.train.sampling import ClinrlGRPOTrainer, SamplingConfig
     except ImportError:
         if cfg.sampling_mode != "off" or cfg.dr_grpo_normalizer is not None:
-            raise ClinrlError("sampling_mode and dr_grpo_normalizer need clinrl.drg.train.sampling, which is missing") from None
+            raise ClinrlError(
+                "sampling_mode and dr_grpo_normalizer need clinrl.drg.train.sampling, which is missing"
+            ) from None
         from trl import GRPOTrainer
 
         return GRPOTrainer(**common)
@@ -161,7 +172,6 @@ def train_grpo(
     ``model`` (an instance) replaces ``cfg.model`` as the policy; ``callbacks`` are added to the trainer.
     """
     from clinrl.drg.train.kl import CosineKLCallback
-    from clinrl.llm import vllm_colocate
 
     checkpoint = resume_checkpoint(cfg.output_dir, resume)
     tokenizer = load_tokenizer(cfg.model)

@@ -43,7 +43,7 @@ class CosineKLCallback(TrainerCallback):
         self.trainer: Any = None
         self.current = beta
 
-    def attach(self, trainer: Any) -> "CosineKLCallback":
+    def attach(self, trainer: Any) -> CosineKLCallback:
         """Register with ``trainer`` and remember it."""
         self.trainer = trainer
         trainer.add_callback(self)

@@ -50,10 +50,11 @@ TRL's ``completions/*`` length metrics describe the first-attempt generation.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import torch
 from trl import GRPOTrainer
@@ -120,7 +121,14 @@ class SamplingConfig:
 
 # what GRPOTrainer._generate returns, in order
 _GENERATE_OUTPUT = (
-    "prompt_ids", "completion_ids", "tool_mask", "completions", "logprobs", "extra_fields", "images", "tool_images"
+    "prompt_ids",
+    "completion_ids",
+    "tool_mask",
+    "completions",
+    "logprobs",
+    "extra_fields",
+    "images",
+    "tool_images",
 )
 
 
@@ -295,9 +303,7 @@ class ClinrlGRPOTrainer(GRPOTrainer):
             self._pending_extra_logs.update({k: list(v) for k, v in pending_logs.items()})
             self._pending_metrics.clear()
             self._pending_metrics.update({k: list(v) for k, v in pending_metrics.items()})
-            return GRPOTrainer._calculate_rewards(
-                self, inputs, prompts, state["completions"], state["completion_ids"]
-            )
+            return GRPOTrainer._calculate_rewards(self, inputs, prompts, state["completions"], state["completion_ids"])
 
         rewards_per_func = score()
         metrics = self._metrics["train"]
@@ -351,8 +357,16 @@ class ClinrlGRPOTrainer(GRPOTrainer):
         values["temperature_mean"] = sum(result.temperatures) / len(result.temperatures) if result.temperatures else 0.0
         if self.sampling.log_metrics:
             for name in (
-                "frac_degenerate_initial", "groups_resampled", "groups_fixed", "groups_still_degenerate", "rounds",
-                "attempts_mean", "attempts_max", "extra_completions", "extra_tokens", "extra_cost_ratio",
+                "frac_degenerate_initial",
+                "groups_resampled",
+                "groups_fixed",
+                "groups_still_degenerate",
+                "rounds",
+                "attempts_mean",
+                "attempts_max",
+                "extra_completions",
+                "extra_tokens",
+                "extra_cost_ratio",
                 "temperature_mean",
             ):
                 self._metrics["train"][f"resample/{name}"].append(values[name])

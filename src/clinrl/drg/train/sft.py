@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Literal
 
+from clinrl.drg.prompts import to_sft_rows
+from clinrl.drg.train.knowledge import knowledge_rows
 from clinrl.errors import DataError
 from clinrl.llm.loading import load_tokenizer
 from clinrl.training import TRLRecipe, load_trainer_config, read_split, resume_checkpoint, train_and_save
@@ -48,8 +51,10 @@ class DRGSFTConfig(TRLRecipe):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.training.get("max_length") is None:
-            raise ValueError("training.max_length must be set to a number (TRL's default of 1024 would cut notes, "
-                             "and without a cap TRL cannot report cut rows)")
+            raise ValueError(
+                "training.max_length must be set to a number (TRL's default of 1024 would cut notes, "
+                "and without a cap TRL cannot report cut rows)"
+            )
 
 
 def load_sft_config(path: str | Path, overrides: Any = ()) -> DRGSFTConfig:
@@ -93,9 +98,6 @@ def read_traces(path: str | Path) -> tuple[dict[str, str], dict[str, int]]:
 def build_sft_dataset(cfg: DRGSFTConfig, tokenizer: Any) -> tuple[Any, dict[str, int]]:
     """The SFT rows as a ``datasets.Dataset`` of ``{"prompt", "completion"}`` messages, and counts."""
     from datasets import Dataset
-
-    from clinrl.drg.train.knowledge import knowledge_rows
-    from clinrl.drg.prompts import to_sft_rows
 
     frame = read_split(cfg.data, limit=cfg.limit)
     counts: dict[str, int] = {"cases": len(frame)}
@@ -153,13 +155,20 @@ def train_sft(cfg: DRGSFTConfig, *, resume: bool = False, callbacks: Sequence[An
         log.warning(
             "%d of %d SFT rows are longer than max_length=%d tokens and will be cut (%d of them lose the whole "
             "completion and are dropped by TRL)",
-            counts["rows_longer_than_max_length"], len(dataset), max_length, counts["rows_prompt_fills_max_length"],
+            counts["rows_longer_than_max_length"],
+            len(dataset),
+            max_length,
+            counts["rows_prompt_fills_max_length"],
         )
     if counts.get("traces_dropped_tags"):
         log.warning("dropped %d traces that contain <think>/<answer> tags", counts["traces_dropped_tags"])
     args = cfg.training_arguments()
     trainer = SFTTrainer(
-        model=cfg.model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=cfg.lora.to_peft(),
+        model=cfg.model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=cfg.lora.to_peft(),
         callbacks=list(callbacks) or None,
     )
     return train_and_save(trainer, cfg, tokenizer, checkpoint, "sft_summary.json", counts)

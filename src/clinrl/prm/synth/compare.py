@@ -9,12 +9,13 @@ i.e. not in ``Original_content`` ("novel"). Hallucinated content should score lo
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from statistics import fmean
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
+from clinrl.prm.schema import ERROR_TYPES, LEVELS, Note
 from clinrl.prm.synth.labels import EditError, restore_gold
 from clinrl.prm.synth.lexicon import content_words
-from clinrl.prm.schema import ERROR_TYPES, LEVELS, Note
 
 __all__ = ["compare_error_sets", "comparison_table", "flatten_profile", "profile_error_set"]
 
@@ -94,9 +95,7 @@ def _support_figures(notes: Sequence[Note]) -> dict[str, dict[str, Any]]:
     }
 
 
-def profile_error_set(
-    notes: Sequence[Note], gold: Iterable[Note] | Mapping[str, Note] | None = None
-) -> dict[str, Any]:
+def profile_error_set(notes: Sequence[Note], gold: Iterable[Note] | Mapping[str, Note] | None = None) -> dict[str, Any]:
     """Figures describing an error set. Gold notes (by ``Case_id``) are rebuilt from the edits if not given."""
     n_swaps = sum(len(n.swaps) for n in notes)
     type_counts = Counter((s.level, s.error_type) for n in notes for s in n.swaps)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
+from typing import Optional
 
 from clinrl.errors import ClinrlError
 from clinrl.prm.synth.lexicon import (
@@ -51,7 +52,7 @@ class TextPool:
     steps: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # kind -> (case_id, step)
 
     @classmethod
-    def from_notes(cls, notes: Iterable) -> "TextPool":
+    def from_notes(cls, notes: Iterable) -> TextPool:
         pool = cls()
         for note in notes:
             for problem in note.problems:
@@ -291,7 +292,7 @@ def qualify_header(text: str, ctx: RewriteContext, rng: random.Random) -> str:
     m = _QUALIFIER_RE.match(text)
     if m:
         other = _pick(rng, _QUALIFIERS, m.group(1))
-        return f"{other} {text[m.end():]}"
+        return f"{other} {text[m.end() :]}"
     return f"{rng.choice(_QUALIFIERS)} {text[:1].lower() + text[1:] if text[1:2].islower() else text}"
 
 
@@ -457,8 +458,15 @@ def vague_header(text: str, ctx: RewriteContext, rng: random.Random) -> str:
 OPERATORS: dict[tuple[str, str], tuple[tuple[tuple[Operator, float], ...], Operator]] = {
     ("Step", "Hallucination"): (((pool_step, 1.0), (add_finding, 1.5), (add_plan, 1.5)), add_content),
     ("Step", "Factual Inaccuracy"): (
-        ((change_number, 2.0), (swap_drug, 2.5), (swap_test, 1.5), (swap_opposite, 1.5), (swap_timing, 1.5),
-         (swap_term, 1.0), (toggle_negation, 0.6)),
+        (
+            (change_number, 2.0),
+            (swap_drug, 2.5),
+            (swap_test, 1.5),
+            (swap_opposite, 1.5),
+            (swap_timing, 1.5),
+            (swap_term, 1.0),
+            (toggle_negation, 0.6),
+        ),
         negate_whole,
     ),  # fmt: skip
     ("Step", "Unhelpful"): (((vague_step, 1.5), (strip_specifics, 1.5)), vague_step),

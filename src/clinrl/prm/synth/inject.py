@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Mapping, Protocol, Sequence, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from clinrl.errors import ClinrlError, DataError, shown_id
+from clinrl.prm.schema import ERROR_TYPES, Note, Removal, Swap
 from clinrl.prm.synth.edits import RewriteContext, TextPool, rewrite
 from clinrl.prm.synth.labels import clone_problem, number_key, relabel
-from clinrl.prm.schema import ERROR_TYPES, Note, Removal, Swap
 
 __all__ = [
     "EditPlan",

@@ -23,8 +23,9 @@ reports exactly these five; ``count_noop_swaps=True`` reproduces every stored la
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Literal
 
 from clinrl.errors import DataError
 from clinrl.prm.schema import Note, Problem, Step
@@ -83,7 +84,7 @@ class _Edits:
     problem_removed: bool = False
 
     @classmethod
-    def of(cls, note: Note, count_noop_swaps: bool = False) -> "_Edits":
+    def of(cls, note: Note, count_noop_swaps: bool = False) -> _Edits:
         edits = cls()
         for swap in note.swaps:
             key = (swap.problem_no, swap.step_no or "")

@@ -23,11 +23,15 @@ import json
 import random
 import re
 from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from clinrl.errors import ClinrlError, DataError, describe_value, shown_id
+from clinrl.llm.backends import SamplingParams
+from clinrl.prm.format import PRMFormatError, SpecialTokens, _token_pattern, render_prm_string
+from clinrl.prm.schema import ERROR_TYPES, LEVELS, Note, Swap
 from clinrl.prm.synth.inject import (
     EditPlan,
     NoteTooSmallError,
@@ -38,7 +42,7 @@ from clinrl.prm.synth.inject import (
     choose_removals,
     choose_swap_targets,
 )
-from clinrl.prm.schema import ERROR_TYPES, LEVELS, Note, Swap
+from clinrl.prm.synth.labels import check_label_consistency
 from clinrl.registry import Registry
 
 __all__ = [
@@ -145,12 +149,12 @@ def build_error_prompt(gold: Note, error_type: str, targets: Sequence[SwapTarget
     example = {"Error_level": "Step", "Problem_no": "1", "Step_no": "2", "Error_type": error_type,
                "Original_content": "<the original text, copied exactly>", "New_content": "<the edited text>"}  # fmt: skip
     user = (
-        f"Error type: {error_type}.\n- For a step (Error_level \"Step\"): {step_rule}\n"
-        f"- For a problem header (Error_level \"Problem\"): {header_rule}\n\n"
+        f'Error type: {error_type}.\n- For a step (Error_level "Step"): {step_rule}\n'
+        f'- For a problem header (Error_level "Problem"): {header_rule}\n\n'
         f"DIALOGUE:\n{gold.dialogue}\n\nCLINICAL NOTE (Assessment and Plan):\n{_note_listing(gold)}\n\n"
         f"Edit exactly these positions, each on its own, so that each contains a {error_type} error:\n"
         + "\n".join(wanted)
-        + "\n\nReturn one JSON object {\"Swapped_info\": [...]} with one item per position, like\n"
+        + '\n\nReturn one JSON object {"Swapped_info": [...]} with one item per position, like\n'
         f"{json.dumps(example, ensure_ascii=False)}\n"
         "Leave out Step_no for a problem header. Each New_content is one line, in the style and about the length "
         "of the original. Return nothing but the JSON."
@@ -208,7 +212,12 @@ def _bad_text(new: str, original: str, token_pattern: re.Pattern[str] | None) ->
 
 
 def parse_swaps(
-    answer: str, gold: Note, error_type: str, targets: Sequence[SwapTarget], *, token_pattern: re.Pattern[str] | None = None
+    answer: str,
+    gold: Note,
+    error_type: str,
+    targets: Sequence[SwapTarget],
+    *,
+    token_pattern: re.Pattern[str] | None = None,
 ) -> list[Swap]:
     """The swaps of one model answer, validated (see the module docstring), in ``targets`` order.
 
@@ -225,7 +234,6 @@ def parse_swaps(
 
 @lru_cache(maxsize=1)
 def _llama3_pattern() -> re.Pattern[str]:
-    from clinrl.prm.format import SpecialTokens, _token_pattern
 
     return _token_pattern(SpecialTokens.llama3())[0]
 
@@ -239,7 +247,7 @@ def _parse_swaps(answer, gold, error_type, targets, token_pattern) -> list[Swap]
     if isinstance(payload, dict) and items is None and "Error_level" in payload:
         items = [payload]  # a single edit without the wrapper
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise _Invalid("schema", "expected {\"Swapped_info\": [objects]}")
+        raise _Invalid("schema", 'expected {"Swapped_info": [objects]}')
     positions = {(p.no, None): p.header for p in gold.problems}
     positions.update({(p.no, s.no): s.text for p in gold.problems for s in p.steps})
     asked = {(t.problem_no, t.step_no) for t in targets}
@@ -254,7 +262,9 @@ def _parse_swaps(answer, gold, error_type, targets, token_pattern) -> list[Swap]
         if (level == "Step") != (step_no is not None) or (step_raw not in (None, "") and step_no is None):
             raise _Invalid("schema", f"Step_no does not fit Error_level {level!r}")
         if item.get("Error_type") != error_type:
-            raise _Invalid("wrong_error_type", f"asked for {error_type!r}, got {describe_value(item.get('Error_type'))}")
+            raise _Invalid(
+                "wrong_error_type", f"asked for {error_type!r}, got {describe_value(item.get('Error_type'))}"
+            )
         key = (problem_no, step_no)
         if key not in positions:
             raise _Invalid("unknown_target", f"the note has no {level.lower()} at {key}")
@@ -300,7 +310,9 @@ class _Draft:
     def plan(self) -> EditPlan:
         queues = {t: list(s) for t, s in self.swaps.items()}
         swaps = [queues[error_type].pop(0) for _, error_type in self.targets]
-        return EditPlan(swaps=swaps, step_removals=list(self.step_removals), problem_removals=list(self.problem_removals))
+        return EditPlan(
+            swaps=swaps, step_removals=list(self.step_removals), problem_removals=list(self.problem_removals)
+        )
 
 
 def _weighted_type(rng: random.Random, weights: Mapping[str, float]) -> str:
@@ -317,7 +329,6 @@ class LLMErrorSynthesizer:
 
     def __init__(self, backend: Any, config: SynthConfig | None = None, llm: LLMSynthConfig | None = None,
                  *, tokens: Any = None):  # fmt: skip
-        from clinrl.prm.format import SpecialTokens, _token_pattern
 
         self.backend = backend
         self.config = config or SynthConfig()
@@ -351,7 +362,6 @@ class LLMErrorSynthesizer:
     def fill(self, drafts: Sequence[_Draft]) -> None:
         """Ask the model for every draft's swaps, one prompt per (draft, error type), retrying invalid answers;
         a draft that stays invalid gets ``reason`` set."""
-        from clinrl.llm.backends import SamplingParams
 
         base = SamplingParams(n=1, temperature=self.llm.temperature, top_p=self.llm.top_p,
                               max_new_tokens=self.llm.max_tokens)  # fmt: skip
@@ -411,8 +421,9 @@ class LLMSynthResult:
             "samples": len(self.notes),
             "rejected": len(self.rejected),
             "rejects_by_reason": self.rejects_by_reason,
-            "invalid_answers_by_reason": {k.split(":", 1)[1]: v for k, v in sorted(self.stats.items())
-                                          if k.startswith("invalid:")},  # fmt: skip
+            "invalid_answers_by_reason": {
+                k.split(":", 1)[1]: v for k, v in sorted(self.stats.items()) if k.startswith("invalid:")
+            },  # fmt: skip
             "requests": self.stats["requests"],
             "skipped_too_small": self.skipped,
             "rejected_samples": self.rejected,
@@ -422,8 +433,6 @@ class LLMSynthResult:
 def finish_sample(gold: Note, plan: EditPlan, sample_no: int, tokens: Any) -> Note:
     """Apply ``plan`` with our code, then require label consistency (against the gold) and a renderable
     PRM string; raises :class:`LLMRejectedError` (apply_failed / label_inconsistent / unrenderable)."""
-    from clinrl.prm.format import PRMFormatError, render_prm_string
-    from clinrl.prm.synth.labels import check_label_consistency
 
     try:
         note = apply_plan(gold, plan, sample_no=sample_no)
@@ -471,7 +480,7 @@ def synthesize_with_llm(
                     raise
                 result.skipped.append(key)
         synthesizer.fill([d for *_, d in drafts])
-        for index, gold, k, draft in drafts:
+        for _index, gold, k, draft in drafts:
             try:
                 if draft.reason is not None:
                     raise LLMRejectedError(draft.reason)

@@ -8,13 +8,16 @@ labels, re-checks every label, and writes the samples; with a model it also writ
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from clinrl.errors import ClinrlError
-from clinrl.prm.schema import Note
-from clinrl.prm.synth.inject import SynthConfig
+from clinrl.io import write_json_atomic
+from clinrl.prm.schema import Note, load_notes, save_notes
+from clinrl.prm.synth.inject import SynthConfig, synthesize
+from clinrl.prm.synth.labels import check_label_consistency
+from clinrl.prm.synth.llm_inject import LLMErrorSynthesizer, LLMSynthConfig, synthesize_with_llm
 
 __all__ = ["SynthErrorsRun", "synthesize_error_file"]
 
@@ -51,21 +54,14 @@ def synthesize_error_file(
     Else the model writes the edits with ``llm`` (:class:`clinrl.prm.synth.llm_inject.LLMSynthConfig`) and
     ``<out>.report.json`` gets the counts plus ``report_extra`` (e.g. endpoint and model name; never a key).
     Samples that fail the label check are a bug in our code, never written (RuntimeError)."""
-    from clinrl.prm.schema import load_notes, save_notes
-    from clinrl.prm.synth.inject import synthesize
-    from clinrl.prm.synth.labels import check_label_consistency
 
-    config = config or SynthConfig()
-    if config.min_swaps > config.max_swaps:
-        raise ClinrlError(f"--min-swaps ({config.min_swaps}) is larger than --max-swaps ({config.max_swaps})")
+    config = config or SynthConfig()  # validated in SynthConfig.__post_init__
     gold_notes = load_notes(gold) if isinstance(gold, (str, Path)) else list(gold)
     llm_report = None
     if client is None:
         pool_notes = load_notes(pool) if pool is not None else None
         result = synthesize(gold_notes, per_note, seed=seed, pool=pool_notes, config=config, progress=progress)
     else:
-        from clinrl.prm.synth.llm_inject import LLMErrorSynthesizer, LLMSynthConfig, synthesize_with_llm
-
         synthesizer = LLMErrorSynthesizer(client, config, llm or LLMSynthConfig(seed=seed))
         result = synthesize_with_llm(gold_notes, per_note, synthesizer, seed=seed, progress=progress)
         llm_report = result.to_dict()
@@ -75,8 +71,6 @@ def synthesize_error_file(
     save_notes(result.notes, out)
     run = SynthErrorsRun(list(result.notes), gold_notes, list(result.skipped), out, llm_report)
     if llm_report is not None:
-        from clinrl.io import write_json_atomic
-
         run.report_path = out.with_name(out.name + ".report.json")
         write_json_atomic(run.report_path, {**(report_extra or {}), **llm_report})
     return run
