@@ -1,6 +1,10 @@
 """The ``clinrl`` command line. Each group lives in its own module; this one wires them together.
 
 User mistakes (:class:`clinrl.errors.ClinrlError`) print one clear line and exit with status 2.
+
+The commands only parse and call the Python API. Each imports what it runs inside its own body (the one
+place where clinrl's own modules are imported lazily as a rule): the library pulls pandas, torch,
+transformers or TRL, and ``clinrl --help``, a usage error or ``--show-config`` must not wait for them.
 """
 
 from __future__ import annotations

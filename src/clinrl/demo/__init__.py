@@ -40,7 +40,7 @@ def run_demo(
     """Run the demo into ``out``; write ``summary.json`` and ``report.html``; return the summary."""
     import torch
 
-    from clinrl.demo.report import write_report
+    from clinrl.demo.report import write_report  # lazy: a cycle: the part imports this package
 
     cfg = config or DemoConfig()
     out = Path(out)
@@ -48,14 +48,14 @@ def run_demo(
     summary: dict[str, Any] = {}
     start = time.perf_counter()
     if "drg" in parts:
-        from clinrl.demo.drg import run_drg
+        from clinrl.demo.drg import run_drg  # lazy: a cycle: the part imports this package
 
         t = time.perf_counter()
         torch.set_num_threads(cfg.drg_threads)
         summary["drg"] = run_drg(out / "drg", cfg, _section, console)
         seconds["drg"] = round(time.perf_counter() - t, 1)
     if "prm" in parts:
-        from clinrl.demo.prm import run_prm
+        from clinrl.demo.prm import run_prm  # lazy: a cycle: the part imports this package
 
         t = time.perf_counter()
         torch.set_num_threads(cfg.prm_threads)

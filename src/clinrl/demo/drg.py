@@ -26,7 +26,7 @@ Section = Callable[[str], None]
 
 def run_drg(out: Path, cfg: DemoConfig, section: Section, console: Any) -> dict[str, Any]:
     """Run every DRG stage under ``out``; return the summary (flow, split, rewards, training, metrics)."""
-    from clinrl.drg.prep.mimic import print_summary
+    from clinrl.drg.prep.mimic import print_summary  # lazy: pulls pandas
 
     section("DRG 1/5  synthetic MIMIC-IV-shaped notes → prepare (hospital course, v34 labels, exclusion flow)")
     ws = build_tiny_workspace(out, n_notes=cfg.n_notes, classes=cfg.classes, seed=cfg.seed, quiet=False)

@@ -79,8 +79,8 @@ def build_tiny_workspace(
     """Create (idempotently) data, split, tokenizer and random-init model under ``out``."""
     import pandas as pd
 
-    from clinrl.drg.prep.mimic import prepare
-    from clinrl.drg.prep.split import SplitConfig, split_prepared
+    from clinrl.drg.prep.mimic import prepare  # lazy: pulls pandas
+    from clinrl.drg.prep.split import SplitConfig, split_prepared  # lazy: pulls pandas
 
     ws = TinyWorkspace(Path(out))
     if not (ws.split / "rl.parquet").is_file():

@@ -286,7 +286,7 @@ def _prefix_ids(scorer: PRMScorer, dialogue: str) -> list[int]:
 
 def _score_causal(scorer: PRMScorer, dialogue: str, notes: list[Note]) -> list[NoteScore]:
     """Group the notes by their token prefix (same dialogue after any cut), then fast path or reference."""
-    from clinrl.prm import fastpath
+    from clinrl.prm import fastpath  # lazy: pulls torch
 
     cfg = scorer.config
     encoded = [_encode_causal(scorer, n, dialogue) for n in notes]
@@ -307,7 +307,7 @@ def _score_group(
     scorer: PRMScorer, prefix: list[int], sequences: list[list[int]], positions: list[list[int]]
 ) -> list[tuple[list[float], list[str] | None]]:
     """P(+) per slot for sequences that all start with ``prefix`` (empty: no sharing, reference path)."""
-    from clinrl.prm import fastpath
+    from clinrl.prm import fastpath  # lazy: pulls torch
 
     cfg, model = scorer.config, scorer.model
     pm = (scorer.ids.plus, scorer.ids.minus)

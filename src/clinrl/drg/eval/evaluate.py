@@ -65,7 +65,7 @@ def load_cases(data: Any, limit: int | None = None, *, require_id: bool = False)
     ``limit`` rows. Raises DataError for an unreadable file, a missing column or a repeated hadm_id."""
     import pandas as pd
 
-    from clinrl.drg.prep.split import add_solution
+    from clinrl.drg.prep.split import add_solution  # lazy: pulls pandas
 
     check_limit(limit)
     path = None

@@ -142,7 +142,7 @@ def _trainer(cfg: DRGGRPOConfig, args: Any, dataset: Any, tokenizer: Any, model:
         peft_config=cfg.lora.to_peft(),
     )
     try:
-        from clinrl.drg.train.sampling import ClinrlGRPOTrainer, SamplingConfig
+        from clinrl.drg.train.sampling import ClinrlGRPOTrainer, SamplingConfig  # lazy: pulls torch and TRL
     except ImportError:
         if cfg.sampling_mode != "off" or cfg.dr_grpo_normalizer is not None:
             raise ClinrlError(
@@ -171,7 +171,7 @@ def train_grpo(
 
     ``model`` (an instance) replaces ``cfg.model`` as the policy; ``callbacks`` are added to the trainer.
     """
-    from clinrl.drg.train.kl import CosineKLCallback
+    from clinrl.drg.train.kl import CosineKLCallback  # lazy: pulls transformers
 
     checkpoint = resume_checkpoint(cfg.output_dir, resume)
     tokenizer = load_tokenizer(cfg.model)
