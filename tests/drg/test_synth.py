@@ -16,6 +16,7 @@ from clinrl.drg.ontology import CCMCC, load_ontology
 from clinrl.drg.prep.course import SECTION_HEADERS, extract_course, word_count
 from clinrl.drg.synth import vocab as synth_vocab
 from clinrl.drg.synth.bases import BASES
+from clinrl.drg.synth.classes import DEFAULT_CLASSES, select_classes, supported_classes, unmappable_descriptions
 from clinrl.drg.synth.generate import (
     DISCHARGE_COLUMNS,
     DRGCODES_COLUMNS,
@@ -25,7 +26,6 @@ from clinrl.drg.synth.generate import (
     max_classes,
     write_synthetic,
 )
-from clinrl.drg.synth.labels import DEFAULT_CLASSES, select_classes, supported_classes, unmappable_descriptions
 from clinrl.drg.synth.note import (
     PRONOUNS,
     SYNTHETIC_BANNER,

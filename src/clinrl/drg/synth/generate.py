@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from clinrl.drg.ontology import CCMCC
-from clinrl.drg.synth.labels import (
+from clinrl.drg.synth.classes import (
     DEFAULT_CLASSES,
     SynthClass,
     select_classes,
@@ -107,7 +107,7 @@ class SynthSummary:
 def generator_fingerprint() -> str:
     """A hash of the generator's code and phrase tables: same fingerprint and seed, same files."""
     digest = hashlib.sha256()
-    for name in ("generate.py", "bases.py", "labels.py", "note.py", "vocab.py"):
+    for name in ("generate.py", "bases.py", "classes.py", "note.py", "vocab.py"):
         digest.update((Path(__file__).parent / name).read_bytes())
     return digest.hexdigest()[:16]
 
