@@ -10,6 +10,7 @@ import torch
 from datasets import Dataset
 
 from clinrl.drg.ontology import load_ontology
+from clinrl.drg.prep.cases import case_key
 from clinrl.drg.prompts import format_completion
 from clinrl.drg.train import difficulty as diff
 from clinrl.drg.train.difficulty import (
@@ -262,9 +263,9 @@ def test_large_ids_stay_distinct_keys():
     import numpy as np
 
     big = 2**53 + 1
-    assert diff._key(big) == big and diff._key(np.int64(big)) == big and diff._key(str(big)) == big
-    assert diff._key(big) != diff._key(big - 1)
-    assert diff._key(20_000_001.0) == 20_000_001
+    assert case_key(big) == big and case_key(np.int64(big)) == big and case_key(str(big)) == big
+    assert case_key(big) != case_key(big - 1)
+    assert case_key(20_000_001.0) == 20_000_001
 
 
 def test_resuming_a_tag_file_of_the_old_hard_rule_is_refused(tiny_model_dir, cases_path, tmp_path):

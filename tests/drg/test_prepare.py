@@ -14,7 +14,7 @@ import pytest
 from clinrl.cli import main
 from clinrl.drg.ontology import load_ontology
 from clinrl.drg.prep.mimic import FLOW_KEYS, prepare
-from clinrl.drg.prep.splitting import stratified_split
+from clinrl.drg.prep.stratify import stratified_split
 from clinrl.errors import ClinrlError, DataError
 from tests.drg.mimic_fixture import (
     DRG_HEADER,

@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clinrl.drg.eval.evaluate import load_cases, run_eval
+from clinrl.drg.eval.evaluate import run_eval
+from clinrl.drg.prep.cases import load_cases
 from clinrl.drg.prep.mimic import prepare
 from clinrl.drg.prep.split import SplitConfig, split_prepared
 from clinrl.drg.prompts import format_completion

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clinrl.drg.prep.splitting import allocate_test_counts, stratified_sample, stratified_split
+from clinrl.drg.prep.stratify import allocate_test_counts, stratified_sample, stratified_split
 
 
 def _labels(sizes: dict[str, int], seed: int = 0) -> list[str]:

@@ -31,10 +31,9 @@ from typing import Any
 from clinrl.drg.eval.constrained import answer_regex, transformers_constraint
 from clinrl.drg.eval.metrics import TARGETS, read_generations, score_generations
 from clinrl.drg.eval.plots import find_trainer_state, plot_cc_mcc_confusion, plot_training_curves
-from clinrl.drg.ontology import load_ontology
-from clinrl.drg.prep.prepared import check_prepared_input
+from clinrl.drg.prep.cases import load_cases
 from clinrl.drg.prompts import build_messages, truncate_course
-from clinrl.errors import ClinrlError, DataError, check_limit
+from clinrl.errors import ClinrlError, DataError
 from clinrl.io import cut_torn_line, write_json_atomic, write_text_atomic
 from clinrl.llm.backends import GenerationBackend, SamplingParams
 
@@ -43,7 +42,6 @@ __all__ = [
     "case_messages",
     "constrain_backend",
     "evaluate_prompts",
-    "load_cases",
     "merge_shards",
     "parse_shard",
     "prompt_budget",
@@ -57,55 +55,6 @@ GENERATIONS = "generations.jsonl"
 _SAMPLING_KEYS = ("n", "temperature", "top_p", "max_new_tokens", "seed", "constrained", "max_prompt_tokens")
 # batches and their seeds follow from these: a resumed run must keep them too
 _BATCH_KEYS = ("batch_size", "shard", "n_cases_total")
-
-
-def load_cases(data: Any, limit: int | None = None, *, require_id: bool = False) -> list[dict[str, Any]]:
-    """Cases ``{hadm_id, text, solution}`` from a DataFrame or a parquet/JSONL file (``solution`` from
-    ``description`` when absent; ``hadm_id`` defaults to the row number unless ``require_id``); the first
-    ``limit`` rows. Raises DataError for an unreadable file, a missing column or a repeated hadm_id."""
-    import pandas as pd
-
-    from clinrl.drg.prep.split import add_solution  # lazy: pulls pandas
-
-    check_limit(limit)
-    path = None
-    if isinstance(data, pd.DataFrame):
-        frame = data
-    else:
-        path = Path(data)
-        if not path.is_file():
-            raise DataError("file not found", path=path)
-        try:
-            frame = pd.read_json(path, lines=True) if path.suffix in (".jsonl", ".json") else pd.read_parquet(path)
-        except Exception as err:  # pandas/pyarrow raise several types for unreadable input
-            raise DataError(f"cannot read ({type(err).__name__}: {err})", path=path) from None
-
-        check_prepared_input(path)  # a `drg prepare` output must come from one finished run
-    if limit is not None:
-        frame = frame.head(limit)
-    if "text" not in frame.columns:
-        raise DataError("missing column", path=path, field="text")
-    if "hadm_id" not in frame.columns:
-        if require_id:
-            raise DataError("missing column", path=path, field="hadm_id")
-        frame = frame.assign(hadm_id=range(1, len(frame) + 1))
-    if "solution" not in frame.columns:
-        if "description" not in frame.columns:
-            raise DataError("missing column (need solution or description)", path=path, field="solution")
-        frame = add_solution(frame, load_ontology(), path=path)
-    ids = [_plain(h) for h in frame["hadm_id"].tolist()]
-    if len(set(map(str, ids))) != len(ids):
-        raise DataError("repeated hadm_id (cases are keyed on it)", path=path, field="hadm_id")
-    return [{"hadm_id": h, "text": t, "solution": s} for h, t, s in zip(ids, frame["text"], frame["solution"])]
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars → Python ints/strings, so that ids survive a JSON round trip unchanged."""
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return value
 
 
 def prompt_budget(backend: Any, params: SamplingParams, max_prompt_tokens: int | None) -> int | None:

@@ -15,7 +15,7 @@ Steps, each counted in ``flow.json`` (``notes_read`` = ``kept`` + every ``droppe
 7. map the description to v34 → ``dropped_unmapped_drg`` (mapping table says NaN, description unknown,
    or the admission's HCFA rows disagree; see :func:`~clinrl.drg.prep.mimic_io.resolve_hcfa_labels`);
 8. classes with fewer than ``min_class_count`` notes → ``dropped_rare_class``;
-9. stratified split (:func:`clinrl.drg.prep.splitting.stratified_split`).
+9. stratified split (:func:`clinrl.drg.prep.stratify.stratified_split`).
 
 One note per admission (step 5) because the label is the admission's and every later step keys on
 ``hadm_id`` (``drg split``, ``drg eval``, ``drg difficulty``, trace joins, curricula): several notes of
@@ -71,7 +71,7 @@ from clinrl.drg.prep.mimic_io import (
     resolve_hcfa_labels,
 )
 from clinrl.drg.prep.prepared import RUN_KEY, SPILL_PREFIX, remove_previous_outputs, remove_stale_spills
-from clinrl.drg.prep.splitting import stratified_split
+from clinrl.drg.prep.stratify import stratified_split
 from clinrl.errors import ClinrlError, DataError
 from clinrl.io import atomic_path, write_json_atomic
 

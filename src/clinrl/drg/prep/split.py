@@ -26,7 +26,7 @@ import pandas as pd
 from clinrl.cards import data_kind, write_dataset_card
 from clinrl.drg.ontology import Ontology, load_ontology
 from clinrl.drg.prep.prepared import check_prepared_input
-from clinrl.drg.prep.splitting import stratified_sample, stratified_split
+from clinrl.drg.prep.stratify import stratified_sample, stratified_split
 from clinrl.errors import ClinrlError, DataError
 from clinrl.io import atomic_path, read_parquet_checked, write_json_atomic
 

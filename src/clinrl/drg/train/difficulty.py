@@ -17,15 +17,13 @@ an interrupted run resumes where it stopped (cases already in the file are skipp
 from __future__ import annotations
 
 import json
-import math
-import numbers
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from clinrl.drg.eval.evaluate import load_cases
+from clinrl.drg.prep.cases import case_key, read_cases
 from clinrl.drg.prompts import render_prompt, truncate_course
 from clinrl.drg.rewards import EXACT, get_reward
 from clinrl.errors import ClinrlError, DataError, check_limit
@@ -42,7 +40,6 @@ __all__ = [
     "curriculum_preserves_order",
     "difficulty_of",
     "load_difficulty",
-    "read_cases",
     "summarize",
     "tag_dataset",
 ]
@@ -61,23 +58,6 @@ def difficulty_of(rewards: Sequence[float], correct: Sequence[bool]) -> str:
     if not any(correct) and max(rewards) == min(rewards):
         return "hard"
     return "mixed"
-
-
-def _key(value: Any) -> Any:
-    """A hadm_id as a comparable key: integral numbers (and digit strings) as int, else the string."""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, numbers.Integral):  # exact: float() would merge ids above 2**53
-        return int(value)
-    if isinstance(value, str):
-        return int(value) if value.strip().lstrip("-").isdigit() else value
-    try:
-        as_float = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if math.isfinite(as_float) and as_float == int(as_float):
-        return int(as_float)
-    return str(value)
 
 
 # --------------------------------------------------------------------------- reading tags
@@ -117,7 +97,7 @@ def load_difficulty(path: str | Path) -> dict[Any, str]:
     path = Path(path)
     if not path.is_file():
         raise DataError("difficulty file not found", path=path)
-    return {_key(r["hadm_id"]): r["difficulty"] for r in _read_records(path)}
+    return {case_key(r["hadm_id"]): r["difficulty"] for r in _read_records(path)}
 
 
 # --------------------------------------------------------------------------- curricula
@@ -166,7 +146,7 @@ def apply_curriculum(
     if id_field not in columns:
         raise DataError(f"the dataset has no {id_field!r} column to match difficulty tags on", field=id_field)
     ids = dataset[id_field].tolist() if hasattr(dataset, "iloc") else list(dataset[id_field])
-    labels = [tags.get(_key(i)) for i in ids]
+    labels = [tags.get(case_key(i)) for i in ids]
     counts = Counter(label or "untagged" for label in labels)
     keep = [i for i, label in enumerate(labels) if label not in curriculum.drop]
     if curriculum.ordered:
@@ -183,7 +163,7 @@ def apply_curriculum(
         "kept": len(keep),
         "order": "easy, mixed+untagged, hard" if curriculum.ordered else "unchanged",
         "shuffle": not curriculum.ordered,
-        "unused_tags": len(set(tags) - {_key(i) for i in ids}),
+        "unused_tags": len(set(tags) - {case_key(i) for i in ids}),
     }
     return result, report
 
@@ -218,13 +198,6 @@ class DifficultyConfig:
         check_limit(self.limit)
 
 
-def read_cases(path: str | Path) -> list[dict[str, Any]]:
-    """Cases ``{hadm_id, text, solution}`` of a parquet/JSONL split (:func:`clinrl.drg.eval.evaluate.load_cases`
-    with a required ``hadm_id``, made a comparable key)."""
-
-    return [{**case, "hadm_id": _key(case["hadm_id"])} for case in load_cases(path, require_id=True)]
-
-
 def _sample(model: Any, tokenizer: Any, prompts: list[str], config: DifficultyConfig) -> list[list[str]]:
     """``k`` decoded completions for each prompt (one batched ``generate`` call)."""
     import torch
@@ -249,7 +222,7 @@ def _sample(model: Any, tokenizer: Any, prompts: list[str], config: DifficultyCo
 def summarize(path: str | Path) -> dict[str, Any]:
     """Counts over a tag file: cases, easy/mixed/hard, the k used."""
     records = _read_records(Path(path)) if Path(path).is_file() else []
-    latest = {_key(r["hadm_id"]): r for r in records}
+    latest = {case_key(r["hadm_id"]): r for r in records}
     counts = Counter(r["difficulty"] for r in latest.values())
     return {
         "cases": len(latest),
@@ -289,7 +262,7 @@ def tag_dataset(
             raise ClinrlError(f"{out} holds tags made with k={sorted(ks, key=str)}; use --k {ks.pop()} or a new --out")
         if any("rewards" not in r for r in previous):  # written before "hard" needed zero reward variance
             raise ClinrlError(f"{out} holds tags without rewards (an older rule for 'hard'); use a new --out")
-        done = {_key(r["hadm_id"]) for r in previous}
+        done = {case_key(r["hadm_id"]) for r in previous}
     all_cases = read_cases(data)
     cases = [c for c in all_cases if c["hadm_id"] not in done]
     skipped = len(all_cases) - len(cases)

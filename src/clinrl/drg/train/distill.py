@@ -49,9 +49,9 @@ from pathlib import Path
 from typing import Any
 
 from clinrl.drg.ontology import DRG, Ontology, load_ontology
+from clinrl.drg.prep.cases import case_key, read_cases
 from clinrl.drg.prompts import SYSTEM_PROMPT, ParsedCompletion, build_user_prompt, parse_completion
 from clinrl.drg.rewards import CotFirstPenalty, match_answer
-from clinrl.drg.train.difficulty import _key, read_cases
 from clinrl.errors import ClinrlError, DataError, check_limit
 from clinrl.io import cut_torn_line, write_json_atomic
 from clinrl.llm.backends import SamplingParams
@@ -255,8 +255,8 @@ def distill_cot(
         raise ClinrlError(
             f"{out} holds {', '.join(sorted(map(str, variants)))} traces; use --variant {variants.pop()} or a new --out"
         )
-    valid_ids = {_key(r["hadm_id"]) for r in previous}
-    failed_ids = {_key(r["hadm_id"]) for r in previous_failures} - valid_ids
+    valid_ids = {case_key(r["hadm_id"]) for r in previous}
+    failed_ids = {case_key(r["hadm_id"]) for r in previous_failures} - valid_ids
     done = valid_ids | (set() if config.retry_failures else failed_ids)
 
     cases = read_cases(data)
@@ -421,11 +421,11 @@ def _answer_first(reasoning: str, answer: str, onto: Ontology) -> bool:
 def _report(out, data, config, cases, skipped, todo, counts, reasons, attempt_reasons, torn, interrupted):
 
     failures_path, _ = sidecar_paths(out)
-    valid = {_key(r["hadm_id"]) for r in _read_jsonl(out)} if out.is_file() else set()
+    valid = {case_key(r["hadm_id"]) for r in _read_jsonl(out)} if out.is_file() else set()
     failed: dict[Any, str] = {}
     for record in _read_jsonl(failures_path) if failures_path.is_file() else []:
-        if _key(record["hadm_id"]) not in valid:
-            failed[_key(record["hadm_id"])] = record.get("reason", "?")
+        if case_key(record["hadm_id"]) not in valid:
+            failed[case_key(record["hadm_id"])] = record.get("reason", "?")
     ids = {c["hadm_id"] for c in cases}
     return {
         "data": str(data),
