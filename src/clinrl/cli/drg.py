@@ -225,7 +225,7 @@ def distill_cot_command(
 
     config = DistillConfig(
         variant=variant, temperature=temperature, max_attempts=max_attempts, chunk_size=openai.concurrency,
-        max_tokens=alias(max_new_tokens, old_max_tokens, "--max-tokens", "--max-new-tokens"),
+        max_new_tokens=alias(max_new_tokens, old_max_tokens, "--max-tokens", "--max-new-tokens"),
         limit=limit, seed=seed, retry_failures=retry_failures, model=model,
     )  # fmt: skip
     config.validate()
