@@ -4,13 +4,14 @@
 A command declares a parameter ``scoring: ScoringOptions`` and is decorated with :func:`scoring_options`;
 the decorator replaces that parameter with the options below (how P(+) is read, the batch size, and the
 vLLM engine's settings) and hands the command one :class:`ScoringOptions`, whose :meth:`~ScoringOptions.load`
-builds the scorer. ``--model`` is not part of the block: it is required in some commands and optional (only
+builds the scorer and :meth:`~ScoringOptions.scorer` lends it for a ``with`` block. ``--model`` is not part of the block: it is required in some commands and optional (only
 for ``--scorer prm/orm``) in others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -19,7 +20,7 @@ import typer
 
 from clinrl.cli._common import Dtype, PRMBackend, option_block
 
-__all__ = ["Context", "Probability", "ScoringOptions", "close_scorer", "scoring_options"]
+__all__ = ["Context", "Probability", "ScoringOptions", "scoring_options"]
 
 Probability = Literal["full", "binary"]
 Context = Literal["placeholder", "plus", "greedy"]
@@ -49,8 +50,7 @@ class ScoringOptions:
 
     def load(self, model: Path, *, fast: bool = True) -> Any:
         """The reference scorer (transformers) or :class:`clinrl.prm.vllm_score.VLLMPRMScorer`; ``fast=False``
-        is the one-note-at-a-time reference procedure (``prm score --no-fast``). Stop it with
-        :func:`close_scorer`."""
+        is the one-note-at-a-time reference procedure (``prm score --no-fast``). Commands use :meth:`scorer`, which also stops it."""
         from clinrl.prm.score import ScoreConfig, load_scorer  # torch/transformers: loaded only to score
 
         config = ScoreConfig(self.probability, self.context, fast=fast, batch_size=self.batch_size)
@@ -60,12 +60,18 @@ class ScoringOptions:
 
         return VLLMPRMScorer(model, config, **self.engine())
 
-
-def close_scorer(scorer: object) -> None:
-    """Stop a vLLM engine before exit (a transformers scorer, or None, has nothing to stop)."""
-    close = getattr(scorer, "close", None)
-    if close is not None:
-        close()
+    @contextlib.contextmanager
+    def scorer(self, model: Optional[Path], *, fast: bool = True) -> Iterator[Any]:
+        """The scorer of ``model`` (None without a model: a reference rule scores) for a ``with`` block; a vLLM
+        engine is stopped at its end, also after an error, so that its worker processes do not outlive the
+        command (a transformers scorer has nothing to stop)."""
+        loaded = self.load(model, fast=fast) if model is not None else None
+        try:
+            yield loaded
+        finally:
+            close = getattr(loaded, "close", None)
+            if close is not None:
+                close()
 
 
 # name -> (annotation, typer option), shown in their own help panel.

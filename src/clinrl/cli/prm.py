@@ -10,7 +10,7 @@ import typer
 
 from clinrl.cli._common import Aggregate, alias, hidden_alias, progress_on
 from clinrl.cli._openai import OpenAIOptions, openai_options
-from clinrl.cli._prm_scoring import ScoringOptions, close_scorer, scoring_options
+from clinrl.cli._prm_scoring import ScoringOptions, scoring_options
 from clinrl.cli._train import TrainRequest, trainer_command
 
 app = typer.Typer(no_args_is_help=True)
@@ -200,8 +200,7 @@ def train_command(run: TrainRequest) -> None:
     """Train a PRM/ORM from a recipe; extra `--key value` pairs override recipe keys."""
     from clinrl.prm.train import train_from_recipe
 
-    result = train_from_recipe(run.recipe, run.overrides, resume=run.resume, workdir=run.workdir,
-                               report_to=run.report_to)  # fmt: skip
+    result = run.train(train_from_recipe)
     last = f", last loss {result.losses[-1][1]}" if result.losses else ""
     dropped = f"; dropped {result.dropped}" if result.dropped else ""
     typer.echo(
@@ -252,20 +251,16 @@ def score_command(
     dialog = read_text_file(dialogue, field="--dialogue") if dialogue is not None else None
     if dialog is None and any(isinstance(n, str) for n in candidates):
         raise ClinrlError("a free-text note needs --dialogue")
-    scorer = scoring.load(model, fast=not no_fast)
     progress, advance = _progress(len(candidates), "scoring", quiet)
     results = []
     chunk = 64 if scoring.backend == "vllm" else 1  # vLLM batches and prefix-caches a whole engine call
-    try:
-        with progress:
-            for start in range(0, len(candidates), chunk):
-                part = candidates[start : start + chunk]
-                for name, note, scored in zip(names[start:], part, scorer.score_notes(part, dialog)):
-                    extra = {} if isinstance(note, str) else {"case_id": note.case_id, "sample_no": note.sample_no}
-                    results.append({"name": name, **extra, **scored.to_dict()})
-                advance(len(part))
-    finally:
-        close_scorer(scorer)
+    with scoring.scorer(model, fast=not no_fast) as scorer, progress:
+        for start in range(0, len(candidates), chunk):
+            part = candidates[start : start + chunk]
+            for name, note, scored in zip(names[start:], part, scorer.score_notes(part, dialog)):
+                extra = {} if isinstance(note, str) else {"case_id": note.case_id, "sample_no": note.sample_no}
+                results.append({"name": name, **extra, **scored.to_dict()})
+            advance(len(part))
     write_json_atomic(json_out, {"model": str(model), "config": vars(scorer.config), "head": scorer.head,
                                  "objective": scorer.objective, "backend": scoring.backend, "notes": results})  # fmt: skip
     typer.echo(f"{len(results)} notes scored ({dict(scorer.stats)}) -> {json_out}", err=True)
@@ -293,11 +288,8 @@ def best_of_n_command(
 
     candidates, names = read_candidates(notes)
     dialog = read_text_file(dialogue, field="--dialogue")  # before the model loads
-    scorer = scoring.load(model)
-    try:
+    with scoring.scorer(model) as scorer:
         ranking = best_of_n(dialog, candidates, scorer, aggregate, names=names, weakest=weakest)
-    finally:
-        close_scorer(scorer)
     Console().print(ranking_table(ranking, show_text=show_text))
     if json_out is not None:
         write_json_atomic(json_out, ranking.to_dict())
@@ -328,14 +320,10 @@ def eval_selection_command(
     cases, dropped = group_cases(load_notes(gold), load_notes(errors))
     if limit is not None:
         cases = limit_cases(cases, limit)
-    loaded = scoring.load(model) if scorer in MODEL_SCORERS and model else None
     progress, advance = _progress(len(cases), f"eval {scorer}", quiet)
-    try:
-        with progress:
-            report = evaluate_selection(cases, scorer, model=loaded, aggregate=aggregate, dropped=dropped,
-                                        progress=advance)  # fmt: skip
-    finally:
-        close_scorer(loaded)
+    with scoring.scorer(model if scorer in MODEL_SCORERS else None) as loaded, progress:
+        report = evaluate_selection(cases, scorer, model=loaded, aggregate=aggregate, dropped=dropped,
+                                    progress=advance)  # fmt: skip
     Console().print(selection_table(report))
     if any(dropped.values()):
         typer.echo(f"dropped: {dropped}", err=True)
@@ -363,13 +351,9 @@ def eval_preference_command(
     from clinrl.prm.evaluate import MODEL_SCORERS, evaluate_preference, load_preference_cases
 
     cases, dropped = load_preference_cases(csv_path, labels, resolve_tokens(tokens)[1])
-    loaded = scoring.load(model) if scorer in MODEL_SCORERS and model else None
     progress, advance = _progress(len(cases), f"eval {scorer}", quiet)
-    try:
-        with progress:
-            result = evaluate_preference(cases, scorer, model=loaded, aggregate=aggregate, progress=advance)
-    finally:
-        close_scorer(loaded)
+    with scoring.scorer(model if scorer in MODEL_SCORERS else None) as loaded, progress:
+        result = evaluate_preference(cases, scorer, model=loaded, aggregate=aggregate, progress=advance)
     result["dropped"] = dropped
     acc = result["accuracy"]
     typer.echo(f"{scorer}: {'—' if acc is None else f'{100 * acc:.1f} %'} preferred note picked "
