@@ -29,7 +29,7 @@ from clinrl.drg.eval.evaluate import load_cases
 from clinrl.drg.prompts import render_prompt, truncate_course
 from clinrl.drg.rewards import EXACT, get_reward
 from clinrl.errors import ClinrlError, DataError, check_limit
-from clinrl.io import cut_torn_line, write_json_atomic
+from clinrl.io import cut_torn_line, read_jsonl, write_json_atomic
 from clinrl.llm.base import SamplingOptions
 from clinrl.llm.loading import load_causal_lm
 from clinrl.registry import Registry
@@ -87,18 +87,7 @@ def _key(value: Any) -> Any:
 def _read_records(path: Path) -> list[dict[str, Any]]:
     """Complete JSON lines of a tag file; a torn last line (interrupted write) is ignored."""
     records = []
-    lines = path.read_text(encoding="utf-8").split("\n")
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):  # no trailing newline: the last write was cut short
-                continue
-            raise DataError("not a JSON object", path=path, row=number) from None
-        if not isinstance(record, dict):
-            raise DataError("not a JSON object", path=path, row=number)
+    for number, record in read_jsonl(path, torn_tail=True):
         for name in ("hadm_id", "difficulty"):
             if name not in record:
                 raise DataError("missing field", path=path, row=number, field=name)

@@ -53,7 +53,7 @@ from clinrl.drg.prompts import SYSTEM_PROMPT, ParsedCompletion, build_user_promp
 from clinrl.drg.rewards import CotFirstPenalty, match_answer
 from clinrl.drg.train.difficulty import _key, read_cases
 from clinrl.errors import ClinrlError, DataError, check_limit
-from clinrl.io import cut_torn_line, write_json_atomic
+from clinrl.io import cut_torn_line, read_jsonl, write_json_atomic
 from clinrl.llm.base import SamplingOptions
 from clinrl.registry import Registry
 
@@ -194,19 +194,11 @@ def sidecar_paths(out: str | Path) -> tuple[Path, Path]:
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
-    records = []
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"not JSON ({err.msg})", path=path, row=number) from None
-            if not isinstance(record, dict) or "hadm_id" not in record:
-                raise DataError("not a record with a hadm_id", path=path, row=number, field="hadm_id")
-            records.append(record)
-    return records
+    records = read_jsonl(path)
+    for number, record in records:
+        if "hadm_id" not in record:
+            raise DataError("not a record with a hadm_id", path=path, row=number, field="hadm_id")
+    return [record for _, record in records]
 
 
 class _Appender:
