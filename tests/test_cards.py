@@ -76,16 +76,14 @@ def _grpo(folders, tmp_path, data: Path, **extra):
 
 
 def test_hub_push_is_private_by_default_and_public_needs_the_data_to_allow_it(folders, tmp_path):
-    from clinrl.drg.train.grpo import _trl_args
-
     cfg = _grpo(folders, tmp_path, folders / "split" / "rl.parquet")
-    assert _trl_args(cfg).hub_private_repo is True  # what the Trainer passes to create_repo(private=…)
+    assert cfg.grpo_arguments().hub_private_repo is True  # what the Trainer passes to create_repo(private=…)
     public = {"training.hub_private_repo": False}
     with pytest.raises(HubPushError) as err:
         _grpo(folders, tmp_path, folders / "split" / "rl.parquet", **public)
     assert "data_allows_public_release" in str(err.value) and "\n" not in str(err.value)
     allowed = _grpo(folders, tmp_path, folders / "split" / "rl.parquet", data_allows_public_release=True, **public)
-    assert _trl_args(allowed).hub_private_repo is False
+    assert allowed.grpo_arguments().hub_private_repo is False
     for data in (folders / "mimic" / "split" / "rl.parquet",):  # MIMIC-IV: never public, whatever the recipe says
         with pytest.raises(HubPushError, match="MIMIC-IV") as err:
             _grpo(folders, tmp_path, data, data_allows_public_release=True, **public)

@@ -89,6 +89,28 @@ def cut_torn_line(path: str | Path) -> bool:
     return True
 
 
+def read_jsonl(path: str | Path, *, torn_tail: bool = False) -> list[tuple[int, dict[str, Any]]]:
+    """The JSON objects of a JSONL file with their line numbers (from 1; blank lines skipped), for errors that
+    name the row. A line that is not a JSON object is a :class:`DataError` naming it, except, with
+    ``torn_tail``, a cut-short last line (no newline at the end: its writer was interrupted), which is left out."""
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").split("\n")
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            if torn_tail and number == len(lines):  # the file's end is not a newline: the last write was cut
+                break
+            raise DataError(f"not JSON ({err.msg})", path=path, row=number) from None
+        if not isinstance(record, dict):
+            raise DataError("not a JSON object", path=path, row=number)
+        records.append((number, record))
+    return records
+
+
 def read_parquet_checked(path: str | Path, columns: Sequence[str], *, made_by: str):
     """Read a parquet file as a DataFrame; a clear DataError (naming the file) if it is missing, unreadable
     or lacks ``columns``. ``made_by`` names the command that writes such files, for the hint."""

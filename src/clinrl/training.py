@@ -31,7 +31,7 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from clinrl import cards
 from clinrl.cards import check_hub_push
@@ -48,6 +48,7 @@ from clinrl.drg.prep.prepared import check_prepared_input
 from clinrl.errors import ClinrlError, DataError, check_limit, limit_problem
 from clinrl.io import atomic_path, read_parquet_checked, write_json_atomic
 from clinrl.llm import vllm_colocate
+from clinrl.llm.loading import load_tokenizer
 from clinrl.tracking import apply_report_to
 
 __all__ = [
@@ -170,6 +171,65 @@ class TRLRecipe(TrainerRecipe):
         super().__post_init__()
         if limit_problem(self.limit):
             raise ValueError(limit_problem(self.limit))
+
+
+@dataclass(kw_only=True)
+class GRPORecipe(TRLRecipe):
+    """A GRPO recipe (``training`` goes to ``trl.GRPOConfig``): the rewards by name, their weights (TRL's
+    ``reward_weights``, set at the top level) and extra ``vllm.LLM`` keywords for TRL's colocated rollouts.
+
+    A subclass gives ``rewards`` its default and says in :meth:`known_rewards` which names exist."""
+
+    TRAINING_CLASS: ClassVar[str] = "trl.GRPOConfig"
+    TOP_LEVEL: ClassVar[tuple[str, ...]] = (*TRLRecipe.TOP_LEVEL, "reward_weights")
+
+    rewards: list[str] = field(default_factory=list)
+    reward_weights: list[float] | None = None
+    vllm_engine: dict[str, Any] = field(default_factory=dict)  # extra vllm.LLM keywords (colocate mode)
+
+    def known_rewards(self) -> Sequence[str]:
+        """The reward names a recipe may list."""
+        raise NotImplementedError
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        known = self.known_rewards()
+        unknown = [r for r in self.rewards if r not in known]
+        if unknown or not self.rewards:
+            raise ValueError(f"rewards: unknown {unknown or 'empty list'}; available: {', '.join(known)}")
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
+            raise ValueError(f"reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards")
+
+    def grpo_arguments(self, **forced: Any) -> Any:
+        """``trl.GRPOConfig`` of the recipe with ``reward_weights`` and ``forced`` (values the trainer decides)."""
+        return self.training_arguments(reward_weights=self.reward_weights, **forced)
+
+    def rollout_engine(self, args: Any) -> Any:
+        """The context to build the trainer in: a colocated vLLM engine (``args.use_vllm``) gets ``vllm_engine``."""
+        return vllm_colocate.engine_options(self.vllm_engine if args.use_vllm else None)
+
+
+class GRPOInputs(NamedTuple):
+    """What a GRPO run needs before its trainer (:func:`grpo_inputs`)."""
+
+    checkpoint: str | None
+    tokenizer: Any
+    dataset: Any
+    report: Any
+    args: Any
+
+
+def grpo_inputs(
+    cfg: GRPORecipe, resume: bool, build_dataset: Callable[[Any, Any], tuple[Any, Any]], **forced: Any
+) -> GRPOInputs:
+    """The resume point, tokenizer, dataset (``build_dataset(cfg, tokenizer)`` → (dataset, report)) and
+    ``trl.GRPOConfig`` (``reward_weights`` and ``forced`` added) of a run, cheapest check first: a bad
+    ``--resume`` or recipe fails before a reward model or the policy loads."""
+    checkpoint = resume_checkpoint(cfg.output_dir, resume)
+    tokenizer = load_tokenizer(cfg.model)
+    dataset, report = build_dataset(cfg, tokenizer)
+    args = cfg.grpo_arguments(**forced)
+    return GRPOInputs(checkpoint, tokenizer, dataset, report, args)
 
 
 # --------------------------------------------------------------------------- the library's fields

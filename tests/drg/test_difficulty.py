@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pandas as pd
@@ -146,7 +147,7 @@ def test_tag_dataset_samples_with_a_real_model_and_resumes(tiny_model_dir, cases
 
     with out.open("a") as fh:  # an interrupted write leaves a torn line; resuming must repair it
         fh.write('{"hadm_id": 104, "diff')
-    config.limit = None
+    config = dataclasses.replace(config, limit=None)
     second = tag_dataset(tiny_model_dir, cases_path, out, config, progress=False)
     assert second["skipped_already_tagged"] == 3 and second["tagged_now"] == 2
     assert [r["hadm_id"] for r in _lines(out)] == [101, 102, 103, 104, 105]

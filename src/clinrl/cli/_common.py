@@ -6,7 +6,11 @@ The vocabulary itself (which flag means what) is written down in docs/cli.md.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
+import typing
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, Optional, TypeVar
 
 import typer
@@ -20,6 +24,7 @@ __all__ = [
     "alias",
     "configure_logging",
     "hidden_alias",
+    "option_block",
     "progress_on",
     "set_global_quiet",
 ]
@@ -72,6 +77,39 @@ def alias(value: T, old_value: Optional[T], old: str, new: str) -> T:
 def hidden_alias(old: str, new: str, **kwargs: Any) -> Any:
     """A hidden option for an old spelling (``--max-tokens`` → ``--max-new-tokens``), default None."""
     return typer.Option(None, old, hidden=True, help=f"Deprecated spelling of {new}.", **kwargs)
+
+
+def option_block(
+    func: Callable[..., Any], param: str, options: Mapping[str, tuple[Any, Any]], build: Callable[..., Any]
+) -> Any:
+    """``func`` with its parameter ``param`` replaced by ``options`` (name -> (annotation, typer option)); the
+    command receives ``param=build(**values)``, one object instead of a dozen arguments.
+
+    This is how a block of options is defined once for several commands (:mod:`clinrl.cli._openai`,
+    :mod:`clinrl.cli._prm_scoring`): typer reads the rewritten signature, so it parses and documents the block
+    like any option; the command's own parameters come first in ``--help``. A name both in the block and in
+    the command is a programming error (TypeError at import, so every test catches it)."""
+    hints = typing.get_type_hints(func)
+    signature = inspect.signature(func)
+    if param not in signature.parameters:
+        raise TypeError(f"{func.__name__} needs a parameter `{param}` for its option block")
+    own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()
+           if p.name != param]  # fmt: skip
+    clash = {p.name for p in own} & set(options)
+    if clash:
+        raise TypeError(f"{func.__name__}: {sorted(clash)} are defined by the `{param}` option block")
+    block = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option, annotation=annotation)
+             for name, (annotation, option) in options.items()]  # fmt: skip
+
+    @functools.wraps(func)
+    def command(**kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name in options}
+        return func(**{param: build(**values)}, **kwargs)
+
+    parameters = own + block
+    command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": hints.get("return")}
+    return command
 
 
 def _plain_flags_in_help() -> None:

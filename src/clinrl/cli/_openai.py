@@ -11,8 +11,6 @@ command and a local folder in another, so each command keeps its own.
 from __future__ import annotations
 
 import functools
-import inspect
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +18,7 @@ from typing import Any, Optional
 
 import typer
 
-from clinrl.cli._common import alias, hidden_alias
+from clinrl.cli._common import alias, hidden_alias, option_block
 
 __all__ = ["OpenAIOptions", "openai_options"]
 
@@ -87,25 +85,9 @@ def openai_options(func: Callable[..., Any] | None = None, *, endpoint_required:
                 ..., "--endpoint", help="OpenAI-compatible base URL (text is sent there).", rich_help_panel=_PANEL
             ),
         )
-    hints = typing.get_type_hints(func)
-    signature = inspect.signature(func)
-    if "openai" not in signature.parameters:
-        raise TypeError(f"{func.__name__} needs a parameter `openai: OpenAIOptions`")
-    own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()
-           if p.name != "openai"]  # fmt: skip
-    clash = {p.name for p in own} & set(options)
-    if clash:
-        raise TypeError(f"{func.__name__}: {sorted(clash)} are defined by the OpenAI option block")
-    block = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option, annotation=annotation)
-             for name, (annotation, option) in options.items()]  # fmt: skip
+    return option_block(func, "openai", options, _build)
 
-    @functools.wraps(func)
-    def command(**kwargs: Any) -> Any:
-        values = {name: kwargs.pop(name) for name in options}
-        timeout_s = alias(values.pop("timeout_s"), values.pop("old_timeout"), "--timeout", "--timeout-s")
-        return func(openai=OpenAIOptions(timeout_s=timeout_s, **values), **kwargs)
 
-    parameters = own + block
-    command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": hints.get("return")}
-    return command
+def _build(timeout_s: float, old_timeout: Optional[float], **values: Any) -> OpenAIOptions:
+    """The options of one command line (``--timeout`` is the old spelling of ``--timeout-s``)."""
+    return OpenAIOptions(timeout_s=alias(timeout_s, old_timeout, "--timeout", "--timeout-s"), **values)

@@ -10,10 +10,11 @@ function receives them as one :class:`TrainRequest`. A new shared option goes he
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -42,6 +43,16 @@ class TrainRequest:
     resume: bool
     workdir: Optional[Path]
     report_to: Optional[str]
+
+    def train(self, train_from_recipe: Callable[..., Any]) -> Any:
+        """``train_from_recipe(recipe, overrides, resume=…, workdir=…, report_to=…)``: the entry each trainer
+        module has (``run_from_cli``, ``train_from_recipe``), with this request; returns its summary."""
+        return train_from_recipe(self.recipe, self.overrides, resume=self.resume, workdir=self.workdir,
+                                 report_to=self.report_to)  # fmt: skip
+
+    def train_and_print(self, train_from_recipe: Callable[..., Any]) -> None:
+        """:meth:`train`, then the summary as one JSON line on stdout."""
+        typer.echo(json.dumps(self.train(train_from_recipe), default=str))
 
 
 def _recipe_file(group: str, config: Optional[Path], recipe: Optional[str]) -> Path:

@@ -119,8 +119,7 @@ def sft_command(run: TrainRequest) -> None:
     """Supervised fine-tuning (cold start + knowledge rows). Extra --key value pairs override the recipe."""
     from clinrl.drg.train.sft import run_from_cli
 
-    summary = run_from_cli(run.recipe, run.overrides, run.resume, workdir=run.workdir, report_to=run.report_to)
-    typer.echo(json.dumps(summary, default=str))
+    run.train_and_print(run_from_cli)
 
 
 @trainer_command(
@@ -130,8 +129,7 @@ def grpo_command(run: TrainRequest) -> None:
     """GRPO with our rewards. Extra --key value pairs override the recipe (--training.learning_rate 1e-6)."""
     from clinrl.drg.train.grpo import run_from_cli
 
-    summary = run_from_cli(run.recipe, run.overrides, run.resume, workdir=run.workdir, report_to=run.report_to)
-    typer.echo(json.dumps(summary, default=str))
+    run.train_and_print(run_from_cli)
 
 
 @app.command("recipes")
@@ -225,7 +223,7 @@ def distill_cot_command(
 
     config = DistillConfig(
         variant=variant, temperature=temperature, max_attempts=max_attempts, chunk_size=openai.concurrency,
-        max_tokens=alias(max_new_tokens, old_max_tokens, "--max-tokens", "--max-new-tokens"),
+        max_new_tokens=alias(max_new_tokens, old_max_tokens, "--max-tokens", "--max-new-tokens"),
         limit=limit, seed=seed, retry_failures=retry_failures, model=model,
     )  # fmt: skip
     config.validate()

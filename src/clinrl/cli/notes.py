@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -19,8 +18,7 @@ def grpo_command(run: TrainRequest) -> None:
     """GRPO of an Assessment & Plan writer with the PRM as reward. Extra --key value pairs override the recipe."""
     from clinrl.notes.grpo import run_from_cli
 
-    summary = run_from_cli(run.recipe, run.overrides, run.resume, workdir=run.workdir, report_to=run.report_to)
-    typer.echo(json.dumps(summary, default=str))
+    run.train_and_print(run_from_cli)
 
 
 @app.command("split")

@@ -8,8 +8,9 @@ from typing import Literal, Optional
 
 import typer
 
-from clinrl.cli._common import Aggregate, Dtype, PRMBackend, alias, hidden_alias, progress_on
+from clinrl.cli._common import Aggregate, alias, hidden_alias, progress_on
 from clinrl.cli._openai import OpenAIOptions, openai_options
+from clinrl.cli._prm_scoring import ScoringOptions, scoring_options
 from clinrl.cli._train import TrainRequest, trainer_command
 
 app = typer.Typer(no_args_is_help=True)
@@ -199,8 +200,7 @@ def train_command(run: TrainRequest) -> None:
     """Train a PRM/ORM from a recipe; extra `--key value` pairs override recipe keys."""
     from clinrl.prm.train import train_from_recipe
 
-    result = train_from_recipe(run.recipe, run.overrides, resume=run.resume, workdir=run.workdir,
-                               report_to=run.report_to)  # fmt: skip
+    result = run.train(train_from_recipe)
     last = f", last loss {result.losses[-1][1]}" if result.losses else ""
     dropped = f"; dropped {result.dropped}" if result.dropped else ""
     typer.echo(
@@ -210,48 +210,9 @@ def train_command(run: TrainRequest) -> None:
     )
 
 
-# ---- scoring, Best-of-N and evaluation (clinrl.prm.score / select / evaluate) ----
-Probability = Literal["full", "binary"]
-Context = Literal["placeholder", "plus", "greedy"]
-_PROBABILITY_HELP = "full: softmax over the vocabulary (the study); binary: over {+, -} only."
-_CONTEXT_HELP = "Label slots at inference: placeholder (the study), plus, or greedy (feed predicted labels)."
+# ---- scoring, Best-of-N and evaluation (clinrl.prm.score / select / evaluate); the scoring options: _prm_scoring
 _AGGREGATE_HELP = "Note score from the slots (default: the model's, else sum_log)."
 _QUIET = typer.Option(False, "--quiet", help="No progress bar.")
-
-
-_BACKEND_HELP = "vllm: causal-LM PRMs on GPUs, prefix-cached, same P(+)."
-_BACKEND = typer.Option("transformers", "--backend", help=_BACKEND_HELP)
-_TP = typer.Option(1, "--tensor-parallel-size", min=1, help="vllm: GPUs one engine spans.")
-_GPU_MEM = typer.Option(0.85, "--gpu-memory-utilization", min=0.01, max=1.0, help="vllm: memory share it takes.")
-_DTYPE = typer.Option("auto", "--dtype", help="vllm: weights' dtype.")
-_EAGER = typer.Option(False, "--enforce-eager", help="vllm: no graph capture (faster start, slower scoring).")
-_MAX_LEN = typer.Option(None, "--max-model-len", min=16, help="vllm: context length (default: the model's).")
-
-
-def _load_scorer(model: Path, probability: str, context: str, batch_size: int, fast: bool = True,
-                 backend: str = "transformers", **engine: object):  # fmt: skip
-    """The reference scorer (transformers) or :class:`clinrl.prm.vllm_score.VLLMPRMScorer` with the vllm
-    engine options (``None`` values left to vLLM's defaults)."""
-    from clinrl.prm.score import ScoreConfig, load_scorer
-
-    config = ScoreConfig(probability, context, fast=fast, batch_size=batch_size)  # type: ignore[arg-type]
-    if backend == "transformers":
-        return load_scorer(model, config)
-    from clinrl.prm.vllm_score import VLLMPRMScorer
-
-    return VLLMPRMScorer(model, config, **{k: v for k, v in engine.items() if v is not None})
-
-
-def _engine(tp: int, gpu_mem: float, dtype: str, eager: bool, max_len: Optional[int]) -> dict:
-    return {"tensor_parallel_size": tp, "gpu_memory_utilization": gpu_mem, "dtype": dtype, "enforce_eager": eager,
-            "max_model_len": max_len}  # fmt: skip
-
-
-def _close(scorer: object) -> None:
-    """Stop a vLLM engine before exit (a transformers scorer has nothing to stop)."""
-    close = getattr(scorer, "close", None)
-    if close is not None:
-        close()
 
 
 def _progress(total: int, label: str, quiet: bool = False):
@@ -265,6 +226,7 @@ def _progress(total: int, label: str, quiet: bool = False):
 
 
 @app.command("score")
+@scoring_options
 def score_command(
     model: Path = typer.Option(..., "--model", help="A trained PRM folder (clinrl_prm.json inside)."),
     notes: Path = typer.Option(..., "--notes", help="PRM-Clinic JSON notes, or one free-text note (.txt)."),
@@ -272,18 +234,10 @@ def score_command(
     out: Optional[Path] = typer.Option(
         None, "--out", help="Write per-slot P(+) and note scores here (no note text). [required]"
     ),
-    probability: Probability = typer.Option("full", "--probability", help=_PROBABILITY_HELP),
-    context: Context = typer.Option("placeholder", "--context", help=_CONTEXT_HELP),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Note continuations per forward pass."),
     no_fast: bool = typer.Option(False, "--no-fast", help="Use the one-note-at-a-time reference procedure."),
-    backend: PRMBackend = _BACKEND,
-    tensor_parallel_size: int = _TP,
-    gpu_memory_utilization: float = _GPU_MEM,
-    dtype: Dtype = _DTYPE,
-    enforce_eager: bool = _EAGER,
-    max_model_len: Optional[int] = _MAX_LEN,
     quiet: bool = _QUIET,
     old_json: Optional[Path] = hidden_alias("--json", "--out"),
+    scoring: ScoringOptions = ScoringOptions(),
 ) -> None:
     """Score notes with a PRM: P(+) at every label slot and note scores (sum_log, min, mean, last)."""
     from clinrl.errors import ClinrlError
@@ -297,27 +251,23 @@ def score_command(
     dialog = read_text_file(dialogue, field="--dialogue") if dialogue is not None else None
     if dialog is None and any(isinstance(n, str) for n in candidates):
         raise ClinrlError("a free-text note needs --dialogue")
-    engine = _engine(tensor_parallel_size, gpu_memory_utilization, dtype, enforce_eager, max_model_len)
-    scorer = _load_scorer(model, probability, context, batch_size, not no_fast, backend, **engine)
     progress, advance = _progress(len(candidates), "scoring", quiet)
     results = []
-    chunk = 64 if backend == "vllm" else 1  # vLLM batches and prefix-caches a whole engine call
-    try:
-        with progress:
-            for start in range(0, len(candidates), chunk):
-                part = candidates[start : start + chunk]
-                for name, note, scored in zip(names[start:], part, scorer.score_notes(part, dialog)):
-                    extra = {} if isinstance(note, str) else {"case_id": note.case_id, "sample_no": note.sample_no}
-                    results.append({"name": name, **extra, **scored.to_dict()})
-                advance(len(part))
-    finally:
-        _close(scorer)
+    chunk = 64 if scoring.backend == "vllm" else 1  # vLLM batches and prefix-caches a whole engine call
+    with scoring.scorer(model, fast=not no_fast) as scorer, progress:
+        for start in range(0, len(candidates), chunk):
+            part = candidates[start : start + chunk]
+            for name, note, scored in zip(names[start:], part, scorer.score_notes(part, dialog)):
+                extra = {} if isinstance(note, str) else {"case_id": note.case_id, "sample_no": note.sample_no}
+                results.append({"name": name, **extra, **scored.to_dict()})
+            advance(len(part))
     write_json_atomic(json_out, {"model": str(model), "config": vars(scorer.config), "head": scorer.head,
-                                 "objective": scorer.objective, "backend": backend, "notes": results})  # fmt: skip
+                                 "objective": scorer.objective, "backend": scoring.backend, "notes": results})  # fmt: skip
     typer.echo(f"{len(results)} notes scored ({dict(scorer.stats)}) -> {json_out}", err=True)
 
 
 @app.command("best-of-n")
+@scoring_options
 def best_of_n_command(
     model: Path = typer.Option(..., "--model", help="A trained PRM folder."),
     dialogue: Path = typer.Option(..., "--dialogue", help="The dialogue, as a text file."),
@@ -328,15 +278,7 @@ def best_of_n_command(
     ),
     weakest: int = typer.Option(3, "--weakest", min=0, help="Weakest steps shown per note."),
     show_text: bool = typer.Option(False, "--show-text", help="Show the weakest steps' text (patient data!)."),
-    probability: Probability = typer.Option("full", "--probability", help=_PROBABILITY_HELP),
-    context: Context = typer.Option("placeholder", "--context", help=_CONTEXT_HELP),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Note continuations per forward pass."),
-    backend: PRMBackend = _BACKEND,
-    tensor_parallel_size: int = _TP,
-    gpu_memory_utilization: float = _GPU_MEM,
-    dtype: Dtype = _DTYPE,
-    enforce_eager: bool = _EAGER,
-    max_model_len: Optional[int] = _MAX_LEN,
+    scoring: ScoringOptions = ScoringOptions(),
 ) -> None:
     """Rank candidate notes for one dialogue with a PRM (each note scored on its own)."""
     from rich.console import Console
@@ -346,18 +288,15 @@ def best_of_n_command(
 
     candidates, names = read_candidates(notes)
     dialog = read_text_file(dialogue, field="--dialogue")  # before the model loads
-    engine = _engine(tensor_parallel_size, gpu_memory_utilization, dtype, enforce_eager, max_model_len)
-    scorer = _load_scorer(model, probability, context, batch_size, True, backend, **engine)
-    try:
+    with scoring.scorer(model) as scorer:
         ranking = best_of_n(dialog, candidates, scorer, aggregate, names=names, weakest=weakest)
-    finally:
-        _close(scorer)
     Console().print(ranking_table(ranking, show_text=show_text))
     if json_out is not None:
         write_json_atomic(json_out, ranking.to_dict())
 
 
 @app.command("eval-selection")
+@scoring_options
 def eval_selection_command(
     gold: Path = typer.Option(..., "--gold", help="Gold notes of the verification task (PRM-Clinic JSON)."),
     errors: Path = typer.Option(..., "--errors", help="Error samples of the same cases."),
@@ -367,17 +306,9 @@ def eval_selection_command(
     model: Optional[Path] = typer.Option(None, "--model", help="PRM folder, for --scorer prm/orm."),
     aggregate: Optional[Aggregate] = typer.Option(None, "--aggregate", help="prm/orm: " + _AGGREGATE_HELP),
     json_out: Path = typer.Option(..., "--json", help="Write the report (per Data_source; fractions) here."),
-    probability: Probability = typer.Option("full", "--probability", help=_PROBABILITY_HELP),
-    context: Context = typer.Option("placeholder", "--context", help=_CONTEXT_HELP),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Note continuations per forward pass."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N cases of each Data_source."),
-    backend: PRMBackend = _BACKEND,
-    tensor_parallel_size: int = _TP,
-    gpu_memory_utilization: float = _GPU_MEM,
-    dtype: Dtype = _DTYPE,
-    enforce_eager: bool = _EAGER,
-    max_model_len: Optional[int] = _MAX_LEN,
     quiet: bool = _QUIET,
+    scoring: ScoringOptions = ScoringOptions(),
 ) -> None:
     """Gold-selection accuracy per Data_source (+ step-level error detection for model scorers)."""
     from rich.console import Console
@@ -389,17 +320,10 @@ def eval_selection_command(
     cases, dropped = group_cases(load_notes(gold), load_notes(errors))
     if limit is not None:
         cases = limit_cases(cases, limit)
-    engine = _engine(tensor_parallel_size, gpu_memory_utilization, dtype, enforce_eager, max_model_len)
-    loaded = None
-    if scorer in MODEL_SCORERS and model:
-        loaded = _load_scorer(model, probability, context, batch_size, True, backend, **engine)
     progress, advance = _progress(len(cases), f"eval {scorer}", quiet)
-    try:
-        with progress:
-            report = evaluate_selection(cases, scorer, model=loaded, aggregate=aggregate, dropped=dropped,
-                                        progress=advance)  # fmt: skip
-    finally:
-        _close(loaded)
+    with scoring.scorer(model if scorer in MODEL_SCORERS else None) as loaded, progress:
+        report = evaluate_selection(cases, scorer, model=loaded, aggregate=aggregate, dropped=dropped,
+                                    progress=advance)  # fmt: skip
     Console().print(selection_table(report))
     if any(dropped.values()):
         typer.echo(f"dropped: {dropped}", err=True)
@@ -407,6 +331,7 @@ def eval_selection_command(
 
 
 @app.command("eval-preference")
+@scoring_options
 def eval_preference_command(
     csv_path: Path = typer.Option(..., "--csv", help="A-Prefer-style CSV: Case_id, Sample_no, Training_note."),
     labels: Path = typer.Option(..., "--labels", help="CSV: Case_id, Preferred_note."),
@@ -417,16 +342,8 @@ def eval_preference_command(
     tokens: str = typer.Option("llama3", "--tokens", help="Tokens of the strings: llama3, new or a JSON file."),
     aggregate: Optional[Aggregate] = typer.Option(None, "--aggregate", help="prm/orm: " + _AGGREGATE_HELP),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result here (JSON report; fractions)."),
-    probability: Probability = typer.Option("full", "--probability", help=_PROBABILITY_HELP),
-    context: Context = typer.Option("placeholder", "--context", help=_CONTEXT_HELP),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Note continuations per forward pass."),
-    backend: PRMBackend = _BACKEND,
-    tensor_parallel_size: int = _TP,
-    gpu_memory_utilization: float = _GPU_MEM,
-    dtype: Dtype = _DTYPE,
-    enforce_eager: bool = _EAGER,
-    max_model_len: Optional[int] = _MAX_LEN,
     quiet: bool = _QUIET,
+    scoring: ScoringOptions = ScoringOptions(),
 ) -> None:
     """Accuracy of picking the physician-preferred note (A-Prefer-style data)."""
     from clinrl.io import write_json_atomic
@@ -434,16 +351,9 @@ def eval_preference_command(
     from clinrl.prm.evaluate import MODEL_SCORERS, evaluate_preference, load_preference_cases
 
     cases, dropped = load_preference_cases(csv_path, labels, resolve_tokens(tokens)[1])
-    engine = _engine(tensor_parallel_size, gpu_memory_utilization, dtype, enforce_eager, max_model_len)
-    loaded = None
-    if scorer in MODEL_SCORERS and model:
-        loaded = _load_scorer(model, probability, context, batch_size, True, backend, **engine)
     progress, advance = _progress(len(cases), f"eval {scorer}", quiet)
-    try:
-        with progress:
-            result = evaluate_preference(cases, scorer, model=loaded, aggregate=aggregate, progress=advance)
-    finally:
-        _close(loaded)
+    with scoring.scorer(model if scorer in MODEL_SCORERS else None) as loaded, progress:
+        result = evaluate_preference(cases, scorer, model=loaded, aggregate=aggregate, progress=advance)
     result["dropped"] = dropped
     acc = result["accuracy"]
     typer.echo(f"{scorer}: {'—' if acc is None else f'{100 * acc:.1f} %'} preferred note picked "

@@ -20,6 +20,7 @@ __all__ = [
     "GenerationCancelled",
     "Message",
     "Prompt",
+    "SamplingOptions",
     "SamplingParams",
     "cut_at_stop",
 ]
@@ -63,6 +64,30 @@ class SamplingParams:
 
     def with_(self, **changes: Any) -> SamplingParams:
         return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """The sampling part of a config that calls a model (``StructureConfig``, ``LLMSynthConfig``,
+    ``DistillConfig``, ``DifficultyConfig``): subclasses add their own fields and redeclare a field to change
+    its default.
+
+    The values are checked on construction by building :class:`SamplingParams` (one set of checks for every
+    config, with the same messages); a subclass with a ``__post_init__`` calls this one first."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.sampling_params()
+
+    def sampling_params(self, attempt: int = 0, *, n: int = 1) -> SamplingParams:
+        """:class:`SamplingParams` of try number ``attempt`` (from 0): its seed is ``seed + attempt``, so a retry
+        samples anew and a caching client does not hand back the rejected answer."""
+        return SamplingParams(n=n, temperature=self.temperature, top_p=self.top_p,
+                              max_new_tokens=self.max_new_tokens, seed=self.seed + attempt)  # fmt: skip
 
 
 class GenerationBackend(Protocol):

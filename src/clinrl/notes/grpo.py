@@ -13,15 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from clinrl.io import write_json_atomic
-from clinrl.llm import vllm_colocate
-from clinrl.llm.loading import load_tokenizer
 from clinrl.notes.dialogues import load_dialogues, rl_rows, split_dialogues
 from clinrl.notes.rewards import REWARDS, GuardConfig, build_reward
 from clinrl.prm.score import AGGREGATES, ScoreConfig
-from clinrl.training import TRLRecipe, load_trainer_config, resume_checkpoint, train_and_save
+from clinrl.training import GRPORecipe, grpo_inputs, load_trainer_config, train_and_save
 from clinrl.training import run_from_cli as _run_from_cli
 
 __all__ = ["NotesGRPOConfig", "build_notes_dataset", "build_rewards", "load_notes_grpo_config", "train_notes_grpo"]
@@ -30,12 +28,9 @@ SPLIT_FILE = "dialogue_split.json"
 
 
 @dataclass(kw_only=True)
-class NotesGRPOConfig(TRLRecipe):
-    """A note-generation GRPO recipe: the common trainer fields (:class:`clinrl.training.TRLRecipe`;
-    ``training`` goes to ``trl.GRPOConfig``) plus the PRM, the dialogue split, rewards and guards."""
-
-    TRAINING_CLASS: ClassVar[str] = "trl.GRPOConfig"
-    TOP_LEVEL: ClassVar[tuple[str, ...]] = (*TRLRecipe.TOP_LEVEL, "reward_weights")
+class NotesGRPOConfig(GRPORecipe):
+    """A note-generation GRPO recipe: the common GRPO fields (:class:`clinrl.training.GRPORecipe`: rewards,
+    weights, vLLM; ``training`` goes to ``trl.GRPOConfig``) plus the PRM, the dialogue split and guards."""
 
     prm: str
     name: str = "notes_grpo"
@@ -44,22 +39,18 @@ class NotesGRPOConfig(TRLRecipe):
     split_seed: int = 0
     max_dialogue_tokens: int | None = 2048  # the policy's prompt; rewards see the whole dialogue
     rewards: list[str] = field(default_factory=lambda: ["prm", "format", "completeness", "guard"])
-    reward_weights: list[float] | None = None
     aggregate: str | None = None  # PRM note score: sum_log | mean | min | last (None: the PRM's own default)
     prm_fast: bool = True  # shared-prefix fast path (causal-LM PRMs)
     prm_batch_size: int = 8
     guards: GuardConfig = field(default_factory=GuardConfig)
-    vllm_engine: dict[str, Any] = field(default_factory=dict)  # extra vllm.LLM keywords (colocate mode)
+
+    def known_rewards(self) -> tuple[str, ...]:
+        return REWARDS
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        unknown = [r for r in self.rewards if r not in REWARDS]
-        if unknown or not self.rewards:
-            raise ValueError(f"rewards: unknown {unknown or 'empty list'}; available: {', '.join(REWARDS)}")
-        if len(set(self.rewards)) != len(self.rewards):
+        if len(set(self.rewards)) != len(self.rewards):  # each is a named column of the logs (prm, guard …)
             raise ValueError("rewards: each reward may appear once")
-        if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
-            raise ValueError(f"reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards")
         if self.aggregate is not None and self.aggregate not in AGGREGATES:
             raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
         if not 0 < self.held_out_fraction < 1:
@@ -96,10 +87,6 @@ def build_rewards(cfg: NotesGRPOConfig) -> list:
     ]
 
 
-def _trl_args(cfg: NotesGRPOConfig):
-    return cfg.training_arguments(reward_weights=cfg.reward_weights)
-
-
 def train_notes_grpo(
     cfg: NotesGRPOConfig, *, resume: bool = False, model: Any = None, callbacks: Sequence[Any] = ()
 ) -> dict[str, Any]:
@@ -109,24 +96,21 @@ def train_notes_grpo(
     """
     from trl import GRPOTrainer
 
-    checkpoint = resume_checkpoint(cfg.output_dir, resume)
-    tokenizer = load_tokenizer(cfg.model)
-    dataset, report = build_notes_dataset(cfg, tokenizer)
-    args = _trl_args(cfg)  # first: a refused hub push fails before the PRM loads
+    run = grpo_inputs(cfg, resume, build_notes_dataset)  # first: a refused hub push fails before the PRM loads
     rewards = build_rewards(cfg)
-    with vllm_colocate.engine_options(cfg.vllm_engine if args.use_vllm else None):
+    with cfg.rollout_engine(run.args):
         trainer = GRPOTrainer(
-            model=model if model is not None else cfg.model, reward_funcs=rewards, args=args,
-            train_dataset=dataset, processing_class=tokenizer, peft_config=cfg.lora.to_peft(),
+            model=model if model is not None else cfg.model, reward_funcs=rewards, args=run.args,
+            train_dataset=run.dataset, processing_class=run.tokenizer, peft_config=cfg.lora.to_peft(),
             callbacks=list(callbacks) or None,
         )  # fmt: skip
     if trainer.is_world_process_zero():
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-        write_json_atomic(Path(cfg.output_dir) / SPLIT_FILE, report)
+        write_json_atomic(Path(cfg.output_dir) / SPLIT_FILE, run.report)
     prm = next((r for r in rewards if getattr(r, "__name__", "") == "prm"), None)
-    fields = {k: report[k] for k in ("rows", "dialogues_cut", "train", "held_out")}
+    fields = {k: run.report[k] for k in ("rows", "dialogues_cut", "train", "held_out")}
     return train_and_save(
-        trainer, cfg, tokenizer, checkpoint, "grpo_summary.json", fields,
+        trainer, cfg, run.tokenizer, run.checkpoint, "grpo_summary.json", fields,
         lambda: {"prm_reward": dict(prm.stats) if prm is not None else None,
                  "aggregate": prm.aggregate if prm is not None else None},
     )  # fmt: skip

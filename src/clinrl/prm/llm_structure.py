@@ -22,7 +22,7 @@ from typing import Any
 
 from clinrl.errors import ClinrlError
 from clinrl.io import read_text_file
-from clinrl.llm.backends import SamplingParams
+from clinrl.llm.base import SamplingOptions
 from clinrl.prm.format import PRMFormatError, SpecialTokens, render_prm_string
 from clinrl.prm.schema import Note, NoteSchemaError, note_from_dict, save_notes
 from clinrl.prm.structure import FOLLOW_UP_HEADER, structure_note
@@ -50,18 +50,17 @@ class StructureRejected(LLMRejectedError):
 
 
 @dataclass(frozen=True)
-class StructureConfig:
-    """Sampling, retries and the faithfulness threshold."""
+class StructureConfig(SamplingOptions):
+    """Sampling (greedy by default), retries and the faithfulness threshold."""
 
+    max_new_tokens: int = 2048
     max_attempts: int = 2
-    temperature: float = 0.0
-    max_tokens: int = 2048
     min_overlap: float = 0.9
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1 or self.max_tokens < 1:
-            raise ClinrlError("max_attempts and max_tokens must be at least 1")
+        super().__post_init__()
+        if self.max_attempts < 1:
+            raise ClinrlError(f"max_attempts must be at least 1, got {self.max_attempts}")
         if not 0.0 <= self.min_overlap <= 1.0:
             raise ClinrlError(f"min_overlap must lie in [0, 1], got {self.min_overlap}")
 
@@ -164,13 +163,12 @@ def structure_notes(
     done: dict[int, Note] = {}
     last: dict[int, str] = {}
     pending = list(range(len(texts)))
-    base = SamplingParams(n=1, temperature=config.temperature, max_new_tokens=config.max_tokens)
     for attempt in range(config.max_attempts):
         if not pending:
             break
         prompts = [[{"role": "user", "content": STRUCTURE_PROMPT + texts[i].strip()}] for i in pending]
         result.requests += len(prompts)
-        answers = _generate(backend, prompts, base.with_(seed=config.seed + attempt))
+        answers = _generate(backend, prompts, config.sampling_params(attempt))
         still = []
         for i, answer in zip(pending, answers):
             try:

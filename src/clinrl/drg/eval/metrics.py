@@ -39,7 +39,6 @@ Metrics (fractions in [0, 1]; ``n`` = samples per case, the smallest count when 
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -51,6 +50,7 @@ from clinrl.drg.ontology import CCMCC, DRG, MDC_NAMES, Ontology, load_ontology
 from clinrl.drg.prompts import parse_completion
 from clinrl.drg.rewards import match_answer
 from clinrl.errors import DataError
+from clinrl.io import read_jsonl
 
 __all__ = [
     "METRICS_VERSION",
@@ -126,22 +126,7 @@ def read_generations(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise DataError("file not found", path=path)
-    lines = path.read_text(encoding="utf-8").split("\n")
-    torn = lines[-1] != ""  # no newline at the end: the last write was cut short
-    records = []
-    for i, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if torn and i == len(lines):
-                break
-            raise DataError("not a JSON object", path=path, row=i) from None
-        if not isinstance(record, dict):
-            raise DataError("not a JSON object", path=path, row=i)
-        records.append(record)
-    return records
+    return [record for _, record in read_jsonl(path, torn_tail=True)]
 
 
 def _gold(record: Mapping[str, Any], ontology: Ontology, row: int, path: object) -> DRG:

@@ -27,7 +27,8 @@ from clinrl.drg.prep.cases import case_key, read_cases
 from clinrl.drg.prompts import render_prompt, truncate_course
 from clinrl.drg.rewards import EXACT, get_reward
 from clinrl.errors import ClinrlError, DataError, check_limit
-from clinrl.io import cut_torn_line, write_json_atomic
+from clinrl.io import cut_torn_line, read_jsonl, write_json_atomic
+from clinrl.llm.base import SamplingOptions
 from clinrl.llm.loading import load_causal_lm
 from clinrl.registry import Registry
 
@@ -66,18 +67,7 @@ def difficulty_of(rewards: Sequence[float], correct: Sequence[bool]) -> str:
 def _read_records(path: Path) -> list[dict[str, Any]]:
     """Complete JSON lines of a tag file; a torn last line (interrupted write) is ignored."""
     records = []
-    lines = path.read_text(encoding="utf-8").split("\n")
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):  # no trailing newline: the last write was cut short
-                continue
-            raise DataError("not a JSON object", path=path, row=number) from None
-        if not isinstance(record, dict):
-            raise DataError("not a JSON object", path=path, row=number)
+    for number, record in read_jsonl(path, torn_tail=True):
         for name in ("hadm_id", "difficulty"):
             if name not in record:
                 raise DataError("missing field", path=path, row=number, field=name)
@@ -171,30 +161,27 @@ def apply_curriculum(
 # --------------------------------------------------------------------------- tagging with a model
 
 
-@dataclass
-class DifficultyConfig:
+@dataclass(frozen=True)
+class DifficultyConfig(SamplingOptions):
     """Sampling for :func:`tag_dataset`: ``k`` completions per case at ``temperature``/``top_p``,
     ``batch_size`` cases per ``generate`` call (``batch_size * k`` sequences), the course cut to fit
     ``max_prompt_tokens``; ``limit`` caps the cases of this run (after skipping tagged ones)."""
 
-    k: int = 8
     temperature: float = 1.0
-    top_p: float = 1.0
     max_new_tokens: int = 512
+    k: int = 8
     batch_size: int = 4
     max_prompt_tokens: int = 2048
     limit: int | None = None
-    seed: int = 0
     reward: str = "accuracy_dense"  # with ``format``, the training reward whose group variance counts
 
     def validate(self) -> None:
-        for name in ("k", "max_new_tokens", "batch_size", "max_prompt_tokens"):
+        """The checks beyond :class:`SamplingOptions`'s: the tags need sampling, so temperature 0 is refused."""
+        for name in ("k", "batch_size", "max_prompt_tokens"):
             if getattr(self, name) < 1:
                 raise ClinrlError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.temperature > 0:
             raise ClinrlError(f"temperature must be positive, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ClinrlError(f"top_p must be in (0, 1], got {self.top_p}")
         check_limit(self.limit)
 
 

@@ -53,8 +53,8 @@ from clinrl.drg.prep.cases import case_key, read_cases
 from clinrl.drg.prompts import SYSTEM_PROMPT, ParsedCompletion, build_user_prompt, parse_completion
 from clinrl.drg.rewards import CotFirstPenalty, match_answer
 from clinrl.errors import ClinrlError, DataError, check_limit
-from clinrl.io import cut_torn_line, write_json_atomic
-from clinrl.llm.backends import SamplingParams
+from clinrl.io import cut_torn_line, read_jsonl, write_json_atomic
+from clinrl.llm.base import SamplingOptions
 from clinrl.registry import Registry
 
 __all__ = [
@@ -160,29 +160,26 @@ def check_answer(text: str, gold: DRG, ontology: Ontology) -> tuple[str | None, 
 
 # ------------------------------------------------------------------------------------------- config
 @dataclass(frozen=True)
-class DistillConfig:
-    """Sampling and bookkeeping. ``limit`` caps the cases attempted in this run (after skipping done ones);
-    ``chunk_size`` cases are sent per ``generate`` call (the client runs them concurrently)."""
+class DistillConfig(SamplingOptions):
+    """Sampling (the study's temperature 0.7 and 2048 tokens) and bookkeeping. ``limit`` caps the cases
+    attempted in this run (after skipping done ones); ``chunk_size`` cases are sent per ``generate`` call (the
+    client runs them concurrently)."""
 
-    variant: str = "explain"
     temperature: float = 0.7
-    top_p: float = 1.0
-    max_tokens: int = 2048
+    max_new_tokens: int = 2048
+    variant: str = "explain"
     max_attempts: int = 3
     chunk_size: int = 8
     limit: int | None = None
-    seed: int = 0
     retry_failures: bool = False
     max_failed_chunks: int = 3
     model: str = ""
 
     def validate(self) -> None:
         _variant(self.variant)
-        for name in ("max_tokens", "max_attempts", "chunk_size", "max_failed_chunks"):
+        for name in ("max_attempts", "chunk_size", "max_failed_chunks"):
             if getattr(self, name) < 1:
                 raise ClinrlError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.temperature < 0:
-            raise ClinrlError(f"temperature must be >= 0, got {self.temperature}")
         check_limit(self.limit)
 
 
@@ -197,19 +194,11 @@ def sidecar_paths(out: str | Path) -> tuple[Path, Path]:
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
-    records = []
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"not JSON ({err.msg})", path=path, row=number) from None
-            if not isinstance(record, dict) or "hadm_id" not in record:
-                raise DataError("not a record with a hadm_id", path=path, row=number, field="hadm_id")
-            records.append(record)
-    return records
+    records = read_jsonl(path)
+    for number, record in records:
+        if "hadm_id" not in record:
+            raise DataError("not a record with a hadm_id", path=path, row=number, field="hadm_id")
+    return [record for _, record in records]
 
 
 class _Appender:
@@ -268,7 +257,6 @@ def distill_cot(
     counts: Counter = Counter()
     reasons: Counter = Counter()  # final failure reasons, this run
     attempt_reasons: Counter = Counter()  # every invalid answer, this run
-    base = SamplingParams(n=1, temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_tokens)
     valid_out, failed_out = _Appender(out), _Appender(failures_path)
     failed_chunks_in_row = 0
     interrupted = False
@@ -279,7 +267,7 @@ def distill_cot(
                 chunk = todo[start : start + config.chunk_size]
                 jobs = [_Job.of(case, onto, config) for case in chunk]
                 try:
-                    _run_chunk(backend, jobs, base, config, onto, counts, attempt_reasons)
+                    _run_chunk(backend, jobs, config, onto, counts, attempt_reasons)
                 except (KeyboardInterrupt, SystemExit):
                     raise
                 except Exception as err:  # the endpoint failed even after the client's retries
@@ -380,7 +368,7 @@ class _Job:
 
 
 def _run_chunk(
-    backend: Any, jobs: list[_Job], base: Any, config: DistillConfig, onto: Ontology, counts: Counter,
+    backend: Any, jobs: list[_Job], config: DistillConfig, onto: Ontology, counts: Counter,
     attempt_reasons: Counter,
 ) -> None:  # fmt: skip
     """Generate for every job, retrying invalid answers up to ``max_attempts`` times each."""
@@ -388,7 +376,7 @@ def _run_chunk(
     for attempt in range(config.max_attempts):
         if not pending:
             break
-        params = base.with_(seed=config.seed + attempt)
+        params = config.sampling_params(attempt)
         prompts = [j.prompt for j in pending]
         per_prompt = getattr(backend, "generate_or_errors", None)  # the HTTP client: failures in place
         outputs = per_prompt(prompts, params) if per_prompt is not None else backend.generate(prompts, params)

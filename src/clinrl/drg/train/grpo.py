@@ -19,16 +19,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from clinrl.drg.ontology import load_ontology
 from clinrl.drg.prompts import to_rl_rows
 from clinrl.drg.rewards import available_rewards, get_reward
 from clinrl.drg.train.difficulty import apply_curriculum, load_difficulty
 from clinrl.errors import ClinrlError
-from clinrl.llm import vllm_colocate
-from clinrl.llm.loading import load_tokenizer
-from clinrl.training import TRLRecipe, load_trainer_config, read_split, resume_checkpoint, train_and_save
+from clinrl.training import GRPORecipe, grpo_inputs, load_trainer_config, read_split, train_and_save
 from clinrl.training import run_from_cli as _run_from_cli
 
 __all__ = [
@@ -46,19 +44,15 @@ CURRICULA = ("none", "drop_easy", "drop_hard", "drop_both", "easy_to_hard")
 
 
 @dataclass(kw_only=True)
-class DRGGRPOConfig(TRLRecipe):
-    """A GRPO recipe: the common trainer fields (:class:`clinrl.training.TRLRecipe`; ``training`` goes to
-    ``trl.GRPOConfig``) plus our rewards, KL schedule, resampling and curriculum."""
-
-    TRAINING_CLASS: ClassVar[str] = "trl.GRPOConfig"
-    TOP_LEVEL: ClassVar[tuple[str, ...]] = (*TRLRecipe.TOP_LEVEL, "reward_weights")
+class DRGGRPOConfig(GRPORecipe):
+    """A GRPO recipe: the common GRPO fields (:class:`clinrl.training.GRPORecipe`: rewards, weights, vLLM;
+    ``training`` goes to ``trl.GRPOConfig``) plus the KL schedule, resampling and curriculum."""
 
     data: str
     name: str = "grpo"
     max_prompt_tokens: int | None = 4096
     truncation: Literal["head", "tail", "head_tail"] = "head"
     rewards: list[str] = field(default_factory=lambda: ["format", "accuracy_dense"])
-    reward_weights: list[float] | None = None
     cot_first_tokens: int = 50
     kl_schedule: Literal["constant", "cosine"] = "constant"
     sampling_mode: Literal["off", "neutral", "positive", "filter"] = "off"
@@ -67,16 +61,12 @@ class DRGGRPOConfig(TRLRecipe):
     curriculum: Literal["none", "drop_easy", "drop_hard", "drop_both", "easy_to_hard"] = "none"
     difficulty_file: str | None = None
     dr_grpo_normalizer: int | None = None  # the Dr. GRPO loss constant (study: 1024); None = TRL's
-    vllm_engine: dict[str, Any] = field(default_factory=dict)  # extra vllm.LLM keywords (colocate mode)
+
+    def known_rewards(self) -> list[str]:
+        return available_rewards()
 
     def __post_init__(self) -> None:
-
         super().__post_init__()
-        unknown = [r for r in self.rewards if r not in available_rewards()]
-        if unknown or not self.rewards:
-            raise ValueError(f"rewards: unknown {unknown or 'empty list'}; available: {', '.join(available_rewards())}")
-        if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
-            raise ValueError(f"reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards")
         if self.curriculum != "none" and not self.difficulty_file:
             raise ValueError(f"curriculum {self.curriculum!r} needs difficulty_file (from `clinrl drg difficulty`)")
         if self.kl_schedule == "cosine" and not float(self.training.get("beta", 0.0)) > 0:
@@ -123,14 +113,6 @@ def build_rewards(cfg: DRGGRPOConfig, tokenizer: Any = None) -> list:
     return [get_reward(name, ontology=ontology, **options.get(name, {})) for name in cfg.rewards]
 
 
-def _trl_args(cfg: DRGGRPOConfig):
-    """``trl.GRPOConfig`` of the recipe; an ``easy_to_hard`` curriculum keeps the dataset's order."""
-    forced: dict[str, Any] = {"reward_weights": cfg.reward_weights}
-    if cfg.curriculum == "easy_to_hard":
-        forced["shuffle_dataset"] = False  # the order is the curriculum
-    return cfg.training_arguments(**forced)
-
-
 def _trainer(cfg: DRGGRPOConfig, args: Any, dataset: Any, tokenizer: Any, model: Any = None):
     """The trainer: the resampling trainer (``clinrl.drg.train.sampling``) when present, else TRL's."""
     common = dict(
@@ -173,19 +155,18 @@ def train_grpo(
     """
     from clinrl.drg.train.kl import CosineKLCallback  # lazy: pulls transformers
 
-    checkpoint = resume_checkpoint(cfg.output_dir, resume)
-    tokenizer = load_tokenizer(cfg.model)
-    dataset, curriculum = build_rl_dataset(cfg, tokenizer)
-    args = _trl_args(cfg)
-    with vllm_colocate.engine_options(cfg.vllm_engine if args.use_vllm else None):
-        trainer = _trainer(cfg, args, dataset, tokenizer, model)
+    # an easy_to_hard curriculum is the dataset's order: TRL must not shuffle it
+    forced = {"shuffle_dataset": False} if cfg.curriculum == "easy_to_hard" else {}
+    run = grpo_inputs(cfg, resume, build_rl_dataset, **forced)
+    with cfg.rollout_engine(run.args):
+        trainer = _trainer(cfg, run.args, run.dataset, run.tokenizer, model)
     for callback in callbacks:
         trainer.add_callback(callback)
-    kl = CosineKLCallback(args.beta).attach(trainer) if cfg.kl_schedule == "cosine" else None
+    kl = CosineKLCallback(run.args.beta).attach(trainer) if cfg.kl_schedule == "cosine" else None
     return train_and_save(
-        trainer, cfg, tokenizer, checkpoint, "grpo_summary.json",
-        {"rows": len(dataset), "curriculum": curriculum},
-        lambda: {"final_kl_beta": kl.current if kl else args.beta},
+        trainer, cfg, run.tokenizer, run.checkpoint, "grpo_summary.json",
+        {"rows": len(run.dataset), "curriculum": run.report},
+        lambda: {"final_kl_beta": kl.current if kl else run.args.beta},
     )  # fmt: skip
 
 

@@ -11,7 +11,6 @@ are counted and reported.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any, ClassVar, Literal
 from clinrl.drg.prompts import to_sft_rows
 from clinrl.drg.train.knowledge import knowledge_rows
 from clinrl.errors import DataError
+from clinrl.io import read_jsonl
 from clinrl.llm.loading import load_tokenizer
 from clinrl.training import TRLRecipe, load_trainer_config, read_split, resume_checkpoint, train_and_save
 from clinrl.training import run_from_cli as _run_from_cli
@@ -72,26 +72,19 @@ def read_traces(path: str | Path) -> tuple[dict[str, str], dict[str, int]]:
         raise DataError("file not found", path=path)
     traces: dict[str, str] = {}
     counts = {"rows": 0, "dropped_tags": 0, "duplicates": 0}
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"not JSON ({err.msg})", path=path, row=lineno) from None
-            for key in ("hadm_id", "explanation"):
-                if not isinstance(record, dict) or key not in record:
-                    raise DataError("missing", path=path, row=lineno, field=key)
-            if not isinstance(record["explanation"], str):
-                raise DataError("must be a string", path=path, row=lineno, field="explanation")
-            counts["rows"] += 1
-            if any(tag in record["explanation"] for tag in TAGS):
-                counts["dropped_tags"] += 1
-                continue
-            key = str(record["hadm_id"])
-            counts["duplicates"] += key in traces
-            traces[key] = record["explanation"]
+    for lineno, record in read_jsonl(path):
+        for key in ("hadm_id", "explanation"):
+            if key not in record:
+                raise DataError("missing", path=path, row=lineno, field=key)
+        if not isinstance(record["explanation"], str):
+            raise DataError("must be a string", path=path, row=lineno, field="explanation")
+        counts["rows"] += 1
+        if any(tag in record["explanation"] for tag in TAGS):
+            counts["dropped_tags"] += 1
+            continue
+        key = str(record["hadm_id"])
+        counts["duplicates"] += key in traces
+        traces[key] = record["explanation"]
     return traces, counts
 
 

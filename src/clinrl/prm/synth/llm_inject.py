@@ -29,7 +29,7 @@ from functools import lru_cache
 from typing import Any
 
 from clinrl.errors import ClinrlError, DataError, describe_value, shown_id
-from clinrl.llm.backends import SamplingParams
+from clinrl.llm.base import SamplingOptions
 from clinrl.prm.format import PRMFormatError, SpecialTokens, _token_pattern, render_prm_string
 from clinrl.prm.schema import ERROR_TYPES, LEVELS, Note, Swap
 from clinrl.prm.synth.inject import (
@@ -104,22 +104,19 @@ class LLMRejectedError(DataError):
 
 
 @dataclass(frozen=True)
-class LLMSynthConfig:
+class LLMSynthConfig(SamplingOptions):
     """Sampling and retries of the model calls; ``batch_size`` samples are prepared per round of requests."""
 
-    max_attempts: int = 3
     temperature: float = 0.7
-    top_p: float = 1.0
-    max_tokens: int = 1024
-    seed: int = 0
+    max_new_tokens: int = 1024
+    max_attempts: int = 3
     batch_size: int = 16
 
     def __post_init__(self) -> None:
-        for name in ("max_attempts", "max_tokens", "batch_size"):
+        super().__post_init__()
+        for name in ("max_attempts", "batch_size"):
             if getattr(self, name) < 1:
                 raise ClinrlError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.temperature < 0:
-            raise ClinrlError(f"temperature must be >= 0, got {self.temperature}")
 
 
 # ------------------------------------------------------------------------------------------- prompts
@@ -363,15 +360,13 @@ class LLMErrorSynthesizer:
         """Ask the model for every draft's swaps, one prompt per (draft, error type), retrying invalid answers;
         a draft that stays invalid gets ``reason`` set."""
 
-        base = SamplingParams(n=1, temperature=self.llm.temperature, top_p=self.llm.top_p,
-                              max_new_tokens=self.llm.max_tokens)  # fmt: skip
         pending = [(d, error_type, targets) for d in drafts for error_type, targets in d.by_type().items()]
         last: dict[tuple[int, str], str] = {}
         for attempt in range(self.llm.max_attempts):
             if not pending:
                 break
             prompts = [build_error_prompt(d.gold, error_type, targets) for d, error_type, targets in pending]
-            answers = self._generate(prompts, base.with_(seed=self.llm.seed + attempt))
+            answers = self._generate(prompts, self.llm.sampling_params(attempt))
             still = []
             for (draft, error_type, targets), answer in zip(pending, answers):
                 draft.attempts[error_type] += 1
