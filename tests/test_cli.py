@@ -10,20 +10,15 @@ import re
 import pytest
 
 from clinrl import __version__
-from clinrl.cli import main
 from clinrl.cli._openai import OpenAIOptions, openai_options
+from tests.reliability.cli import run_cli
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _run(argv, capsys) -> tuple[int, str, str]:
-    """(exit status, stdout, stderr) of ``clinrl argv`` through the console entry point."""
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    out, err = capsys.readouterr()
+    """(exit status, stdout, stderr) of ``clinrl argv``, colour codes removed."""
+    code, out, err = run_cli(argv, capsys)
     return code, ANSI.sub("", out), ANSI.sub("", err)
 
 
