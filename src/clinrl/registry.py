@@ -88,20 +88,30 @@ class Registry(Mapping[str, T], Generic[T]):
         return f"Registry({self.kind!r}, {list(self._targets)})"
 
 
+def _split_target(spec: str) -> tuple[str, str]:
+    module, sep, attr = spec.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(f"a lazy registry target is 'module:attr', got {spec!r}")
+    return module, attr
+
+
+def import_target(spec: str) -> Any:
+    """The object a ``"module:attr"`` spec names (``attr`` may be dotted), imported now."""
+    module, attr = _split_target(spec)
+    value: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        value = getattr(value, part)
+    return value
+
+
 class _Lazy:
     """A ``"module:attr"`` target, imported when first looked up."""
 
     def __init__(self, spec: str):
-        module, sep, attr = spec.partition(":")
-        if not sep or not module or not attr:
-            raise ValueError(f"a lazy registry target is 'module:attr', got {spec!r}")
-        self.module, self.attr = module, attr
+        self.module, self.attr = _split_target(spec)
 
     def resolve(self) -> Any:
-        value: Any = importlib.import_module(self.module)
-        for part in self.attr.split("."):
-            value = getattr(value, part)
-        return value
+        return import_target(f"{self.module}:{self.attr}")
 
     def __repr__(self) -> str:
         return f"{self.module}:{self.attr}"

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from clinrl import cards
-from clinrl.cards import check_hub_push
 from clinrl.config import (
     TRAINING_KEY,
     RecipeError,
@@ -154,7 +153,7 @@ class TrainerRecipe:
         except (TypeError, ValueError) as err:
             detail = " ".join(str(err).split())[:300]
             raise RecipeError(f"recipe {self.name!r}: invalid {TRAINING_KEY} settings: {detail}") from None
-        check_hub_push(self, args)  # before the model loads: private by default, public only if the data allow it
+        cards.check_hub_push(self, args)  # before the model loads: private by default, public only if the data allow it
         return args
 
 
@@ -344,7 +343,7 @@ def load_trainer_config(
     if light:
         return build_from_dict(cls, recipe, source, training_fields=_light_fields(cls.TRAINING_CLASS))
     config = build_from_dict(cls, recipe, source, training_class=library_class(cls.TRAINING_CLASS))
-    check_hub_push(config)  # at load: a refused push fails before anything runs
+    cards.check_hub_push(config)  # at load: a refused push fails before anything runs
     return config
 
 

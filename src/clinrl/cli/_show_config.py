@@ -6,7 +6,6 @@ Kept apart from the commands so that each command adds one option and one call. 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,12 +13,9 @@ from typing import Any
 import typer
 from typer.core import TyperCommand
 
+from clinrl.registry import import_target
+
 SHOW_CONFIG_HELP = "Print the resolved recipe (every key, its value and where it came from) and exit; trains nothing."
-
-
-def _recipe_class(target: str) -> Any:
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def recipe_command(target: str) -> type[TyperCommand]:
@@ -31,7 +27,7 @@ def recipe_command(target: str) -> type[TyperCommand]:
         def epilog(self) -> str:  # type: ignore[override]
             from clinrl.training import override_help
 
-            return override_help(_recipe_class(target))
+            return override_help(import_target(target))
 
         @epilog.setter
         def epilog(self, value: Any) -> None:  # click sets it in __init__; the property wins
@@ -44,5 +40,5 @@ def show_config_and_exit(target: str, path: Path, overrides: Sequence[str]) -> N
     """Print :func:`clinrl.training.show_config` for ``path`` with ``overrides`` and exit 0."""
     from clinrl.training import show_config
 
-    typer.echo(show_config(_recipe_class(target), path, list(overrides)))
+    typer.echo(show_config(import_target(target), path, list(overrides)))
     raise typer.Exit(0)

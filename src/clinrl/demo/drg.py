@@ -62,7 +62,6 @@ def run_drg(out: Path, cfg: DemoConfig, section: Section, console: Any) -> dict[
 
 
 def _sft(out: Path, ws: Any, cfg: DemoConfig) -> dict[str, Any]:
-
     sft_dir = out / "sft"
     summary_file = sft_dir / "sft_summary.json"
     if summary_file.is_file():
@@ -98,7 +97,6 @@ def _sft(out: Path, ws: Any, cfg: DemoConfig) -> dict[str, Any]:
 
 
 def _grpo(out: Path, ws: Any, sft_dir: Path, cfg: DemoConfig) -> dict[str, Any]:
-
     grpo_dir = out / "grpo"
     summary_file = grpo_dir / "grpo_summary.json"
     if summary_file.is_file():
@@ -120,7 +118,6 @@ def _grpo(out: Path, ws: Any, sft_dir: Path, cfg: DemoConfig) -> dict[str, Any]:
 
 
 def _evaluate(ws: Any, model_dir: Path, out: Path, cfg: DemoConfig) -> dict[str, Any]:
-
     backend = TransformersBackend.from_path(str(model_dir), device="cpu", batch_size=32, progress=True)
     params = SamplingParams(
         n=cfg.n_samples, temperature=0.6, top_p=0.95, max_new_tokens=cfg.completion_tokens + 8, seed=cfg.seed

@@ -93,7 +93,6 @@ def _train(out: Path, cfg: DemoConfig) -> dict[str, Any]:
 
 
 def _scorer(model: Path) -> Any:
-
     return load_scorer(model, ScoreConfig(batch_size=16))
 
 
@@ -115,7 +114,6 @@ def _selection(gold: Any, errors: Any, scorer: Any, cfg: DemoConfig, console: An
 
 
 def _preference(data: Path, scorer: Any) -> dict[str, Any]:
-
     cases, dropped = load_preference_cases(
         data / "a_prefer_dev.csv", data / "a_prefer_dev_labels.csv", resolve_tokens("llama3")[1]
     )

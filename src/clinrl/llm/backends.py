@@ -128,7 +128,6 @@ class TransformersBackend:
 
     @classmethod
     def from_path(cls, model: str, **kwargs: Any) -> TransformersBackend:
-
         device = kwargs.pop("device", None)
         dtype = kwargs.pop("dtype", "auto")
         m, tok = load_causal_lm(model, device=device, dtype=dtype)

@@ -224,7 +224,6 @@ def check_note(
 
 # ----------------------------------------------------------------------------------------- arguments
 def _text(completion: Any) -> str:
-
     return completion_text(completion)
 
 

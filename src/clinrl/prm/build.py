@@ -133,7 +133,6 @@ class BuildReport:
 
 
 def _synthesize(gold: list[Note], per_note: int, seed: int) -> list[Note]:
-
     return synthesize_errors(gold, per_note, seed=seed, pool=gold)
 
 

@@ -283,7 +283,6 @@ def _check_scorer(scorer: str, allowed: Sequence[str], model: Any) -> None:
 
 
 def _aggregate_for(scorer: str, aggregate: str | None, model: Any) -> str | None:
-
     if aggregate is not None and aggregate not in AGGREGATES:
         raise ClinrlError(f"unknown aggregate {aggregate!r}: use one of {', '.join(AGGREGATES)}")
     if scorer == "orm":

@@ -178,7 +178,6 @@ class TrainResult:
 
 # ------------------------------------------------------------------------------------------------ data
 def _gold_paths(gold: Sequence[str]) -> list[Path]:
-
     return [demo_data_dir() / "prm_clinic_gold.json.gz" if g == DEMO_GOLD else Path(g) for g in gold]
 
 

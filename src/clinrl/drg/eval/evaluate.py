@@ -311,7 +311,6 @@ def _shard_positions(config: dict[str, Any], index: int, count: int) -> list[int
 
 
 def _plots(out: Path, metrics: dict[str, Any], model: Any) -> None:
-
     plot_cc_mcc_confusion(metrics, out / "cc_mcc_confusion.png")
     state = find_trainer_state(model) if model else None
     if state is not None:

@@ -42,7 +42,6 @@ def pyplot() -> Any:
 
 
 def _save(fig: Any, out_png: str | Path) -> Path:
-
     out = Path(out_png)
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
@@ -110,7 +109,6 @@ def plot_training_curves(source: Any, out_png: str | Path) -> list[str]:
 
 
 def _confusion_from(source: Any) -> dict[str, Any]:
-
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.suffix == ".jsonl":

@@ -219,7 +219,6 @@ def summarize(path: str | Path) -> dict[str, Any]:
 
 
 def _load_model(model_path: str | Path) -> tuple[Any, Any]:
-
     model, tokenizer = load_causal_lm(model_path)  # bfloat16 on CUDA, float32 on CPU; clear errors
     tokenizer.padding_side = "left"
     return model, tokenizer

@@ -407,7 +407,6 @@ def _answer_first(reasoning: str, answer: str, onto: Ontology) -> bool:
 
 
 def _report(out, data, config, cases, skipped, todo, counts, reasons, attempt_reasons, torn, interrupted):
-
     failures_path, _ = sidecar_paths(out)
     valid = {case_key(r["hadm_id"]) for r in _read_jsonl(out)} if out.is_file() else set()
     failed: dict[Any, str] = {}

@@ -231,7 +231,6 @@ def parse_swaps(
 
 @lru_cache(maxsize=1)
 def _llama3_pattern() -> re.Pattern[str]:
-
     return _token_pattern(SpecialTokens.llama3())[0]
 
 
