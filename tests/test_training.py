@@ -165,3 +165,23 @@ def test_shipped_library_fields_match_the_installed_libraries(library):
     assert {k: v["type"] for k, v in shipped.items()} == {k: v["type"] for k, v in installed.items()}
     changed = [k for k in shipped if shipped[k]["default"] != installed[k]["default"]]
     assert not changed, changed
+
+
+def test_run_from_cli_leaves_the_process_group_only_after_a_finished_run(monkeypatch, tmp_path):
+    """After an error a rank must not wait in the closing barrier: the other ranks may be blocked in a
+    collective it never joins (the engine tier once hung 600 s that way). It exits; the launcher stops the rest."""
+    import clinrl.training as training
+
+    left = []
+    monkeypatch.setattr(training, "finish_distributed", lambda: left.append(True))
+    recipe = ["--output_dir", str(tmp_path / "run")]
+    path = RECIPES / "prm" / "tiny_causal.yaml"
+    assert training.run_from_cli(PRMTrainConfig, lambda config, resume: "trained", path, recipe, False) == "trained"
+    assert left == [True]
+
+    def fail(config, resume):
+        raise RuntimeError("a rank failed")
+
+    with pytest.raises(RuntimeError, match="a rank failed"):
+        training.run_from_cli(PRMTrainConfig, fail, path, recipe, False)
+    assert left == [True]  # no barrier after the error

@@ -468,10 +468,9 @@ def run_from_cli(
     apply_report_to(load_trainer_config(config_cls, path, overrides, light=True), report_to)
     config = apply_report_to(load_trainer_config(config_cls, path, overrides), report_to)
     config = resolve_paths(config, workdir)
-    try:
-        return train_fn(config, resume=resume)
-    finally:
-        finish_distributed()
+    result = train_fn(config, resume=resume)  # on an error, no barrier: the other ranks may wait in a
+    finish_distributed()  # collective this rank never joins; the launcher stops them when this one exits
+    return result
 
 
 # --------------------------------------------------------------------------- run helpers shared by the trainers

@@ -479,18 +479,21 @@ def _training_args(config: PRMTrainConfig, has_eval: bool) -> Any:
     return config.training_arguments(**derived)
 
 
-def _base_model_path(config: PRMTrainConfig, notes: Sequence[Note]) -> str:
-    """The base model folder; a ``tiny:`` model is built by the main process alone (the others wait for it),
-    before the Trainer exists, so that it is written whole (never as ZeRO-3-partitioned 0-element tensors)."""
-    from accelerate import PartialState
+def _base_model_path(config: PRMTrainConfig, notes: Sequence[Note], args: Any) -> str:
+    """The base model folder; a ``tiny:`` model is built by the first process alone (the others wait for it),
+    before the Trainer exists, so that it is written whole (never as ZeRO-3-partitioned 0-element tensors).
 
+    Who is first and the wait come from the run's ``TrainingArguments`` (``args``), i.e. the distributed state
+    the Trainer itself uses. Not a bare ``accelerate.PartialState()``: on CPU processes that one takes the
+    accelerator-less launch for a single process (``DistributedType.NO``), so every rank believed it was the
+    main one, all built the model into the same folder at once, and a rank could read it half written (it
+    then failed while the others waited in their first collective: the engine tier's intermittent hang)."""
     path = resolve_model_path(config.model)
     if not path.startswith(TINY_PREFIX):
         return path
     folder = Path(config.output_dir) / "base_model"
-    state = PartialState()
-    with state.main_process_first():
-        if state.is_main_process:
+    with args.main_process_first(local=False, desc="building the tiny base model"):
+        if args.process_index == 0:
             _tiny_model(path[len(TINY_PREFIX) :], notes, folder, config)
     return str(folder)
 
@@ -513,9 +516,9 @@ def train_prm(config: PRMTrainConfig, *, resume: bool = False) -> TrainResult:
     checkpoint = resume_checkpoint(out, resume)
     set_seed(config.seed)
     notes = load_training_notes(config)
-    base = _base_model_path(config, notes)
     eval_notes = _eval_notes(config)
     args = _training_args(config, has_eval=bool(eval_notes))
+    base = _base_model_path(config, notes, args)
     set_seed(config.seed)  # every process initialises new weights (head, added tokens) identically
     model, tokenizer, tokens, ids = _load_base(config, base)
     examples, dropped = encode_examples(notes, tokenizer, tokens, ids, config)
