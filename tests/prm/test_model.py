@@ -169,3 +169,40 @@ def test_marked_windows_show_unsupported_words_before_the_slot(minilm_tokenizer)
     assert before.endswith("( unsupported : digoxin )")
     plain = encode_windows(n, DIALOGUE, tokenizer, tokens, ids, EncodeSettings("token-classification", max_length=128))
     assert "unsupported" not in tokenizer.decode(plain[0].input_ids)
+
+
+def test_quantities_read_number_words_and_units_alike():
+    from clinrl.prm.encode import quantities
+
+    assert quantities("take twenty five milligrams twice a day for two weeks") == ["25 mg", "2 week"]
+    assert quantities("Lisinopril 25mg daily; recheck in 2 wks; EF 45%.") == ["25 mg", "2 week", "45 %"]
+    assert quantities("follow up in 3, then") == []  # a bare number is not a quantity
+
+
+def test_unsupported_words_with_quantities_catch_a_changed_dose_of_supported_words():
+    from clinrl.prm.encode import unsupported_words
+
+    dialogue = "[doctor] take twenty milligrams of lisinopril; we will recheck in 10 days."
+    step = "Plan: lisinopril 10 mg, recheck in 20 days."  # every word and number occurs in the dialogue
+    assert unsupported_words(step, dialogue, 5) == []
+    assert unsupported_words(step, dialogue, 5, with_quantities=True) == ["10mg", "20day"]
+    assert unsupported_words("Plan: lisinopril 20 mg.", dialogue, 5, with_quantities=True) == []
+
+
+def test_item_evidence_gives_every_step_its_own_dialogue_line(minilm_tokenizer):
+    tokenizer = minilm_tokenizer[0]
+    dialogue = "\n".join([
+        "[doctor] the knee pain is worse at night.",
+        "[patient] yes the knee pain is worse at night.",
+        "[doctor] metformin too.",
+    ])  # fmt: skip
+    line = lambda k: tokenizer(dialogue.split("\n")[k], add_special_tokens=False)["input_ids"]  # noqa: E731
+    assert len(line(2)) <= len(line(1))
+    items = ["Knee pain, worse at night.", "Start metformin."]
+    budget = len(line(0)) + len(line(1))
+    # one query: the two knee lines share more words with the problem than the metformin line, and fill the budget
+    whole = select_dialogue_lines("\n".join(items), dialogue, tokenizer, budget=budget, line_max_tokens=64)
+    assert whole == line(0) + line(1)
+    # per item, round robin: each item's best line first, so the metformin step keeps its evidence
+    per_item = select_dialogue_lines(items, dialogue, tokenizer, budget=budget, line_max_tokens=64)
+    assert per_item == line(0) + line(2)

@@ -20,9 +20,14 @@ note-level window, each ``[CLS] note part [SEP] dialogue part [SEP]``:
 * with ``mark_unsupported`` = k > 0, each header/step text is followed by ``(unsupported: w1 w2 …)``: up to
   k of its words that the dialogue never uses (:func:`unsupported_words`; stop words and generic note words
   such as "plan" are skipped, number words count as digits); the note-level window lists them for the note.
+* ``mark_quantities`` (with ``mark_unsupported``): the list starts with the quantities (number + unit, e.g.
+  ``10mg``, ``2week``) that the dialogue never states with that unit, though every single word and number
+  may occur in it (:func:`quantities`): a changed dose or interval.
 * the dialogue part: the dialogue lines most related to the note part, by lexical overlap (sum of the
   lines' inverse document frequency, within the dialogue, of the words shared with the note part), each
-  line cut to ``line_max_tokens``, taken best first while they fit and put back in dialogue order.
+  line cut to ``line_max_tokens``, taken best first while they fit and put back in dialogue order. With
+  ``evidence: item`` a problem window's lines are taken round robin over its header and steps (each item's
+  best line, then each one's second best, …), so that a step with content of its own gets its own line.
 
 Every text piece is tokenised on its own (``add_special_tokens=False``) and the ids concatenated, so the
 result does not depend on how pieces would merge in one string. A window's slots carry the note-wide slot
@@ -57,6 +62,7 @@ __all__ = [
     "encode_causal",
     "encode_windows",
     "note_slot_labels",
+    "quantities",
     "select_dialogue_lines",
     "unsupported_words",
 ]
@@ -88,12 +94,15 @@ class EncodeSettings:
     note_fraction: float = 0.45  # token-classification: share of a window for the note part
     line_max_tokens: int = 64  # token-classification: longest dialogue line kept
     mark_unsupported: int = 0  # token-classification: list up to this many note words the dialogue lacks
+    mark_quantities: bool = False  # with mark_unsupported: also list quantities (number + unit) it lacks
+    evidence: Literal["problem", "item"] = "problem"  # token-classification: dialogue lines per problem / per item
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "max_length": self.max_length, "dialogue_max_tokens": self.dialogue_max_tokens,
             "note_fraction": self.note_fraction, "line_max_tokens": self.line_max_tokens,
-            "mark_unsupported": self.mark_unsupported,
+            "mark_unsupported": self.mark_unsupported, "mark_quantities": self.mark_quantities,
+            "evidence": self.evidence,
         }  # fmt: skip
 
 
@@ -243,24 +252,37 @@ def _dialogue_index(dialogue: str, tokenizer: Any, line_max_tokens: int) -> tupl
     return lines, ids, words, idf
 
 
-def select_dialogue_lines(query: str, dialogue: str, tokenizer: Any, budget: int, line_max_tokens: int) -> list[int]:
+def select_dialogue_lines(
+    query: str | Sequence[str], dialogue: str, tokenizer: Any, budget: int, line_max_tokens: int
+) -> list[int]:
     """Ids of the dialogue lines most related to ``query`` that fit ``budget`` tokens, in dialogue order.
 
     A line's score is the summed within-dialogue IDF of the (non-stop) words it shares with ``query``; ties
     keep the earlier line; once some line is chosen, lines sharing nothing are not added. Lines are cut to
     ``line_max_tokens``.
+
+    ``query`` may be several texts (a problem's header and each of its steps): lines are then taken round
+    robin — each text's best line, then each text's second best, … — so that every step gets its own
+    evidence. With one query for the whole problem, the lines sharing words with many of its steps win and a
+    step with content of its own (where an added finding or a changed dose sits) may get no line at all.
     """
     lines, ids, words, idf = _dialogue_index(dialogue, tokenizer, line_max_tokens)
-    q = _words(query)
-    scores = [sum(idf[w] for w in ws & q) for ws in words]
-    order = sorted(range(len(lines)), key=lambda i: (-scores[i], i))
-    chosen, used = [], 0
-    for i in order:
-        if scores[i] <= 0 and chosen:  # nothing shared: stop
-            break
-        if used + len(ids[i]) <= budget:
-            chosen.append(i)
-            used += len(ids[i])
+    queries = [query] if isinstance(query, str) else list(query)
+    rankings = []
+    for text in queries:
+        q = _words(text)
+        scores = [sum(idf[w] for w in ws & q) for ws in words]
+        rankings.append([(scores[i], i) for i in sorted(range(len(lines)), key=lambda i: (-scores[i], i))])
+    chosen: list[int] = []
+    used = 0
+    for rank in range(len(lines)):
+        for ranking in rankings:
+            score, i = ranking[rank]
+            if (score <= 0 and chosen) or i in chosen:  # nothing shared (once some line is in), or taken
+                continue
+            if used + len(ids[i]) <= budget:
+                chosen.append(i)
+                used += len(ids[i])
     out: list[int] = []
     for i in sorted(chosen):
         out += ids[i]
@@ -306,27 +328,82 @@ def _dialogue_terms(dialogue: str) -> frozenset:
     return frozenset(out)
 
 
-def unsupported_words(text: str, dialogue: str, limit: int) -> list[str]:
+# units a quantity is compared by (a note's "20mg" against a dialogue's "twenty milligrams"), canonical forms
+_UNITS = {
+    **{u: "mg" for u in ("mg", "milligram", "milligrams", "mgs")}, **{u: "mcg" for u in ("mcg", "microgram", "micrograms")},
+    **{u: "g" for u in ("g", "gram", "grams")}, **{u: "kg" for u in ("kg", "kilo", "kilos", "kilogram", "kilograms")},
+    **{u: "lb" for u in ("lb", "lbs", "pound", "pounds")}, **{u: "ml" for u in ("ml", "milliliter", "milliliters", "cc")},
+    **{u: "u" for u in ("u", "unit", "units", "iu")}, **{u: "%" for u in ("%", "percent")}, "gy": "gy", "mmhg": "mmhg",
+    **{u: "hour" for u in ("h", "hr", "hrs", "hour", "hours")}, **{u: "day" for u in ("day", "days")},
+    **{u: "week" for u in ("wk", "wks", "week", "weeks")}, **{u: "month" for u in ("mo", "month", "months")},
+    **{u: "year" for u in ("yr", "yrs", "year", "years")}, **{u: "time" for u in ("time", "times", "x")},
+    **{u: "tablet" for u in ("tablet", "tablets", "tab", "tabs", "pill", "pills", "capsule", "capsules")},
+    **{u: "mile" for u in ("mile", "miles")}, **{u: "minute" for u in ("min", "mins", "minute", "minutes")},
+}  # fmt: skip
+_QTY_TOKEN = re.compile(r"\d+(?:\.\d+)?|[a-z]+|%")
+
+
+def _numbers_as_digits(text: str) -> list[str]:
+    """Lower-cased tokens (digit runs, words, '%') with number words turned into digits ("twenty five" → 25)."""
+    out: list[str] = []
+    for w in _QTY_TOKEN.findall(text.lower()):
+        value = _NUMBERS.get(w)
+        if value is None or w in ("once", "twice", "half"):
+            out.append(w)
+        elif out and value < 10 and out[-1].isdigit() and 20 <= int(out[-1]) < 100 and int(out[-1]) % 10 == 0:
+            out[-1] = str(int(out[-1]) + value)
+        else:
+            out.append(str(value))
+    return out
+
+
+def quantities(text: str) -> list[str]:
+    """The quantities of ``text`` as "number unit" strings in order ("20 mg", "2 week"): a number followed by a
+    known unit (:data:`_UNITS`), number words read as digits; a bare number is not a quantity."""
+    words = _numbers_as_digits(text)
+    out: list[str] = []
+    for i in range(len(words) - 1):
+        if words[i][0].isdigit() and words[i + 1] in _UNITS:
+            q = f"{words[i]} {_UNITS[words[i + 1]]}"
+            if q not in out:
+                out.append(q)
+    return out
+
+
+@lru_cache(maxsize=64)
+def _dialogue_quantities(dialogue: str) -> frozenset:
+    return frozenset(quantities(dialogue))
+
+
+def unsupported_words(text: str, dialogue: str, limit: int, *, with_quantities: bool = False) -> list[str]:
     """Up to ``limit`` words of ``text`` (in order, each once) that ``dialogue`` never uses: letters and digit
     runs compared lower-cased, number words in the dialogue counted as digits, a plural 's' ignored; stop
-    words and generic note words are never listed."""
+    words and generic note words are never listed.
+
+    ``with_quantities``: first the quantities of ``text`` (:func:`quantities`, written "20mg") that the dialogue
+    never states with that unit, although their number may occur elsewhere in it — a changed dose or interval
+    ("lisinopril 10mg" for the dialogue's "twenty milligrams", "in 1 month" for "in two weeks") leaves every
+    single word supported, which word overlap alone cannot see."""
     terms = _dialogue_terms(dialogue)
     out: list[str] = []
+    if with_quantities:
+        stated = _dialogue_quantities(dialogue)
+        out += [q.replace(" ", "") for q in quantities(text) if q not in stated][:limit]
     for w in _TERM.findall(text.lower()):
+        if len(out) >= limit:
+            break
         if w in _STOP or w in _NOTE_WORDS or w in terms or w in out:
             continue
         if (w.endswith("s") and w[:-1] in terms) or w + "s" in terms:
             continue
         out.append(w)
-        if len(out) == limit:
-            break
     return out
 
 
-def _marked(text: str, dialogue: str, limit: int) -> str:
+def _marked(text: str, dialogue: str, limit: int, with_quantities: bool = False) -> str:
     if limit <= 0:
         return text
-    words = unsupported_words(text, dialogue, limit)
+    words = unsupported_words(text, dialogue, limit, with_quantities=with_quantities)
     return f"{text} (unsupported: {' '.join(words)})" if words else text
 
 
@@ -336,20 +413,22 @@ class _Part:
 
     pieces: list[tuple[str, str, int]]
     query: str
+    items: list[str] = field(default_factory=list)  # the header and step texts, unmarked
 
 
-def _note_parts(note: Note, dialogue: str, mark: int) -> list[_Part]:
+def _note_parts(note: Note, dialogue: str, mark: int, qty: bool = False) -> list[_Part]:
     problems: list[_Part] = []
     slot = 0
     for p in note.problems:
-        pieces: list[tuple[str, str, int]] = [(_marked(p.header, dialogue, mark), "problem", slot)]
+        pieces: list[tuple[str, str, int]] = [(_marked(p.header, dialogue, mark, qty), "problem", slot)]
         slot += 1
         for s in p.steps:
-            pieces.append((_marked(s.text, dialogue, mark), "step", slot))
+            pieces.append((_marked(s.text, dialogue, mark, qty), "step", slot))
             slot += 1
         pieces.append(("", "problem_completeness", slot))
         slot += 1
-        problems.append(_Part(pieces, "\n".join([p.header] + [s.text for s in p.steps])))
+        items = [p.header] + [s.text for s in p.steps]
+        problems.append(_Part(pieces, "\n".join(items), items))
     note_level = _Part([("", "note_completeness", slot), ("", "end_of_note", slot + 1)], note.text())
     return problems + [note_level]
 
@@ -369,10 +448,11 @@ def encode_windows(
         raise PRMInputError("the tokenizer has neither CLS/SEP nor BOS/EOS tokens")
     note_budget = max(16, int(settings.max_length * settings.note_fraction))
     windows: list[Window] = []
-    parts = _note_parts(note, dialogue, settings.mark_unsupported)
+    parts = _note_parts(note, dialogue, settings.mark_unsupported, settings.mark_quantities)
     for part in parts[:-1]:
         for chunk in _chunk_problem(part, tokenizer, ids, note_budget):
-            windows.append(_assemble(chunk, part.query, dialogue, tokenizer, settings, cls_id, sep_id))
+            query = part.items if settings.evidence == "item" else part.query
+            windows.append(_assemble(chunk, query, dialogue, tokenizer, settings, cls_id, sep_id))
     # note-level: the two slots first, then the note text as context, cut to the note budget
     note_part = parts[-1]
     body: list[int] = []
@@ -382,7 +462,9 @@ def encode_windows(
         body += [getattr(ids, kind), ids.placeholder]
     context = note_part.query
     if settings.mark_unsupported > 0:
-        words = unsupported_words(note_part.query, dialogue, 4 * settings.mark_unsupported)
+        words = unsupported_words(
+            note_part.query, dialogue, 4 * settings.mark_unsupported, with_quantities=settings.mark_quantities
+        )
         context = f"(unsupported: {' '.join(words)}) {context}" if words else context
     text_ids = _encode(tokenizer, context)[: max(0, note_budget - len(body))]
     windows.append(_assemble((body + text_ids, slots), note_part.query, dialogue, tokenizer, settings, cls_id, sep_id))
@@ -416,7 +498,13 @@ def _chunk_problem(part: _Part, tokenizer: Any, ids: TokenIds, budget: int) -> l
 
 
 def _assemble(
-    chunk: _Chunk, query: str, dialogue: str, tokenizer: Any, settings: EncodeSettings, cls_id: int, sep_id: int
+    chunk: _Chunk,
+    query: str | list[str],
+    dialogue: str,
+    tokenizer: Any,
+    settings: EncodeSettings,
+    cls_id: int,
+    sep_id: int,
 ) -> Window:
     note_ids, slots = chunk
     budget = settings.max_length - len(note_ids) - 3

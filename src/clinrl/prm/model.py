@@ -87,12 +87,14 @@ class PRMMeta:
     note_fraction: float = 0.45
     line_max_tokens: int = 64
     mark_unsupported: int = 0
+    mark_quantities: bool = False
+    evidence: str = "problem"
     score_aggregate: str | None = None  # the note-score aggregation this model was validated with
 
     @property
     def settings(self) -> EncodeSettings:
         return EncodeSettings(self.head, self.max_length, self.dialogue_max_tokens, self.note_fraction,
-                              self.line_max_tokens, self.mark_unsupported)  # fmt: skip
+                              self.line_max_tokens, self.mark_unsupported, self.mark_quantities, self.evidence)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -119,6 +121,8 @@ class PRMMeta:
                 note_fraction=float(enc.get("note_fraction", 0.45)),
                 line_max_tokens=int(enc.get("line_max_tokens", 64)),
                 mark_unsupported=int(enc.get("mark_unsupported", 0)),
+                mark_quantities=bool(enc.get("mark_quantities", False)),
+                evidence=str(enc.get("evidence", "problem")),
                 score_aggregate=raw.get("score_aggregate"),
             )  # fmt: skip
         except KeyError as err:

@@ -121,6 +121,8 @@ class PRMTrainConfig(TrainerRecipe):
     note_fraction: float = 0.45
     line_max_tokens: int = 64
     mark_unsupported: int = 0  # token-classification: list note words the dialogue lacks (0 = off)
+    mark_quantities: bool = False  # with mark_unsupported: also quantities (number + unit) the dialogue lacks
+    evidence: Literal["problem", "item"] = "problem"  # token-classification: dialogue lines per problem / per item
     score_aggregate: Optional[str] = None  # default note-score aggregation stored with the model (None: study's)
     # optimisation (the rest is under training:)
     class_weight: Literal["none", "sqrt", "balanced"] = "none"  # token-classification: weigh '-' up
@@ -155,7 +157,7 @@ class PRMTrainConfig(TrainerRecipe):
     @property
     def settings(self) -> EncodeSettings:
         return EncodeSettings(self.head, self.max_length, self.dialogue_max_tokens, self.note_fraction,
-                              self.line_max_tokens, self.mark_unsupported)  # fmt: skip
+                              self.line_max_tokens, self.mark_unsupported, self.mark_quantities, self.evidence)  # fmt: skip
 
 
 @dataclass
@@ -543,6 +545,7 @@ def train_prm(config: PRMTrainConfig, *, resume: bool = False) -> TrainResult:
         notes_only=config.notes_only, max_length=config.max_length, dialogue_max_tokens=config.dialogue_max_tokens,
         base_model=config.model, note_fraction=config.note_fraction,
         line_max_tokens=config.line_max_tokens, mark_unsupported=config.mark_unsupported,
+        mark_quantities=config.mark_quantities, evidence=config.evidence,
         score_aggregate=config.score_aggregate,
     )  # fmt: skip
     result = TrainResult(
