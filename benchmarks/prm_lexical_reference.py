@@ -2,7 +2,9 @@
 
 The rule reads the dialogue but has no model: a header or step is suspect in proportion to how many of its
 content words the dialogue never uses (:func:`clinrl.prm.encode.unsupported_words`: stop words and generic
-note words skipped, number words matched to digits, plural 's' ignored). Its P(+) is ``1 / (1 + count)``.
+note words skipped, number words matched to digits, plural 's' ignored). Its P(+) is ``1 / (1 + count)``
+(:func:`clinrl.prm.lexical.lexical_p_plus`; the whole rule, every slot, is ``clinrl prm eval-selection
+--scorer lexical``, which this benchmark's header/step figures match).
 Step AUROC of this rule is the bar a verifier must clear to show it learnt more than word overlap (the CPU
 PRM is also *given* these words as input, see ``mark_unsupported`` in :mod:`clinrl.prm.encode`).
 
@@ -25,15 +27,9 @@ from pathlib import Path
 from typing import Any
 
 
-def lexical_p_plus(text: str, dialogue: str) -> float:
-    """1 / (1 + number of the text's content words the dialogue never uses)."""
-    from clinrl.prm.encode import unsupported_words
-
-    return 1.0 / (1 + len(unsupported_words(text, dialogue, 10_000)))
-
-
 def content_slots(note: Any) -> list[tuple[str, int, float, bool]]:
     """(kind, slot index, lexical P(+), is error) for every header and step of ``note``."""
+    from clinrl.prm.lexical import lexical_p_plus
     from clinrl.prm.score import slot_layout
 
     out = []

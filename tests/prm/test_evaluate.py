@@ -22,6 +22,7 @@ from clinrl.prm.evaluate import (
     evaluate_preference,
     evaluate_selection,
     group_cases,
+    limit_cases,
     load_preference_cases,
     pick,
 )
@@ -37,11 +38,11 @@ def _run(args: list[str]):
     return result
 
 
-def _selection(prm_data: Path, scorer: str, out: Path, gold: Path | None = None, errors: Path | None = None):
+def _selection(prm_data: Path, scorer: str, out: Path, gold: Path | None = None, errors: Path | None = None, extra=()):
     gold = gold or prm_data / "verification_dev_gold.json.gz"
     errors = errors or prm_data / "verification_dev_error.json.gz"
     result = _run(["eval-selection", "--gold", str(gold), "--errors", str(errors), "--scorer", scorer,
-                   "--json", str(out)])  # fmt: skip
+                   "--json", str(out), *extra])  # fmt: skip
     return result.output, json.loads(out.read_text())
 
 
@@ -181,6 +182,26 @@ def test_detection_metrics_and_error_types_with_an_oracle(prm_data):
     assert by_type["Step Incompleteness"]["total"] > 0
 
 
+def test_eval_selection_lexical_through_the_cli(prm_data, tmp_path):
+    """Two cases (one per source): the full detection block, the same figures as the library's, both tables."""
+    output, report = _selection(prm_data, "lexical", tmp_path / "lex.json", extra=["--limit", "1"])
+    assert report["overall"]["total"] == 2 and report["aggregate"] == "mean"
+    assert report["scoring"]["backend"] == "rules" and report["scoring"]["paths"]["rules"] > 2
+    gold = load_notes(prm_data / "verification_dev_gold.json.gz")
+    errors = load_notes(prm_data / "verification_dev_error.json.gz")
+    cases = limit_cases(group_cases(gold, errors)[0], 1)
+    want = json.loads(json.dumps(evaluate_selection(cases, "lexical").to_dict()))
+    assert report["sources"] == want["sources"] and report["overall"] == want["overall"]
+    det = report["overall"]["detection"]
+    assert {"processbench", "at_false_alarm", "calibration", "auroc_steps", "by_error_type"} <= set(det)
+    assert all(0 <= v <= 0.05 for v in det["at_false_alarm"]["false_alarm"].values() if v is not None)
+    assert "Step-level detection" in output and "recall at 5 % false alarm" in output
+    pb_cell = _row(output.split("Step-level detection")[1], "all")[2]  # PB F1 at the false-alarm thresholds
+    assert pb_cell == f"{det['processbench']['at_false_alarm']['f1']:.3f}"
+    medoid_out, medoid = _selection(prm_data, "medoid", tmp_path / "m.json", extra=["--limit", "1"])
+    assert "detection" not in medoid["overall"] and "Step-level detection" not in medoid_out
+
+
 def test_preference_dev_data(prm_data, tmp_path):
     cases, dropped = load_preference_cases(
         prm_data / "a_prefer_dev.csv", prm_data / "a_prefer_dev_labels.csv", SpecialTokens.llama3()
@@ -190,6 +211,8 @@ def test_preference_dev_data(prm_data, tmp_path):
     with (prm_data / "a_prefer_dev_labels.csv").open() as handle:
         firsts = sum(row["Preferred_note"] == "Note_1" for row in csv.DictReader(handle))
     assert evaluate_preference(cases, "first")["correct"] == firsts
+    lexical = evaluate_preference(cases, "lexical")
+    assert lexical["aggregate"] == "mean" and lexical["total"] == 10 and lexical["correct"] == int(lexical["correct"])
     out = _run(
         [
             "eval-preference",

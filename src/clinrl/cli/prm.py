@@ -213,6 +213,7 @@ def train_command(run: TrainRequest) -> None:
 # ---- scoring, Best-of-N and evaluation (clinrl.prm.score / select / evaluate); the scoring options: _prm_scoring
 _AGGREGATE_HELP = "Note score from the slots (default: the model's, else sum_log)."
 _QUIET = typer.Option(False, "--quiet", help="No progress bar.")
+_LEXICAL = "lexical: a no-model verifier, word overlap with the dialogue"
 
 
 def _progress(total: int, label: str, quiet: bool = False):
@@ -300,21 +301,31 @@ def best_of_n_command(
 def eval_selection_command(
     gold: Path = typer.Option(..., "--gold", help="Gold notes of the verification task (PRM-Clinic JSON)."),
     errors: Path = typer.Option(..., "--errors", help="Error samples of the same cases."),
-    scorer: Literal["medoid", "random", "length", "prm", "orm"] = typer.Option(
-        ..., "--scorer", help="A reference rule (random: its exact expectation) or a model (prm, orm: --model)."
+    scorer: Literal["medoid", "random", "length", "lexical", "prm", "orm"] = typer.Option(
+        ..., "--scorer", help="A rule (random: its exact expectation; " + _LEXICAL + ") or a model (prm, orm)."
     ),
     model: Optional[Path] = typer.Option(None, "--model", help="PRM folder, for --scorer prm/orm."),
-    aggregate: Optional[Aggregate] = typer.Option(None, "--aggregate", help="prm/orm: " + _AGGREGATE_HELP),
+    aggregate: Optional[Aggregate] = typer.Option(None, "--aggregate", help="prm/orm/lexical: " + _AGGREGATE_HELP),
     json_out: Path = typer.Option(..., "--json", help="Write the report (per Data_source; fractions) here."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N cases of each Data_source."),
+    false_alarm_rate: float = typer.Option(
+        0.05, "--false-alarm-rate", min=0.0, max=0.99, help="Share of '+' slots flagged at the at_false_alarm cut."
+    ),
     quiet: bool = _QUIET,
     scoring: ScoringOptions = ScoringOptions(),
 ) -> None:
-    """Gold-selection accuracy per Data_source (+ step-level error detection for model scorers)."""
+    """Gold-selection accuracy per Data_source (+ step-level error detection for prm, orm and lexical)."""
     from rich.console import Console
 
     from clinrl.io import write_json_atomic
-    from clinrl.prm.evaluate import MODEL_SCORERS, evaluate_selection, group_cases, limit_cases, selection_table
+    from clinrl.prm.evaluate import (
+        MODEL_SCORERS,
+        detection_table,
+        evaluate_selection,
+        group_cases,
+        limit_cases,
+        selection_table,
+    )
     from clinrl.prm.schema import load_notes
 
     cases, dropped = group_cases(load_notes(gold), load_notes(errors))
@@ -323,8 +334,10 @@ def eval_selection_command(
     progress, advance = _progress(len(cases), f"eval {scorer}", quiet)
     with scoring.scorer(model if scorer in MODEL_SCORERS else None) as loaded, progress:
         report = evaluate_selection(cases, scorer, model=loaded, aggregate=aggregate, dropped=dropped,
-                                    progress=advance)  # fmt: skip
+                                    progress=advance, false_alarm_rate=false_alarm_rate)  # fmt: skip
     Console().print(selection_table(report))
+    if (detection := detection_table(report)) is not None:
+        Console().print(detection)
     if any(dropped.values()):
         typer.echo(f"dropped: {dropped}", err=True)
     write_json_atomic(json_out, {**report.to_dict(), "model": str(model) if model else None})
@@ -335,12 +348,12 @@ def eval_selection_command(
 def eval_preference_command(
     csv_path: Path = typer.Option(..., "--csv", help="A-Prefer-style CSV: Case_id, Sample_no, Training_note."),
     labels: Path = typer.Option(..., "--labels", help="CSV: Case_id, Preferred_note."),
-    scorer: Literal["prm", "orm", "random", "length", "first"] = typer.Option(
-        ..., "--scorer", help="A model (prm, orm: --model) or a reference rule (random: its exact expectation)."
+    scorer: Literal["prm", "orm", "lexical", "random", "length", "first"] = typer.Option(
+        ..., "--scorer", help="A model (prm, orm: --model) or a rule (random: its exact expectation; " + _LEXICAL + ")."
     ),
     model: Optional[Path] = typer.Option(None, "--model", help="PRM folder, for --scorer prm/orm."),
     tokens: str = typer.Option("llama3", "--tokens", help="Tokens of the strings: llama3, new or a JSON file."),
-    aggregate: Optional[Aggregate] = typer.Option(None, "--aggregate", help="prm/orm: " + _AGGREGATE_HELP),
+    aggregate: Optional[Aggregate] = typer.Option(None, "--aggregate", help="prm/orm/lexical: " + _AGGREGATE_HELP),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result here (JSON report; fractions)."),
     quiet: bool = _QUIET,
     scoring: ScoringOptions = ScoringOptions(),

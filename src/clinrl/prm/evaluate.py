@@ -8,8 +8,9 @@ the exact expectation: accuracy = mean of 1/n_candidates, ``correct`` = its sum 
 Every accuracy and rate in the reports is a fraction in [0, 1] (as in ``clinrl drg``'s metrics.json);
 only the tables printed for people show percentages.
 
-**Step-level error detection** (model scorers only), over every candidate's label slots against the stored
-labels, with "error" ('-') as the positive class and 1 - P(+) as its score:
+**Step-level error detection** (scorers that give every label slot a P(+): the models ``prm``/``orm`` and the
+no-model word-overlap rule ``lexical``, :mod:`clinrl.prm.lexical`), over every candidate's label slots against
+the stored labels, with "error" ('-') as the positive class and 1 - P(+) as its score:
 
 - ``auroc_steps`` (step slots) and ``auroc_all`` (all slots, end-of-note included);
 - ``f1``/``precision``/``recall`` at the fixed threshold P(+) < 0.5 (:data:`THRESHOLD`), and separately
@@ -19,9 +20,24 @@ labels, with "error" ('-') as the positive class and 1 - P(+) as its score:
   of a problem that lost steps; "Problem Incompleteness" at the note-completeness slot. Each affected slot counts
   once; edits inside removed content have no slot and are not counted. ``false_alarm`` = share of '+' slots
   flagged.
+- ``processbench`` (ProcessBench-style earliest error, per note): the true earliest error is the first slot in
+  slot order whose label is '-' (end-of-note left out: it is the note-level outcome, not a place), none for a
+  clean note; the predicted one is the first flagged slot, or none. ``acc_error`` = share of erroneous notes
+  whose predicted position is the true one, ``acc_clean`` = share of clean notes with nothing flagged, ``f1``
+  their harmonic mean. Given twice: ``at_threshold`` (flag = P(+) < 0.5) and ``at_false_alarm`` (the
+  thresholds below), since a fixed 0.5 is arbitrary for a scorer that is not calibrated.
+- ``at_false_alarm``: per slot group — ``content`` (headers, steps) and ``completeness`` (problem and note
+  completeness) — the largest P(+) threshold t at which at most ``rate`` (default 5 %) of the group's '+'
+  slots are flagged (flag = P(+) < t, so equal scores are all flagged or all not; t is a score of the data).
+  Per group, because scorers are calibrated differently per slot kind (the lexical rule's completeness is a
+  coverage share, its steps 1/(1 + count)); each group stays within the rate, so all slots together do too.
+  ``by_error_type`` gives each error type's recall at its own group's threshold: Hallucination / Unhelpful /
+  Factual Inaccuracy at ``content``, Step and Problem Incompleteness at ``completeness``.
+- ``calibration``: expected calibration error of P(+) against the label '+' (10 equal-width bins, each weighted
+  by its share of slots) and the Brier score, over all slots and over step slots.
 
-Model scorers score each note on its own (:class:`clinrl.prm.score.PRMScorer`), never seeing the other
-candidates.
+Slot scorers score each note on its own (:class:`clinrl.prm.score.PRMScorer`,
+:class:`clinrl.prm.lexical.LexicalScorer`), never seeing the other candidates.
 """
 
 from __future__ import annotations
@@ -39,17 +55,25 @@ import numpy as np
 from clinrl.errors import ClinrlError, DataError, shown_id
 from clinrl.prm.baselines import RULES
 from clinrl.prm.format import parse_prm_string
+from clinrl.prm.lexical import LexicalScorer
 from clinrl.prm.schema import Note
 from clinrl.prm.score import AGGREGATES
 
 __all__ = [
+    "FALSE_ALARM_RATE",
     "MODEL_SCORERS",
+    "SLOT_GROUPS",
+    "SLOT_SCORERS",
     "THRESHOLD",
     "Case",
     "DetectionStats",
     "SelectionReport",
     "auroc",
     "best_f1",
+    "calibration",
+    "detection_table",
+    "earliest_error_accuracy",
+    "false_alarm_threshold",
     "evaluate_preference",
     "evaluate_selection",
     "group_cases",
@@ -60,10 +84,17 @@ __all__ = [
 ]
 
 THRESHOLD = 0.5
+FALSE_ALARM_RATE = 0.05
+CALIBRATION_BINS = 10
 MODEL_SCORERS = ("prm", "orm")
-SELECTION_SCORERS = ("medoid", "random", "length", "prm", "orm")
-PREFERENCE_SCORERS = ("prm", "orm", "random", "length", "first")
+SLOT_SCORERS = (*MODEL_SCORERS, "lexical")  # a P(+) at every label slot: detection metrics
+SELECTION_SCORERS = ("medoid", "random", "length", "lexical", "prm", "orm")
+PREFERENCE_SCORERS = ("prm", "orm", "lexical", "random", "length", "first")
 ERROR_KINDS = ("Hallucination", "Unhelpful", "Factual Inaccuracy", "Step Incompleteness", "Problem Incompleteness")
+SLOT_GROUPS = {"content": ("problem", "step"), "completeness": ("problem_completeness", "note_completeness")}
+ERROR_GROUP = {"Hallucination": "content", "Unhelpful": "content", "Factual Inaccuracy": "content",
+               "Step Incompleteness": "completeness", "Problem Incompleteness": "completeness"}  # fmt: skip
+_GROUP_OF = {kind: group for group, kinds in SLOT_GROUPS.items() for kind in kinds}
 
 
 @dataclass
@@ -163,32 +194,97 @@ def best_f1(p_plus: Sequence[float], is_error: Sequence[bool]) -> tuple[float, f
     return float(f1[best]), float(p[order][best])
 
 
+def false_alarm_threshold(p_ok: Sequence[float], rate: float = FALSE_ALARM_RATE) -> float | None:
+    """The largest threshold t such that flagging P(+) < t flags at most ``rate`` of ``p_ok`` (the P(+) of
+    '+' slots); None when there are none.
+
+    t is one of the scores: the smallest score whose slots, flagged too, would exceed the budget. Slots at t
+    are not flagged, so equal scores are all flagged or all not (a tie is never split to hit the rate).
+    """
+    _check_rate(rate)
+    if len(p_ok) == 0:
+        return None
+    values, counts = np.unique(np.asarray(p_ok, dtype=float), return_counts=True)
+    flagged_through = np.cumsum(counts)  # '+' slots flagged once t passes each value
+    over = np.flatnonzero(flagged_through > rate * len(p_ok) + 1e-9)  # never empty: the rate is under 1
+    return float(values[over[0]])
+
+
+def _check_rate(rate: float) -> None:
+    if not 0 <= rate < 1:
+        raise ClinrlError(f"the false-alarm rate must be in [0, 1), got {rate}")
+
+
+def earliest_error_accuracy(notes: Iterable[tuple[Sequence[bool], Sequence[bool]]]) -> dict[str, Any]:
+    """ProcessBench's earliest-error scores over notes given as (flagged, is_error) per slot in slot order.
+
+    A note with an error counts as right when its first flagged slot is its first error slot; a clean note
+    when nothing is flagged. ``f1`` is the harmonic mean of the two accuracies (0 when both are 0, None
+    when a kind of note is missing).
+    """
+    hits = {"error": [], "clean": []}
+    for flagged, is_error in notes:
+        predicted = next((i for i, f in enumerate(flagged) if f), None)
+        true = next((i for i, e in enumerate(is_error) if e), None)
+        hits["clean" if true is None else "error"].append(predicted == true)
+    acc_error = sum(hits["error"]) / len(hits["error"]) if hits["error"] else None
+    acc_clean = sum(hits["clean"]) / len(hits["clean"]) if hits["clean"] else None
+    f1 = None
+    if acc_error is not None and acc_clean is not None:
+        f1 = 2 * acc_error * acc_clean / (acc_error + acc_clean) if acc_error + acc_clean else 0.0
+    return {"n_error_notes": len(hits["error"]), "n_clean_notes": len(hits["clean"]),
+            "acc_error": acc_error, "acc_clean": acc_clean, "f1": f1}  # fmt: skip
+
+
+def calibration(p_plus: Sequence[float], is_plus: Sequence[bool], bins: int = CALIBRATION_BINS) -> dict[str, Any]:
+    """Expected calibration error of P(+) against the label '+' (``bins`` equal-width bins on [0, 1], P = 1
+    in the top bin, each bin weighted by its share of slots) and the Brier score; None when empty."""
+    p = np.asarray(p_plus, dtype=float)
+    y = np.asarray(is_plus, dtype=float)
+    if len(p) == 0:
+        return {"ece": None, "brier": None}
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    ece = sum(abs(p[which == b].mean() - y[which == b].mean()) * (which == b).mean() for b in np.unique(which))
+    return {"ece": float(ece), "brier": float(np.mean((p - y) ** 2))}
+
+
 @dataclass
 class DetectionStats:
-    """Slot records of one group of notes, for step-level error detection."""
+    """Slot records of one group of notes, for step-level error detection: per slot its P(+), label, kind and
+    note (in ``add`` order); per error kind the P(+) of every slot an edit of that kind landed on."""
 
+    false_alarm_rate: float = FALSE_ALARM_RATE
     p_plus: list[float] = field(default_factory=list)
     is_error: list[bool] = field(default_factory=list)
-    is_step: list[bool] = field(default_factory=list)
-    edits: dict[str, list[bool]] = field(default_factory=lambda: {k: [] for k in ERROR_KINDS})
+    kinds: list[str] = field(default_factory=list)
+    note_of: list[int] = field(default_factory=list)
+    edits: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in ERROR_KINDS})
+    n_notes: int = 0
 
     def add(self, note: Note, scored: Any) -> None:
         for slot in scored.slots:
             self.p_plus.append(slot.p_plus)
             self.is_error.append(slot.label == "-")
-            self.is_step.append(slot.kind == "step")
+            self.kinds.append(slot.kind)
+            self.note_of.append(self.n_notes)
         for kind, slot in _edited_slots(note, scored.slots):
-            self.edits[kind].append(slot.p_plus < THRESHOLD)
+            self.edits[kind].append(slot.p_plus)
+        self.n_notes += 1
+
+    def __post_init__(self) -> None:
+        _check_rate(self.false_alarm_rate)
 
     def to_dict(self) -> dict[str, Any]:
-        p = np.asarray(self.p_plus)
+        p = np.asarray(self.p_plus, dtype=float)
         err = np.asarray(self.is_error, dtype=bool)
-        step = np.asarray(self.is_step, dtype=bool)
+        step = np.asarray(self.kinds) == "step"
         flagged = p < THRESHOLD
         tp, fp, fn = int((flagged & err).sum()), int((flagged & ~err).sum()), int((~flagged & err).sum())
         precision, recall, f1 = _prf(tp, fp, fn)
         bf1, bt = best_f1(p, err)
         n_ok = int((~err).sum())
+        thresholds = self.group_thresholds()
+        all_slots, steps = calibration(p, ~err), calibration(p[step], ~err[step])
         return {
             "n_slots": len(p), "n_error_slots": int(err.sum()),
             "auroc_steps": auroc(1 - p[step], err[step]) if step.any() else None,
@@ -197,10 +293,67 @@ class DetectionStats:
             "best_f1": bf1, "best_f1_threshold": bt,
             "false_alarm": fp / n_ok if n_ok else None,
             "by_error_type": {
-                k: {"detected": sum(v), "total": len(v), "rate": sum(v) / len(v) if v else None}
+                k: {"detected": sum(x < THRESHOLD for x in v), "total": len(v),
+                    "rate": sum(x < THRESHOLD for x in v) / len(v) if v else None}
                 for k, v in self.edits.items()
             },
+            "processbench": self.processbench_block(thresholds),
+            "at_false_alarm": self.at_false_alarm(thresholds),
+            "calibration": {"bins": CALIBRATION_BINS, "ece_all": all_slots["ece"], "ece_steps": steps["ece"],
+                            "brier_all": all_slots["brier"], "brier_steps": steps["brier"]},
         }  # fmt: skip
+
+    def group_thresholds(self) -> dict[str, float | None]:
+        """Per slot group (:data:`SLOT_GROUPS`), the :func:`false_alarm_threshold` of its '+' slots."""
+        return {
+            group: false_alarm_threshold(
+                [p for p, e, k in zip(self.p_plus, self.is_error, self.kinds) if not e and k in kinds],
+                self.false_alarm_rate,
+            )
+            for group, kinds in SLOT_GROUPS.items()
+        }
+
+    def processbench_block(self, thresholds: dict[str, float | None]) -> dict[str, Any]:
+        """Note counts, then :meth:`processbench` at P(+) < 0.5 (``at_threshold``) and at the per-group
+        false-alarm ``thresholds`` (``at_false_alarm``)."""
+        fixed = self.processbench(lambda kind: THRESHOLD)
+        chosen = self.processbench(lambda kind: thresholds[_GROUP_OF[kind]])
+        scores = ("acc_error", "acc_clean", "f1")
+        return {
+            "n_error_notes": fixed["n_error_notes"], "n_clean_notes": fixed["n_clean_notes"],
+            "at_threshold": {"threshold": THRESHOLD, **{k: fixed[k] for k in scores}},
+            "at_false_alarm": {"rate": self.false_alarm_rate, "thresholds": thresholds,
+                               **{k: chosen[k] for k in scores}},
+        }  # fmt: skip
+
+    def processbench(self, threshold_of: Callable[[str], float | None]) -> dict[str, Any]:
+        """:func:`earliest_error_accuracy` over the notes, end-of-note left out, a slot flagged when its P(+)
+        is under ``threshold_of(kind)`` (None: never flagged)."""
+        notes: dict[int, tuple[list[bool], list[bool]]] = {}
+        for p, e, k, n in zip(self.p_plus, self.is_error, self.kinds, self.note_of):
+            if k == "end_of_note":
+                continue
+            t = threshold_of(k)
+            flagged, errors = notes.setdefault(n, ([], []))
+            flagged.append(t is not None and p < t)
+            errors.append(e)
+        return earliest_error_accuracy(notes.values())
+
+    def at_false_alarm(self, thresholds: dict[str, float | None]) -> dict[str, Any]:
+        """Each group's threshold and realised false-alarm share, and each error type's recall at its group's
+        threshold (an edited slot detected when its P(+) is under it)."""
+        realised = {}
+        for group, kinds in SLOT_GROUPS.items():
+            ok = [p for p, e, k in zip(self.p_plus, self.is_error, self.kinds) if not e and k in kinds]
+            t = thresholds[group]
+            realised[group] = sum(p < t for p in ok) / len(ok) if ok and t is not None else None
+        by_type = {}
+        for kind, values in self.edits.items():
+            t = thresholds[ERROR_GROUP[kind]]
+            hit = sum(t is not None and x < t for x in values)
+            by_type[kind] = {"detected": hit, "total": len(values), "recall": hit / len(values) if values else None}
+        return {"rate": self.false_alarm_rate, "thresholds": thresholds, "false_alarm": realised,
+                "by_error_type": by_type}  # fmt: skip
 
 
 def _edited_slots(note: Note, slots: Sequence[Any]) -> Iterable[tuple[str, Any]]:
@@ -275,11 +428,16 @@ def _candidate_scores(
             progress(1)
 
 
-def _check_scorer(scorer: str, allowed: Sequence[str], model: Any) -> None:
+def _check_scorer(scorer: str, allowed: Sequence[str], model: Any) -> Any:
+    """The slot scorer to use (``model``, or the built-in rule for ``lexical``); errors for an unknown scorer
+    or a model scorer without a model."""
     if scorer not in allowed:
         raise ClinrlError(f"unknown scorer {scorer!r}: use one of {', '.join(allowed)}")
     if scorer in MODEL_SCORERS and model is None:
         raise ClinrlError(f"scorer {scorer!r} needs a model (--model PATH)")
+    if scorer == "lexical" and model is None:
+        return LexicalScorer()
+    return model
 
 
 def _aggregate_for(scorer: str, aggregate: str | None, model: Any) -> str | None:
@@ -287,7 +445,7 @@ def _aggregate_for(scorer: str, aggregate: str | None, model: Any) -> str | None
         raise ClinrlError(f"unknown aggregate {aggregate!r}: use one of {', '.join(AGGREGATES)}")
     if scorer == "orm":
         return "last"
-    if scorer == "prm":  # the model's stored default (clinrl_prm.json) before the study's sum_log
+    if scorer in SLOT_SCORERS:  # the scorer's default (a model's clinrl_prm.json) before the study's sum_log
         return aggregate or getattr(model, "default_aggregate", None) or "sum_log"
     return None
 
@@ -300,20 +458,26 @@ def evaluate_selection(
     aggregate: str | None = None,
     dropped: dict[str, int] | None = None,
     progress: Callable[[int], None] | None = None,
+    false_alarm_rate: float = FALSE_ALARM_RATE,
 ) -> SelectionReport:
-    """Gold-selection accuracy per ``Data_source`` (+ step-level detection for model scorers).
+    """Gold-selection accuracy per ``Data_source`` (+ step-level detection for slot scorers).
 
     ``model`` is a :class:`clinrl.prm.score.PRMScorer` for ``prm``/``orm``; ``orm`` uses ln P(+) at
-    end-of-note, ``prm`` uses ``aggregate`` (default ``sum_log``).
+    end-of-note, ``prm`` uses ``aggregate`` (default: the model's, else ``sum_log``); ``lexical`` needs no
+    model (:class:`clinrl.prm.lexical.LexicalScorer`, default ``mean``). ``false_alarm_rate`` sets the
+    thresholds of the ``at_false_alarm`` metrics.
     """
-    _check_scorer(scorer, SELECTION_SCORERS, model)
+    model = _check_scorer(scorer, SELECTION_SCORERS, model)
+    _check_rate(false_alarm_rate)
     agg = _aggregate_for(scorer, aggregate, model)
+
+    def detection() -> DetectionStats | None:
+        return DetectionStats(false_alarm_rate) if scorer in SLOT_SCORERS else None
+
     sources: dict[str, SourceResult] = {}
-    overall = SourceResult(detection=DetectionStats() if scorer in MODEL_SCORERS else None)
+    overall = SourceResult(detection=detection())
     for case, scores, scored in _candidate_scores(cases, scorer, model, agg, progress):
-        result = sources.setdefault(
-            case.data_source, SourceResult(detection=DetectionStats() if scorer in MODEL_SCORERS else None)
-        )
+        result = sources.setdefault(case.data_source, SourceResult(detection=detection()))
         hit = 1 / len(case.candidates) if scores is None else float(pick(scores) == case.target)
         for r in (result, overall):
             r.correct += hit
@@ -322,14 +486,15 @@ def evaluate_selection(
                 for note, s in zip(case.candidates, scored):
                     r.detection.add(note, s)
     scoring = {}
-    if model is not None and scorer in MODEL_SCORERS:
+    if model is not None and scorer in SLOT_SCORERS:
         scoring = {**vars(model.config), "head": model.head, "objective": model.objective, "paths": dict(model.stats),
                    "backend": getattr(model, "backend", "transformers")}  # fmt: skip
     return SelectionReport(scorer, agg, sources, overall, dict(dropped or {}), scoring)
 
 
 def selection_table(report: SelectionReport, title: str | None = None):
-    """A rich table: accuracy per source in percent (one decimal), plus detection columns for model scorers."""
+    """A rich table: accuracy per source in percent (one decimal), plus detection columns for slot scorers
+    (the sharper step-level metrics: :func:`detection_table`)."""
     from rich.table import Table
 
     detect = report.overall.detection is not None
@@ -356,6 +521,37 @@ def selection_table(report: SelectionReport, title: str | None = None):
             cells += [_fmt(det[k], 3) for k in ("auroc_steps", "auroc_all", "f1", "best_f1")]
         table.add_row(*cells, style="bold" if name == "all" else None)
     return table
+
+
+def detection_table(report: SelectionReport):
+    """A second rich table for slot scorers (None for the others): ProcessBench earliest-error F1 at P(+) < 0.5
+    and at the false-alarm thresholds, its two accuracies there in percent, ECE and Brier of P(+) (all slots),
+    and a caption with each error type's recall at the false-alarm thresholds over all sources (percent)."""
+    from rich.table import Table
+
+    if report.overall.detection is None:
+        return None
+    fa = f"{100 * report.overall.detection.false_alarm_rate:g}%FA"
+    table = Table(title=f"Step-level detection — {report.scorer}")
+    for name in ("Data_source", "PB F1@0.5", f"PB F1@{fa}", "err/clean %", "ECE", "Brier"):
+        table.add_column(name, justify="left" if name == "Data_source" else "right")
+    for name, result in [*report.sources.items(), ("all", report.overall)]:
+        det = result.to_dict()["detection"]
+        pb, cal = det["processbench"], det["calibration"]
+        both = pb["at_false_alarm"]
+        accs = " / ".join(_fmt(None if both[k] is None else 100 * both[k], 1) for k in ("acc_error", "acc_clean"))
+        cells = [name, _fmt(pb["at_threshold"]["f1"], 3), _fmt(both["f1"], 3), accs]
+        cells += [_fmt(cal["ece_all"], 3), _fmt(cal["brier_all"], 3)]
+        table.add_row(*cells, style="bold" if name == "all" else None)
+    table.caption = _recall_caption(report.overall.to_dict()["detection"]["at_false_alarm"])
+    return table
+
+
+def _recall_caption(at_fa: dict[str, Any]) -> str:
+    """The caption line: each error type's recall at the false-alarm thresholds, in percent (types with no
+    edited slot left out)."""
+    parts = [f"{kind} {_fmt(100 * v['recall'], 1)} %" for kind, v in at_fa["by_error_type"].items() if v["total"]]
+    return f"recall at {100 * at_fa['rate']:g} % false alarm (all sources): " + (", ".join(parts) or "—")
 
 
 def _fmt(value: float | None, digits: int) -> str:
@@ -425,7 +621,7 @@ def evaluate_preference(
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Accuracy of picking the preferred note (a tie at the top is a miss; ``random`` = exact expectation)."""
-    _check_scorer(scorer, PREFERENCE_SCORERS, model)
+    model = _check_scorer(scorer, PREFERENCE_SCORERS, model)
     agg = _aggregate_for(scorer, aggregate, model)
     correct, total = 0.0, 0
     for case, scores, _ in _candidate_scores(cases, scorer, model, agg, progress):
