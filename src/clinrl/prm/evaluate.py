@@ -60,9 +60,9 @@ __all__ = [
 ]
 
 THRESHOLD = 0.5
-MODEL_SCORERS = ("prm", "orm")
-SELECTION_SCORERS = ("medoid", "random", "length", "prm", "orm")
-PREFERENCE_SCORERS = ("prm", "orm", "random", "length", "first")
+MODEL_SCORERS = ("prm", "orm", "judge")  # judge: clinrl.prm.judge.JudgeScorer
+SELECTION_SCORERS = ("medoid", "random", "length", "prm", "orm", "judge")
+PREFERENCE_SCORERS = ("prm", "orm", "judge", "random", "length", "first")
 ERROR_KINDS = ("Hallucination", "Unhelpful", "Factual Inaccuracy", "Step Incompleteness", "Problem Incompleteness")
 
 
@@ -287,7 +287,7 @@ def _aggregate_for(scorer: str, aggregate: str | None, model: Any) -> str | None
         raise ClinrlError(f"unknown aggregate {aggregate!r}: use one of {', '.join(AGGREGATES)}")
     if scorer == "orm":
         return "last"
-    if scorer == "prm":  # the model's stored default (clinrl_prm.json) before the study's sum_log
+    if scorer in ("prm", "judge"):  # the model's stored default (clinrl_prm.json) before the study's sum_log
         return aggregate or getattr(model, "default_aggregate", None) or "sum_log"
     return None
 
