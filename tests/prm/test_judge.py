@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
 import torch
 
+import clinrl
 from clinrl.errors import ClinrlError, DataError
 from clinrl.llm.openai_client import OpenAIBackend
 from clinrl.prm import judge as J
@@ -23,6 +25,7 @@ from tests.helpers.servers import free_port, serve_app
 from tests.reliability.cli import assert_clean_error, run_cli
 
 SERVED = "tiny-judge"
+PRM_DATA = Path(clinrl.__file__).parent / "data" / "prm"
 DIALOGUE = "Doctor: How is the cough?\nPatient: Worse at night, and I have a fever."
 
 
@@ -104,15 +107,20 @@ def endpoint(judge_lm):
         yield url + "/v1"
 
 
-@pytest.fixture(scope="module")
-def dev(prm_data, tmp_path_factory):
-    """Two dev verification cases (one per Data_source), gold + 2 error samples each, dialogues cut to 400
-    characters (the tiny LM's speed; the plumbing is the same)."""
-    gold = load_notes(prm_data / "verification_dev_gold.json.gz")
-    errors = load_notes(prm_data / "verification_dev_error.json.gz")
+def dev_cases() -> list[Case]:
+    """Two dev verification cases (the bundled copy; one per Data_source), gold + 2 error samples each,
+    dialogues cut to 400 characters (the tiny LM's speed; the plumbing is the same)."""
+    gold = load_notes(PRM_DATA / "verification_dev_gold.json.gz")
+    errors = load_notes(PRM_DATA / "verification_dev_error.json.gz")
     cases, _ = group_cases(gold, errors)
-    cases = [replace(c, candidates=[replace(n, dialogue=n.dialogue[:400]) for n in c.candidates[:3]])
-             for c in limit_cases(cases, 1)]  # fmt: skip
+    return [replace(c, candidates=[replace(n, dialogue=n.dialogue[:400]) for n in c.candidates[:3]])
+            for c in limit_cases(cases, 1)]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory):
+    """:func:`dev_cases` saved as a gold and an error file: (folder, cases)."""
+    cases = dev_cases()
     folder = tmp_path_factory.mktemp("dev")
     save_notes([c.candidates[0] for c in cases], folder / "gold.json")
     save_notes([n for c in cases for n in c.candidates[1:]], folder / "errors.json")
