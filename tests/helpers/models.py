@@ -16,6 +16,8 @@ def build_smallest_lm(out: Path) -> Path:
     return out
 
 
+# head_dim 32: vLLM's CPU attention refuses 16 (the smallest LM's)
+JUDGE_LM = TinyModelConfig(hidden_size=64, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=128)
 JUDGE_CORPUS = [
     "Question: Is this statement supported by the dialogue? Answer Yes or No.\nAnswer: Yes",
     "Question: Does the note cover every problem? Answer Yes or No.\nAnswer: No",
@@ -29,13 +31,13 @@ def build_judge_lm(out: Path) -> Path:
     edit: every embedding row shares a large constant in dimension 0, larger for the yes/no tokens, so with
     tied embeddings they top every next-token distribution; the attention output is scaled up so that which
     of the two wins, and by how much, depends on the prompt. A judge's P(+) on it is neither constant nor 0.5
-    (after "Answer:" about 0.47-0.55 on short dialogues; after the chat template's turn, near 0)."""
+    (about 0.4-0.7 on short dialogues, after "Answer:" and after the chat template's turn alike)."""
     import torch
 
     from clinrl.llm.tiny import train_tokenizer
 
     tokenizer = train_tokenizer(JUDGE_CORPUS * 8, vocab_size=400)
-    model = build_tiny_model(tokenizer, SMALLEST_LM)
+    model = build_tiny_model(tokenizer, JUDGE_LM)
     verdicts = [i for w in ("Yes", " Yes", "yes", " yes", "No", " No", "no", " no")
                 for i in tokenizer(w, add_special_tokens=False)["input_ids"][-1:]]  # fmt: skip
     with torch.no_grad():
@@ -44,7 +46,7 @@ def build_judge_lm(out: Path) -> Path:
         emb.copy_(torch.randn(emb.shape, generator=gen))
         emb[:, 0] = 10.0
         emb[verdicts, 0] += 4.0
-        emb[verdicts[4:], 0] += 2.3  # the no tokens: tuned so that after "Answer:" yes and no are near even
+        emb[verdicts[4:], 0] += 2.5  # the no tokens: tuned so that yes and no are near even
         for layer in model.model.layers:
             layer.self_attn.o_proj.weight.mul_(200.0)
     model.save_pretrained(out)
