@@ -177,6 +177,18 @@ def test_endpoint_and_local_model_read_the_same_verdict(endpoint, judge_lm, dev,
     assert local.stats["no_verdict"] == 0 and min(a) != max(a) and all(0.01 < p < 0.99 for p in a)
 
 
+def test_a_local_model_with_a_chat_template_is_asked_in_chat_and_can_explain(judge_lm, tmp_path):
+    judge = J.JudgeScorer(J.JudgeConfig(local_model=str(judge_lm), rationale=True, max_rationale_tokens=3,
+                                        cache_dir=str(tmp_path)))  # fmt: skip
+    assert judge.api == "chat" and judge.backend == "transformers"  # auto: the tokenizer has a chat template
+    [scored] = judge.score_notes([_note()])
+    assert judge.stats["no_verdict"] == 0 and len(scored.rationales) == len(scored.slots)
+    assert all(r.strip() for r in scored.rationales)  # the greedy answer, verdict first
+    again = J.JudgeScorer(replace(judge.config, rationale=False, cache_dir=str(tmp_path)))
+    again.score_notes([_note()])
+    assert again.stats["cached"] == 0  # another generation setting is another question
+
+
 def test_an_interrupted_run_resumes_where_it_stopped(endpoint, dev, tmp_path, monkeypatch):
     notes = dev[1][1].candidates
     whole = _scorer(endpoint, tmp_path / "whole")

@@ -462,6 +462,7 @@ class JudgeScorer:
         (answers already received are cached, so a re-run resumes) and is raised without prompt text."""
         if not prompts:
             return
+        self._http()  # one client for every thread, made before they start
         pool = ThreadPoolExecutor(max_workers=min(self.config.concurrency, len(prompts)), thread_name_prefix="judge")
         try:
             futures = [pool.submit(self._ask_one, p) for p in prompts]
