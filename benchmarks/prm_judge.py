@@ -31,8 +31,13 @@ def main() -> None:
     parser.add_argument("--no-preference", action="store_true", help="skip the A-Prefer dev task")
     args = parser.parse_args()
     from clinrl.prm.build import resolve_tokens
-    from clinrl.prm.evaluate import evaluate_preference, evaluate_selection, group_cases, limit_cases
-    from clinrl.prm.evaluate import load_preference_cases
+    from clinrl.prm.evaluate import (
+        evaluate_preference,
+        evaluate_selection,
+        group_cases,
+        limit_cases,
+        load_preference_cases,
+    )
     from clinrl.prm.judge import load_judge
     from clinrl.prm.schema import load_notes
 
