@@ -78,7 +78,7 @@ def test_a_bad_choice_is_typers_one_line_error_before_anything_loads(tmp_path, c
         (["drg", "prepare"], "--split-by", "<subject|admission>"),
         (["drg", "eval"], "--backend", "<transformers|vllm|openai>"),
         (["drg", "distill-cot"], "--variant", "<explain|differential>"),
-        (["prm", "eval-preference"], "--scorer", "<prm|orm|lexical|random|length|first>"),
+        (["prm", "eval-preference"], "--scorer", "<prm|orm|judge|lexical|random|length|first>"),
         (["prm", "score"], "--probability", "<full|binary>"),
     ],
 )

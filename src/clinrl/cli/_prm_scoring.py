@@ -49,12 +49,14 @@ class ScoringOptions:
         return {k: v for k, v in engine.items() if v is not None}
 
     def load(self, model: Path, *, fast: bool = True) -> Any:
-        """The reference scorer (transformers) or :class:`clinrl.prm.vllm_score.VLLMPRMScorer`; ``fast=False``
+        """The reference scorer (transformers) or :class:`clinrl.prm.vllm_score.VLLMPRMScorer`, or for a judge
+        folder its :class:`clinrl.prm.judge.JudgeScorer` (these options do not apply to it); ``fast=False``
         is the one-note-at-a-time reference procedure (``prm score --no-fast``). Commands use :meth:`scorer`, which also stops it."""
+        from clinrl.prm.judge import is_judge_folder
         from clinrl.prm.score import ScoreConfig, load_scorer  # torch/transformers: loaded only to score
 
         config = ScoreConfig(self.probability, self.context, fast=fast, batch_size=self.batch_size)
-        if self.backend == "transformers":
+        if self.backend == "transformers" or is_judge_folder(model):  # a judge folder holds its own settings
             return load_scorer(model, config)
         from clinrl.prm.vllm_score import VLLMPRMScorer  # vllm: only with --backend vllm
 

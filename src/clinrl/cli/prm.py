@@ -214,6 +214,17 @@ def train_command(run: TrainRequest) -> None:
 _AGGREGATE_HELP = "Note score from the slots (default: the model's, else sum_log)."
 _QUIET = typer.Option(False, "--quiet", help="No progress bar.")
 _LEXICAL = "lexical: a no-model verifier, word overlap with the dialogue"
+_MODEL_HELP = "PRM folder (--scorer prm/orm) or judge folder (--scorer judge; made by prm judge-init)."
+
+
+def _check_judge(scorer: str, model: Optional[Path]) -> None:
+    """``--scorer judge`` needs a judge folder: refuse anything else before data or a model loads."""
+    from clinrl.errors import ClinrlError
+    from clinrl.prm.judge import JUDGE_FILE, is_judge_folder
+
+    if scorer == "judge" and not is_judge_folder(model):
+        where = f"{model} has no {JUDGE_FILE}" if model is not None else "no --model given"
+        raise ClinrlError(f"--scorer judge needs --model DIR, a judge folder made by 'clinrl prm judge-init' ({where})")
 
 
 def _progress(total: int, label: str, quiet: bool = False):
@@ -229,7 +240,7 @@ def _progress(total: int, label: str, quiet: bool = False):
 @app.command("score")
 @scoring_options
 def score_command(
-    model: Path = typer.Option(..., "--model", help="A trained PRM folder (clinrl_prm.json inside)."),
+    model: Path = typer.Option(..., "--model", help="A trained PRM folder (clinrl_prm.json inside) or a judge folder."),
     notes: Path = typer.Option(..., "--notes", help="PRM-Clinic JSON notes, or one free-text note (.txt)."),
     dialogue: Optional[Path] = typer.Option(None, "--dialogue", help="Dialogue text file (replaces the notes' own)."),
     out: Optional[Path] = typer.Option(
@@ -262,15 +273,16 @@ def score_command(
                 extra = {} if isinstance(note, str) else {"case_id": note.case_id, "sample_no": note.sample_no}
                 results.append({"name": name, **extra, **scored.to_dict()})
             advance(len(part))
+    backend = getattr(scorer, "backend", scoring.backend)  # a judge folder says where its model runs
     write_json_atomic(json_out, {"model": str(model), "config": vars(scorer.config), "head": scorer.head,
-                                 "objective": scorer.objective, "backend": scoring.backend, "notes": results})  # fmt: skip
+                                 "objective": scorer.objective, "backend": backend, "notes": results})  # fmt: skip
     typer.echo(f"{len(results)} notes scored ({dict(scorer.stats)}) -> {json_out}", err=True)
 
 
 @app.command("best-of-n")
 @scoring_options
 def best_of_n_command(
-    model: Path = typer.Option(..., "--model", help="A trained PRM folder."),
+    model: Path = typer.Option(..., "--model", help="A trained PRM folder or a judge folder (prm judge-init)."),
     dialogue: Path = typer.Option(..., "--dialogue", help="The dialogue, as a text file."),
     notes: list[Path] = typer.Option(..., "--notes", help="Candidate note (free text or PRM-Clinic JSON); repeat."),
     aggregate: Optional[Aggregate] = typer.Option(None, "--aggregate", help=_AGGREGATE_HELP),
@@ -301,11 +313,15 @@ def best_of_n_command(
 def eval_selection_command(
     gold: Path = typer.Option(..., "--gold", help="Gold notes of the verification task (PRM-Clinic JSON)."),
     errors: Path = typer.Option(..., "--errors", help="Error samples of the same cases."),
-    scorer: Literal["medoid", "random", "length", "lexical", "prm", "orm"] = typer.Option(
-        ..., "--scorer", help="A rule (random: its exact expectation; " + _LEXICAL + ") or a model (prm, orm)."
+    scorer: Literal["medoid", "random", "length", "lexical", "prm", "orm", "judge"] = typer.Option(
+        ...,
+        "--scorer",
+        help="A rule (random: its exact expectation; " + _LEXICAL + ") or a model (prm, orm, judge: --model).",
     ),
-    model: Optional[Path] = typer.Option(None, "--model", help="PRM folder, for --scorer prm/orm."),
-    aggregate: Optional[Aggregate] = typer.Option(None, "--aggregate", help="prm/orm/lexical: " + _AGGREGATE_HELP),
+    model: Optional[Path] = typer.Option(None, "--model", help=_MODEL_HELP),
+    aggregate: Optional[Aggregate] = typer.Option(
+        None, "--aggregate", help="prm/orm/lexical/judge: " + _AGGREGATE_HELP
+    ),
     json_out: Path = typer.Option(..., "--json", help="Write the report (per Data_source; fractions) here."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N cases of each Data_source."),
     false_alarm_rate: float = typer.Option(
@@ -328,6 +344,7 @@ def eval_selection_command(
     )
     from clinrl.prm.schema import load_notes
 
+    _check_judge(scorer, model)
     cases, dropped = group_cases(load_notes(gold), load_notes(errors))
     if limit is not None:
         cases = limit_cases(cases, limit)
@@ -348,12 +365,16 @@ def eval_selection_command(
 def eval_preference_command(
     csv_path: Path = typer.Option(..., "--csv", help="A-Prefer-style CSV: Case_id, Sample_no, Training_note."),
     labels: Path = typer.Option(..., "--labels", help="CSV: Case_id, Preferred_note."),
-    scorer: Literal["prm", "orm", "lexical", "random", "length", "first"] = typer.Option(
-        ..., "--scorer", help="A model (prm, orm: --model) or a rule (random: its exact expectation; " + _LEXICAL + ")."
+    scorer: Literal["prm", "orm", "judge", "lexical", "random", "length", "first"] = typer.Option(
+        ...,
+        "--scorer",
+        help="A model (prm, orm, judge: --model) or a rule (random: its exact expectation; " + _LEXICAL + ").",
     ),
-    model: Optional[Path] = typer.Option(None, "--model", help="PRM folder, for --scorer prm/orm."),
+    model: Optional[Path] = typer.Option(None, "--model", help=_MODEL_HELP),
     tokens: str = typer.Option("llama3", "--tokens", help="Tokens of the strings: llama3, new or a JSON file."),
-    aggregate: Optional[Aggregate] = typer.Option(None, "--aggregate", help="prm/orm/lexical: " + _AGGREGATE_HELP),
+    aggregate: Optional[Aggregate] = typer.Option(
+        None, "--aggregate", help="prm/orm/lexical/judge: " + _AGGREGATE_HELP
+    ),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result here (JSON report; fractions)."),
     quiet: bool = _QUIET,
     scoring: ScoringOptions = ScoringOptions(),
@@ -363,6 +384,7 @@ def eval_preference_command(
     from clinrl.prm.build import resolve_tokens
     from clinrl.prm.evaluate import MODEL_SCORERS, evaluate_preference, load_preference_cases
 
+    _check_judge(scorer, model)
     cases, dropped = load_preference_cases(csv_path, labels, resolve_tokens(tokens)[1])
     progress, advance = _progress(len(cases), f"eval {scorer}", quiet)
     with scoring.scorer(model if scorer in MODEL_SCORERS else None) as loaded, progress:
@@ -375,3 +397,40 @@ def eval_preference_command(
         typer.echo(f"dropped: {dropped}", err=True)
     if json_out is not None:
         write_json_atomic(json_out, result)
+
+
+@app.command("judge-init")
+@openai_options
+def judge_init_command(
+    out: Path = typer.Option(..., "--out", help="The judge folder to write (clinrl_judge.json; cache/ beside it)."),
+    model: str = typer.Option(
+        ..., "--model", help="With --endpoint: the model's name there; without: a local causal-LM folder."
+    ),
+    api: Literal["auto", "completions", "chat"] = typer.Option(
+        "auto", "--api", help="completions (endpoint default), chat (local default when the tokenizer has a template)."
+    ),
+    rationale: bool = typer.Option(False, "--rationale", help="The judge also writes one sentence why (kept)."),
+    max_rationale_tokens: int = typer.Option(64, "--max-rationale-tokens", min=1, help="Tokens of that sentence."),
+    top_logprobs: int = typer.Option(20, "--top-logprobs", min=1, max=20, help="Alternatives read at the verdict."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="local: questions per forward pass."),
+    device: Optional[str] = typer.Option(None, "--device", help="local: cpu, cuda … (default: cuda if present)."),
+    openai: OpenAIOptions = OpenAIOptions(),
+) -> None:
+    """Make a judge folder: a served or local LM that answers Yes/No per note step, usable wherever a PRM
+    folder is (--model of prm score/best-of-n/eval-*, serve --prm, a notes recipe's prm:). Nothing is sent now;
+    scoring sends dialogue and note text to the endpoint."""
+    from clinrl.errors import ClinrlError
+    from clinrl.prm.judge import JudgeConfig, write_judge_folder
+
+    if openai.endpoint is None and not Path(model).is_dir():
+        raise ClinrlError(f"--model {model!r} is not a folder: give --endpoint URL for a model served there")
+    where = {"endpoint": openai.endpoint, "served_model": model} if openai.endpoint else {"local_model": model}
+    config = JudgeConfig(
+        **where, api=api, api_key_env=openai.api_key_env, concurrency=openai.concurrency, timeout_s=openai.timeout_s,
+        request_retries=openai.request_retries, cache_dir=str(openai.cache_dir) if openai.cache_dir else None,
+        rationale=rationale, max_rationale_tokens=max_rationale_tokens, top_logprobs=top_logprobs,
+        batch_size=batch_size, device=device,
+    )  # fmt: skip
+    path = write_judge_folder(out, config)
+    target = f"{openai.endpoint} ({model})" if openai.endpoint else model
+    typer.echo(f"judge -> {path} ({target}, api {api})", err=True)

@@ -15,7 +15,9 @@ __all__ = ["serve_command"]
 
 def serve_command(
     model: Path = typer.Option(..., "--model", help="Causal LM folder (e.g. a trained DRG model)."),
-    prm: Optional[Path] = typer.Option(None, "--prm", help="PRM folder (clinrl_prm.json inside) for /v1/prm/score."),
+    prm: Optional[Path] = typer.Option(
+        None, "--prm", help="PRM folder (clinrl_prm.json inside) or judge folder (prm judge-init) for /v1/prm/score."
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; other than loopback needs a token."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on."),
     token_env: str = typer.Option(

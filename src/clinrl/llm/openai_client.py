@@ -203,6 +203,13 @@ class OpenAIBackend:
         """``params.n`` completions of one chat prompt."""
         return self.generate([list(messages)], params or SamplingParams())[0]
 
+    def post(self, route: str, body: dict) -> Any:
+        """The JSON answer to one request ``body`` on ``route`` (e.g. ``"completions"``), sent as given: the
+        retries, concurrency bound, key and errors of :meth:`generate`, without its cache and text parsing.
+        For callers that need more of the answer than its texts, e.g. the verdict token's logprobs
+        (:mod:`clinrl.prm.judge`, which keeps its own cache)."""
+        return self._post(route, body)
+
     def close(self) -> None:
         """Close the HTTP connection pool (a later call opens a new one)."""
         with self._lock:

@@ -346,8 +346,13 @@ _BACKENDS: Registry[Callable[[PRMScorer, str, list[Note]], list[NoteScore]]] = R
 
 
 def load_scorer(path: str | Path, config: ScoreConfig | None = None) -> PRMScorer:
-    """A :class:`PRMScorer` for a saved PRM directory (:func:`clinrl.prm.model.load_prm`)."""
+    """A :class:`PRMScorer` for a saved PRM directory (:func:`clinrl.prm.model.load_prm`), or for a judge
+    folder (``clinrl_judge.json``) a :class:`clinrl.prm.judge.JudgeScorer`, which scores alike (``config``,
+    the PRM's read-out options, does not apply to it)."""
+    from clinrl.prm import judge  # lazy: a cycle (judge builds on this module)
 
+    if judge.is_judge_folder(path):
+        return judge.load_judge(path)  # type: ignore[return-value]
     loaded = load_prm(path)
     return PRMScorer(
         model=loaded.model, tokenizer=loaded.tokenizer, tokens=loaded.meta.tokens, head=loaded.meta.head,

@@ -142,6 +142,10 @@ def score_note(scorer: Any, req: PRMRequest) -> dict[str, Any]:
     except ClinrlError as err:
         raise ApiError(422, "invalid_note", f"cannot score this note: {err}") from None
     steps = [{**s.to_dict(), "where": s.where, "log_p": s.log_p} for s in scored.slots]
+    rationales = getattr(scored, "rationales", None)  # a judge asked for them (clinrl.prm.judge)
+    if rationales is not None:
+        for step, why in zip(steps, rationales):
+            step["rationale"] = why
     return {
         "score": scored.score(aggregate),
         "aggregate": aggregate,
