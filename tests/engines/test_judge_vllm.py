@@ -12,10 +12,9 @@ import json
 import pytest
 
 from clinrl.prm import judge as J
-from clinrl.prm.schema import save_notes
 from clinrl.prm.score import slot_layout
 from tests.helpers.models import build_judge_lm
-from tests.prm.test_judge import dev_cases
+from tests.prm.test_judge import write_dev_cases
 from tests.reliability.cli import run_cli
 
 pytestmark = pytest.mark.engine
@@ -41,11 +40,7 @@ def server(judge_lm, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory):
-    cases = dev_cases()
-    folder = tmp_path_factory.mktemp("judge-dev")
-    save_notes([c.candidates[0] for c in cases], folder / "gold.json")
-    save_notes([n for c in cases for n in c.candidates[1:]], folder / "errors.json")
-    return folder, cases
+    return write_dev_cases(tmp_path_factory.mktemp("judge-dev"))
 
 
 def _ok(argv, capsys):

@@ -117,14 +117,17 @@ def dev_cases() -> list[Case]:
             for c in limit_cases(cases, 1)]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def dev(tmp_path_factory):
-    """:func:`dev_cases` saved as a gold and an error file: (folder, cases)."""
+def write_dev_cases(folder: Path) -> tuple[Path, list[Case]]:
+    """:func:`dev_cases` saved as ``folder``/gold.json and errors.json: (folder, cases)."""
     cases = dev_cases()
-    folder = tmp_path_factory.mktemp("dev")
     save_notes([c.candidates[0] for c in cases], folder / "gold.json")
     save_notes([n for c in cases for n in c.candidates[1:]], folder / "errors.json")
     return folder, cases
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory):
+    return write_dev_cases(tmp_path_factory.mktemp("dev"))
 
 
 def _judge_dir(tmp_path, capsys, *args) -> str:
