@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
+from clinrl.errors import ClinrlError
 from clinrl.prm.encode import (
     GROUP_LABEL,
     GROUP_NONE,
@@ -414,3 +416,36 @@ def test_eval_notes_give_an_evaluation_loss_during_training(tiny_causal, gold_fi
     history = json.loads((tmp_path / "e" / "trainer_state.json").read_text())["log_history"]
     evals = [e for e in history if "eval_loss" in e]
     assert [e["step"] for e in evals] == [1, 2] and all(math.isfinite(e["eval_loss"]) for e in evals)
+
+
+def test_a_tiny_base_model_is_built_once_and_the_other_ranks_wait_for_its_mark(gold_file, tmp_path, monkeypatch):
+    """The first process builds ``tiny:`` into base_model (temp folder, mark, rename); another rank returns only
+    once the mark names the same inputs, and never builds; a run with other settings rebuilds."""
+    import clinrl.prm.train as T
+
+    config = _config("tiny:qwen2", gold_file, tmp_path / "run", tiny_hidden_size=32, tiny_layers=1, tiny_heads=2,
+                     tiny_vocab_size=400)  # fmt: skip
+    notes = load_training_notes(config)
+    folder = tmp_path / "run" / "base_model"
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setattr(T, "TINY_WAIT_S", 0.5)
+    with pytest.raises(ClinrlError, match="waited 0 s for the first process"):  # rank 1 never builds
+        T._base_model_path(config, notes)
+    assert not folder.exists()
+    monkeypatch.setenv("RANK", "0")
+    assert T._base_model_path(config, notes) == str(folder)
+    mark = (folder / T.TINY_DONE).read_text()
+    assert (folder / "config.json").is_file() and not list(folder.parent.glob("base_model.tmp-*"))
+    monkeypatch.setenv("RANK", "1")
+    assert T._base_model_path(config, notes) == str(folder)  # the mark matches: at once
+    built_at = (folder / "config.json").stat().st_mtime_ns
+    monkeypatch.setenv("RANK", "0")
+    T._base_model_path(config, notes)  # kept (e.g. --resume): not rebuilt
+    assert (folder / "config.json").stat().st_mtime_ns == built_at
+    other = replace(config, tiny_hidden_size=64, tiny_heads=4)
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(ClinrlError):  # an older model of other settings is not taken for this run's
+        T._base_model_path(other, notes)
+    monkeypatch.setenv("RANK", "0")
+    T._base_model_path(other, notes)
+    assert (folder / T.TINY_DONE).read_text() != mark

@@ -24,9 +24,12 @@ saved consolidated (:func:`clinrl.training.save_full_model`) to ``output_dir`` w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import random
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -481,23 +484,73 @@ def _training_args(config: PRMTrainConfig, has_eval: bool) -> Any:
     return config.training_arguments(**derived)
 
 
-def _base_model_path(config: PRMTrainConfig, notes: Sequence[Note], args: Any) -> str:
-    """The base model folder; a ``tiny:`` model is built by the first process alone (the others wait for it),
-    before the Trainer exists, so that it is written whole (never as ZeRO-3-partitioned 0-element tensors).
+TINY_DONE = ".clinrl_complete"  # written last into a tiny base-model folder: what it was built from
+TINY_WAIT_S = 900.0
 
-    Who is first and the wait come from the run's ``TrainingArguments`` (``args``), i.e. the distributed state
-    the Trainer itself uses. Not a bare ``accelerate.PartialState()``: on CPU processes that one takes the
-    accelerator-less launch for a single process (``DistributedType.NO``), so every rank believed it was the
-    main one, all built the model into the same folder at once, and a rank could read it half written (it
-    then failed while the others waited in their first collective: the engine tier's intermittent hang)."""
+
+def _base_model_path(config: PRMTrainConfig, notes: Sequence[Note]) -> str:
+    """The base model folder; a ``tiny:`` model is built by the first process into ``output_dir/base_model``
+    (kept when one built from the same settings and notes is there: ``--resume`` goes on with its model).
+
+    The other processes wait for the folder's completion mark naming the same inputs, without a collective:
+    before the Trainer exists no distributed state is safe to use here — ``accelerate.PartialState()`` takes a
+    CPU launch for one process (every rank then believed it was the first, built the model into the same
+    folder at once and could read it half written: the engine tier's intermittent hang), and the run's
+    ``TrainingArguments`` under ZeRO-3 partition every model built after them (rank 0 then waits in a broadcast
+    the others never join). Built in a temporary folder and renamed, so a reader never sees it half written."""
     path = resolve_model_path(config.model)
     if not path.startswith(TINY_PREFIX):
         return path
     folder = Path(config.output_dir) / "base_model"
-    with args.main_process_first(local=False, desc="building the tiny base model"):
-        if args.process_index == 0:
-            _tiny_model(path[len(TINY_PREFIX) :], notes, folder, config)
+    arch = path[len(TINY_PREFIX) :]
+    built_from = _tiny_fingerprint(arch, notes, config)
+    if _mark(folder) == built_from:
+        return str(folder)
+    if int(os.environ.get("RANK", "0")) == 0:
+        _build_tiny_base(arch, notes, folder, config, built_from)
+    else:
+        _wait_for_mark(folder, built_from, TINY_WAIT_S)
     return str(folder)
+
+
+def _tiny_fingerprint(arch: str, notes: Sequence[Note], config: PRMTrainConfig) -> str:
+    """A hash of what :func:`_tiny_model` builds from: the architecture, the ``tiny_*`` shape, ``max_length``
+    and the tokenizer's training texts (the same on every process: the notes are drawn with the run's seed)."""
+    h = hashlib.sha256(f"{arch}|{config.tiny_hidden_size}|{config.tiny_layers}|{config.tiny_heads}|"
+                       f"{config.tiny_vocab_size}|{config.max_length}".encode())  # fmt: skip
+    for n in notes[: config.tiny_tokenizer_notes]:
+        h.update((n.dialogue + "\n" + n.text()).encode())
+    return h.hexdigest()
+
+
+def _mark(folder: Path) -> str | None:
+    try:
+        return (folder / TINY_DONE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+
+
+def _build_tiny_base(arch: str, notes: Sequence[Note], folder: Path, config: PRMTrainConfig, built_from: str) -> None:
+    """:func:`_tiny_model` into a temporary folder beside ``folder``, marked, then renamed to it (an older or
+    half-built folder there is replaced)."""
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    _tiny_model(arch, notes, tmp, config)
+    (tmp / TINY_DONE).write_text(built_from + "\n", encoding="utf-8")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+
+
+def _wait_for_mark(folder: Path, built_from: str, timeout_s: float) -> None:
+    """Poll until ``folder`` is marked as built from ``built_from``; a one-line error after ``timeout_s`` (the
+    first process failed or is stuck: its own error, or the launcher's, says why)."""
+    deadline = time.monotonic() + timeout_s
+    while _mark(folder) != built_from:
+        if time.monotonic() > deadline:
+            raise ClinrlError(
+                f"waited {timeout_s:.0f} s for the first process to build the tiny base model in {folder}"
+            )
+        time.sleep(0.2)
 
 
 def _log_losses(log_history: Sequence[dict[str, Any]]) -> list[tuple[int, float]]:
@@ -518,9 +571,9 @@ def train_prm(config: PRMTrainConfig, *, resume: bool = False) -> TrainResult:
     checkpoint = resume_checkpoint(out, resume)
     set_seed(config.seed)
     notes = load_training_notes(config)
+    base = _base_model_path(config, notes)  # before the TrainingArguments: see there
     eval_notes = _eval_notes(config)
     args = _training_args(config, has_eval=bool(eval_notes))
-    base = _base_model_path(config, notes, args)
     set_seed(config.seed)  # every process initialises new weights (head, added tokens) identically
     model, tokenizer, tokens, ids = _load_base(config, base)
     examples, dropped = encode_examples(notes, tokenizer, tokens, ids, config)
