@@ -124,9 +124,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from clinrl.prm import demo_data_dir
-    from clinrl.prm.evaluate import evaluate_selection, group_cases, limit_cases
+    from clinrl.prm.evaluate import evaluate_selection, limit_cases, load_dev_cases
     from clinrl.prm.model import META_FILE, load_prm
-    from clinrl.prm.schema import load_notes
 
     torch.set_num_threads(args.threads)
     model_dir = Path(args.model)
@@ -145,7 +144,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
 
     data = Path(args.data) if args.data else demo_data_dir()
-    cases, _ = group_cases(*(load_notes(data / f"verification_dev_{k}.json.gz") for k in ("gold", "error")))
+    cases, _ = load_dev_cases(data)
     if args.limit:
         cases = limit_cases(cases, args.limit)
     sources = sorted({c.data_source for c in cases})

@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 
@@ -50,16 +49,9 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="a trained PRM folder to compare on the same slots")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for --model")
     args = parser.parse_args()
-    from clinrl.prm.evaluate import auroc, group_cases, pick
-    from clinrl.prm.schema import load_notes
+    from clinrl.prm.evaluate import auroc, load_dev_cases, pick
 
-    if args.data is None:
-        from clinrl.prm import demo_data_dir
-
-        args.data = str(demo_data_dir())
-    data = Path(args.data)
-    gold, errors = (load_notes(data / f"verification_dev_{k}.json.gz") for k in ("gold", "error"))
-    cases, dropped = group_cases(gold, errors)
+    cases, dropped = load_dev_cases(args.data)
     scorer = None
     if args.model:
         import torch

@@ -47,12 +47,9 @@ def _reset_peak() -> bool:
 
 
 def _cases(data: Path, n_cases: int):
-    from clinrl.prm.evaluate import group_cases
-    from clinrl.prm.schema import load_notes
+    from clinrl.prm.evaluate import load_dev_cases
 
-    gold, errors = (load_notes(data / f"verification_dev_{k}.json.gz") for k in ("gold", "error"))
-    cases, _ = group_cases(gold, errors)
-    return cases[:n_cases]
+    return load_dev_cases(data)[0][:n_cases]
 
 
 def build(out: Path, data: Path, args: argparse.Namespace) -> dict:

@@ -98,19 +98,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads for models")
     parser.add_argument("--limit", type=int, default=None, help="only the first N cases of each task and source")
     args = parser.parse_args()
+    from clinrl.prm import demo_data_dir
     from clinrl.prm.build import resolve_tokens
-    from clinrl.prm.evaluate import group_cases, limit_cases, load_preference_cases
+    from clinrl.prm.evaluate import limit_cases, load_dev_cases, load_preference_cases
     from clinrl.prm.lexical import LexicalScorer
-    from clinrl.prm.schema import load_notes
     from clinrl.prm.score import load_scorer
 
-    if args.data is None:
-        from clinrl.prm import demo_data_dir
-
-        args.data = str(demo_data_dir())
-    data = Path(args.data)
-    gold, errors = (load_notes(data / f"verification_dev_{k}.json.gz") for k in ("gold", "error"))
-    cases, _ = group_cases(gold, errors)
+    data = Path(args.data) if args.data else demo_data_dir()
+    cases, _ = load_dev_cases(data)
     tokens = resolve_tokens("llama3")[1]
     prefer, _ = load_preference_cases(data / "a_prefer_dev.csv", data / "a_prefer_dev_labels.csv", tokens)
     if args.limit is not None:

@@ -78,6 +78,7 @@ __all__ = [
     "evaluate_selection",
     "group_cases",
     "limit_cases",
+    "load_dev_cases",
     "load_preference_cases",
     "pick",
     "selection_table",
@@ -130,6 +131,17 @@ def group_cases(gold: Sequence[Note], errors: Sequence[Note]) -> tuple[list[Case
         cases.append(Case(g.case_id, g.data_source or "unknown", [g, *samples]))
     dropped["errors_without_gold"] = sum(len(v) for k, v in by_case.items() if k not in seen)
     return cases, dropped
+
+
+def load_dev_cases(data: str | Path | None = None) -> tuple[list[Case], dict[str, int]]:
+    """The dev verification cases (``verification_dev_gold/error.json.gz`` in ``data``, default the bundled PRM
+    data) grouped by :func:`group_cases`: (cases, counted drops)."""
+    from clinrl.prm import demo_data_dir
+    from clinrl.prm.schema import load_notes
+
+    folder = Path(data) if data is not None else demo_data_dir()
+    gold, errors = (load_notes(folder / f"verification_dev_{kind}.json.gz") for kind in ("gold", "error"))
+    return group_cases(gold, errors)
 
 
 def limit_cases(cases: Sequence[Case], per_source: int) -> list[Case]:
