@@ -53,10 +53,11 @@ from typing import Any
 import numpy as np
 
 from clinrl.errors import ClinrlError, DataError, shown_id
+from clinrl.prm import demo_data_dir
 from clinrl.prm.baselines import RULES
 from clinrl.prm.format import parse_prm_string
 from clinrl.prm.lexical import LexicalScorer
-from clinrl.prm.schema import Note
+from clinrl.prm.schema import Note, load_notes
 from clinrl.prm.score import AGGREGATES
 
 __all__ = [
@@ -136,9 +137,6 @@ def group_cases(gold: Sequence[Note], errors: Sequence[Note]) -> tuple[list[Case
 def load_dev_cases(data: str | Path | None = None) -> tuple[list[Case], dict[str, int]]:
     """The dev verification cases (``verification_dev_gold/error.json.gz`` in ``data``, default the bundled PRM
     data) grouped by :func:`group_cases`: (cases, counted drops)."""
-    from clinrl.prm import demo_data_dir
-    from clinrl.prm.schema import load_notes
-
     folder = Path(data) if data is not None else demo_data_dir()
     gold, errors = (load_notes(folder / f"verification_dev_{kind}.json.gz") for kind in ("gold", "error"))
     return group_cases(gold, errors)

@@ -339,8 +339,7 @@ def _tiny_model(arch: str, notes: Sequence[Note], out: Path, config: PRMTrainCon
         raise ClinrlError(
             f"tiny_hidden_size {config.tiny_hidden_size} is not a multiple of tiny_heads {config.tiny_heads}"
         )
-    texts = [n.dialogue + "\n" + n.text() for n in notes[: config.tiny_tokenizer_notes]]
-    tokenizer = train_tokenizer(texts, vocab_size=config.tiny_vocab_size)
+    tokenizer = train_tokenizer(_tokenizer_texts(notes, config), vocab_size=config.tiny_vocab_size)
     shape = TinyModelConfig(
         arch=arch, hidden_size=config.tiny_hidden_size, num_layers=config.tiny_layers, num_heads=config.tiny_heads,
         num_kv_heads=max(1, config.tiny_heads // 2), intermediate_size=2 * config.tiny_hidden_size,
@@ -348,6 +347,11 @@ def _tiny_model(arch: str, notes: Sequence[Note], out: Path, config: PRMTrainCon
     )  # fmt: skip
     build_tiny_model(tokenizer, shape, out=out)
     return str(out)
+
+
+def _tokenizer_texts(notes: Sequence[Note], config: PRMTrainConfig) -> list[str]:
+    """What a tiny model's tokenizer is trained on: dialogue and text of the first ``tiny_tokenizer_notes``."""
+    return [n.dialogue + "\n" + n.text() for n in notes[: config.tiny_tokenizer_notes]]
 
 
 def _load_base(config: PRMTrainConfig, path: str):
@@ -518,8 +522,8 @@ def _tiny_fingerprint(arch: str, notes: Sequence[Note], config: PRMTrainConfig) 
     and the tokenizer's training texts (the same on every process: the notes are drawn with the run's seed)."""
     h = hashlib.sha256(f"{arch}|{config.tiny_hidden_size}|{config.tiny_layers}|{config.tiny_heads}|"
                        f"{config.tiny_vocab_size}|{config.max_length}".encode())  # fmt: skip
-    for n in notes[: config.tiny_tokenizer_notes]:
-        h.update((n.dialogue + "\n" + n.text()).encode())
+    for text in _tokenizer_texts(notes, config):
+        h.update(text.encode())
     return h.hexdigest()
 
 
